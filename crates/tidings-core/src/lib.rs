@@ -1,0 +1,25 @@
+//! Core of Tidings: message contracts, the [`Envelope`], the [`Bus`](bus::Bus), endpoints
+//! and their consumer pipeline (tower layers), the [`Transport`](transport::Transport)
+//! trait with an in-memory transport, a test harness, and (feature `conformance`) the
+//! conformance suite every transport runs.
+
+pub mod envelope;
+pub mod error;
+pub mod fault;
+pub mod message;
+pub mod transport;
+
+pub use envelope::Envelope;
+pub use error::{Error, ErrorKind, Result};
+pub use fault::{Fault, FaultReason};
+pub use message::{Command, ContractId, Event, JsonSerializer, Message, MessageKind, Serializer};
+pub use tidings_macros::Message;
+
+pub mod context;
+pub mod handler;
+pub mod producer;
+pub mod telemetry;
+
+pub use context::ConsumeContext;
+pub use handler::{Handler, HandlerError, HandlerFn};
+pub use producer::{Producer, SendOptions};

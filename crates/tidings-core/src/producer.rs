@@ -1,0 +1,204 @@
+//! [`Producer`]: builds envelopes and hands them to the transport. The bus and every
+//! [`ConsumeContext`](crate::ConsumeContext) send through one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::transport::{Outgoing, Transport};
+use crate::{Command, Envelope, Error, Event, JsonSerializer, Message, Result, Serializer};
+
+/// Per-message options: correlation, partition key, headers, schedule, expiry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SendOptions {
+    /// Correlation id (a new one is made when neither this nor a consumed message sets it).
+    pub correlation_id: Option<String>,
+    /// The message that caused this one.
+    pub causation_id: Option<Uuid>,
+    /// The first message of the conversation.
+    pub conversation_id: Option<Uuid>,
+    /// Ordering key.
+    pub partition_key: Option<String>,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+    /// Deliver no earlier than this.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Drop (count as expired) if not handled by then.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl SendOptions {
+    /// Sets the correlation id.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the partition key.
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Delivers no earlier than `at`.
+    pub fn schedule_at(mut self, at: DateTime<Utc>) -> Self {
+        self.scheduled_for = Some(at);
+        self
+    }
+
+    /// Delivers after `delay`.
+    pub fn delay(self, delay: std::time::Duration) -> Self {
+        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+        self.schedule_at(at)
+    }
+
+    /// Expires after `ttl`.
+    pub fn time_to_live(mut self, ttl: std::time::Duration) -> Self {
+        self.expires_at =
+            Some(Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::zero()));
+        self
+    }
+}
+
+struct Inner {
+    transport: Arc<dyn Transport>,
+    routes: HashMap<String, String>,
+    source: Option<String>,
+    serializer: JsonSerializer,
+}
+
+/// Sends and publishes on a transport, routing commands to the endpoint that receives them.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("transport", &self.inner.transport.name())
+            .field("source", &self.inner.source)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// A producer on `transport`; `routes` maps command names to queues.
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        routes: HashMap<String, String>,
+        source: Option<String>,
+    ) -> Self {
+        Producer {
+            inner: Arc::new(Inner {
+                transport,
+                routes,
+                source,
+                serializer: JsonSerializer,
+            }),
+        }
+    }
+
+    /// The same routes, with another source endpoint name.
+    pub fn with_source(&self, source: impl Into<String>) -> Self {
+        Producer {
+            inner: Arc::new(Inner {
+                transport: self.inner.transport.clone(),
+                routes: self.inner.routes.clone(),
+                source: Some(source.into()),
+                serializer: JsonSerializer,
+            }),
+        }
+    }
+
+    /// The transport underneath.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// The queue that receives command `name`.
+    pub fn route(&self, name: &str) -> Result<&str> {
+        self.inner
+            .routes
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| Error::NoRoute(name.to_string()))
+    }
+
+    /// Builds the envelope for `msg`.
+    pub fn envelope<M: Message>(&self, msg: &M, opts: SendOptions) -> Result<Envelope> {
+        let body = self.inner.serializer.encode(msg)?;
+        let mut env = Envelope::new(M::NAME, M::VERSION, body);
+        env.content_type = self.inner.serializer.content_type().to_string();
+        env.correlation_id = Some(
+            opts.correlation_id
+                .unwrap_or_else(|| Uuid::now_v7().to_string()),
+        );
+        env.causation_id = opts.causation_id;
+        env.conversation_id = opts.conversation_id.or(Some(env.id));
+        env.source_endpoint = self.inner.source.clone();
+        env.partition_key = opts.partition_key;
+        env.headers = opts.headers;
+        env.scheduled_for = opts.scheduled_for;
+        env.expires_at = opts.expires_at;
+        crate::telemetry::inject_current(&mut env);
+        Ok(env)
+    }
+
+    /// The outgoing message for `msg`: published if an event, routed if a command.
+    pub fn outgoing<M: Message>(&self, msg: &M, opts: SendOptions) -> Result<Outgoing> {
+        let env = self.envelope(msg, opts)?;
+        Ok(match M::KIND {
+            crate::MessageKind::Event => Outgoing::publish(env),
+            crate::MessageKind::Command => Outgoing::to_queue(self.route(M::NAME)?, env),
+        })
+    }
+
+    /// Publishes an event to every subscribed endpoint.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<Uuid> {
+        self.publish_with(event, SendOptions::default()).await
+    }
+
+    /// Publishes with options.
+    pub async fn publish_with<E: Event>(&self, event: &E, opts: SendOptions) -> Result<Uuid> {
+        self.dispatch(event, opts).await
+    }
+
+    /// Sends a command to the endpoint that receives it.
+    pub async fn send<C: Command>(&self, cmd: &C) -> Result<Uuid> {
+        self.send_with(cmd, SendOptions::default()).await
+    }
+
+    /// Sends with options.
+    pub async fn send_with<C: Command>(&self, cmd: &C, opts: SendOptions) -> Result<Uuid> {
+        self.dispatch(cmd, opts).await
+    }
+
+    /// Sends (command) or publishes (event) `msg` so that it is delivered at `at`.
+    pub async fn schedule<M: Message>(&self, msg: &M, at: DateTime<Utc>) -> Result<Uuid> {
+        self.dispatch(msg, SendOptions::default().schedule_at(at))
+            .await
+    }
+
+    /// Sends or publishes, by the contract's kind.
+    pub async fn dispatch<M: Message>(&self, msg: &M, opts: SendOptions) -> Result<Uuid> {
+        let out = self.outgoing(msg, opts)?;
+        let id = out.envelope.id;
+        crate::telemetry::record_sent(&out.envelope);
+        self.inner.transport.send(vec![out]).await?;
+        Ok(id)
+    }
+
+    /// Sends already-built messages in one call (atomically where the transport can).
+    pub async fn send_raw(&self, messages: Vec<Outgoing>) -> Result<()> {
+        self.inner.transport.send(messages).await
+    }
+}
