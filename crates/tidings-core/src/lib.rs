@@ -23,3 +23,6 @@ pub mod telemetry;
 pub use context::ConsumeContext;
 pub use handler::{Handler, HandlerError, HandlerFn};
 pub use producer::{Producer, SendOptions};
+
+#[cfg(feature = "conformance")]
+pub mod conformance;

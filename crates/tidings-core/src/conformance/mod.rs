@@ -1,0 +1,69 @@
+//! The transport conformance suite (feature `conformance`): the same tests, generic over a
+//! [`TransportFactory`], run by every transport crate from its `tests/conformance.rs`:
+//!
+//! ```ignore
+//! struct Factory;
+//! #[async_trait::async_trait]
+//! impl tidings_core::conformance::TransportFactory for Factory {
+//!     async fn create(&self) -> tidings_core::Result<std::sync::Arc<dyn tidings_core::transport::Transport>> { .. }
+//! }
+//! tidings_core::conformance_tests!(Factory);
+//! ```
+//!
+//! Every case uses fresh, uniquely named queues, so a persistent broker can be reused.
+
+pub mod cases;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::transport::Transport;
+use crate::Result;
+
+/// Makes a transport for one conformance case.
+#[async_trait]
+pub trait TransportFactory: Send + Sync + 'static {
+    /// A connected transport. Cases may call it more than once (e.g. to get a second
+    /// connection to the same broker/database); all transports from one factory share data.
+    async fn create(&self) -> Result<Arc<dyn Transport>>;
+}
+
+/// A queue name unique to this run: `<prefix>_<8 hex>`.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..8])
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each calling
+/// `cases::<name>(&factory)`. `$factory` is an expression building the factory.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@cases $factory;
+            send_receive,
+            publish_fans_out_to_subscribers_only,
+            competing_consumers_get_each_message_once,
+            ack_removes,
+            nack_with_delay_comes_back_no_earlier,
+            delivery_count_grows,
+            unacked_delivery_comes_back_after_receiver_ends,
+            per_key_order_under_concurrency,
+            error_queue_keeps_headers,
+            replay_moves_dead_letter_back,
+            scheduled_delivery,
+            oversize_message_rejected,
+            shutdown_releases_in_flight,
+            many_messages_no_loss_no_duplicate,
+        );
+    };
+    (@cases $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let factory = $factory;
+                $crate::conformance::cases::$name(&factory).await;
+            }
+        )*
+    };
+}
