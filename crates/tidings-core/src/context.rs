@@ -14,6 +14,7 @@ struct Shared {
     producer: Producer,
     endpoint: String,
     delivery_count: u32,
+    attempts: std::sync::atomic::AtomicU32,
 }
 
 /// The message being handled, with a producer that continues its conversation.
@@ -48,6 +49,7 @@ impl ConsumeContext {
                 producer,
                 endpoint: endpoint.to_string(),
                 delivery_count,
+                attempts: std::sync::atomic::AtomicU32::new(1),
             }),
             attempt: 1,
         }
@@ -83,8 +85,18 @@ impl ConsumeContext {
         self.attempt
     }
 
+    /// Immediate attempts made so far in this delivery (highest attempt number seen).
+    pub fn attempts_made(&self) -> u32 {
+        self.shared
+            .attempts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The same context, at immediate attempt `attempt`.
     pub fn with_attempt(&self, attempt: u32) -> Self {
+        self.shared
+            .attempts
+            .fetch_max(attempt, std::sync::atomic::Ordering::Relaxed);
         ConsumeContext {
             shared: self.shared.clone(),
             attempt,

@@ -26,3 +26,13 @@ pub use producer::{Producer, SendOptions};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod pipeline;
+
+pub mod bus;
+pub mod endpoint;
+pub mod observe;
+mod receive;
+pub mod topology;
+
+pub use bus::{Bus, BusBuilder};
+pub use endpoint::{Endpoint, Redelivery};

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Whether a contract is an event (published, fanned out) or a command (sent to one endpoint).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageKind {
     /// A fact that happened; zero or more endpoints subscribe.

@@ -1,0 +1,307 @@
+//! [`Endpoint`]: a queue with its handlers, settings and consumer pipeline, built fluently
+//! and validated when the bus starts.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::handler::{Handler, HandlerError, HandlerFn};
+use crate::pipeline::deserialize::DeserializeLayer;
+use crate::pipeline::dispatch::RouteTable;
+use crate::pipeline::inbox::{InboxLayer, InboxStore};
+use crate::pipeline::metrics::MetricsLayer;
+use crate::pipeline::trace::TraceLayer;
+use crate::pipeline::{BoxPipeline, Consume};
+use crate::{ConsumeContext, ContractId, Message, MessageKind};
+
+/// Wraps the pipeline built so far in one more step.
+pub(crate) type LayerFn = Arc<dyn Fn(BoxPipeline) -> BoxPipeline + Send + Sync>;
+
+/// Delayed redeliveries ("second-level retries"): after immediate retries fail, the message
+/// goes back to the queue after `delays[n]` on its n-th failed delivery; once they run out, to
+/// the error queue. Counted by the transport's delivery count.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Redelivery {
+    /// Delay before each redelivery.
+    pub delays: Vec<Duration>,
+}
+
+impl Redelivery {
+    /// Redeliver after each of `delays`.
+    pub fn intervals(delays: impl IntoIterator<Item = Duration>) -> Self {
+        Redelivery {
+            delays: delays.into_iter().collect(),
+        }
+    }
+
+    /// No delayed redelivery: dead-letter after immediate retries.
+    pub fn none() -> Self {
+        Redelivery::default()
+    }
+
+    /// The delay for a message that failed on delivery `delivery_count` (1-based), or
+    /// `None` when redeliveries are used up.
+    pub fn delay_for(&self, delivery_count: u32) -> Option<Duration> {
+        self.delays
+            .get(delivery_count.saturating_sub(1) as usize)
+            .copied()
+    }
+}
+
+/// Settings of one endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointSettings {
+    /// Deliveries taken ahead of handling.
+    pub prefetch: usize,
+    /// Handlers running at once.
+    pub concurrency: usize,
+    /// One message in flight per partition key.
+    pub ordered: bool,
+    /// Park a key behind its dead letter (ordered endpoints).
+    pub park_on_dead_letter: bool,
+    /// Largest accepted envelope in bytes; larger ones go to the error queue.
+    pub max_message_size: usize,
+    /// Lease (visibility timeout); renewed while the handler runs.
+    pub lease: Duration,
+    /// Delayed redeliveries.
+    pub redelivery: Redelivery,
+}
+
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        EndpointSettings {
+            prefetch: 64,
+            concurrency: 16,
+            ordered: false,
+            park_on_dead_letter: false,
+            max_message_size: 1024 * 1024,
+            lease: Duration::from_secs(30),
+            redelivery: Redelivery::intervals([
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+                Duration::from_secs(120),
+            ]),
+        }
+    }
+}
+
+/// One contract an endpoint handles, sends or publishes (for validation and diagrams).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ContractUse {
+    /// The contract.
+    pub id: ContractId,
+    /// Event or command.
+    pub kind: MessageKind,
+    /// Rust type name.
+    pub rust_type: &'static str,
+}
+
+impl ContractUse {
+    pub(crate) fn of<M: Message>() -> Self {
+        ContractUse {
+            id: ContractId::of::<M>(),
+            kind: M::KIND,
+            rust_type: std::any::type_name::<M>(),
+        }
+    }
+}
+
+/// An endpoint: a named queue, its handlers, settings and pipeline.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub(crate) name: String,
+    pub(crate) settings: EndpointSettings,
+    pub(crate) routes: RouteTable,
+    pub(crate) handles: BTreeSet<ContractUse>,
+    pub(crate) sends: BTreeSet<ContractUse>,
+    pub(crate) errors: Vec<String>,
+    pub(crate) inbox: Option<Arc<dyn InboxStore>>,
+    pub(crate) retry: Option<LayerFn>,
+    pub(crate) breaker: Option<LayerFn>,
+    pub(crate) timeout: Option<LayerFn>,
+    pub(crate) catch_panic: Option<LayerFn>,
+    pub(crate) user_layers: Vec<LayerFn>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .field("handles", &self.handles)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// A new endpoint consuming queue `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        let mut errors = Vec::new();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            errors.push(format!(
+                "endpoint name `{name}` must be non-empty ASCII letters, digits, '-', '_' or '.'"
+            ));
+        }
+        Endpoint {
+            name,
+            settings: EndpointSettings::default(),
+            routes: RouteTable::default(),
+            handles: BTreeSet::new(),
+            sends: BTreeSet::new(),
+            errors,
+            inbox: None,
+            retry: None,
+            breaker: None,
+            timeout: None,
+            catch_panic: None,
+            user_layers: Vec::new(),
+        }
+    }
+
+    /// The endpoint's (queue) name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Handles `M` with `handler`: a command is routed here; an event is subscribed to.
+    pub fn handle<M: Message, H: Handler<M>>(mut self, handler: H) -> Self {
+        if let Err(e) = self.routes.handle::<M, H>(handler) {
+            self.errors.push(format!("endpoint `{}`: {e}", self.name));
+        }
+        self.handles.insert(ContractUse::of::<M>());
+        self
+    }
+
+    /// Handles `M` with an async closure `|msg: M, ctx: ConsumeContext| async move { .. }`.
+    pub fn handle_fn<M, F, Fut>(self, f: F) -> Self
+    where
+        M: Message,
+        F: Fn(M, ConsumeContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.handle::<M, _>(HandlerFn(f))
+    }
+
+    /// Also accepts `Old` (an older version of `New`'s contract), converted with `From`.
+    /// Register `New`'s handler first.
+    pub fn upcast<Old: Message, New: Message + From<Old>>(mut self) -> Self {
+        if let Err(e) = self.routes.upcast::<Old, New>() {
+            self.errors.push(format!("endpoint `{}`: {e}", self.name));
+        }
+        self.handles.insert(ContractUse::of::<Old>());
+        self
+    }
+
+    /// Declares that handlers here send or publish `M` (validated at start-up; drawn in
+    /// topology diagrams).
+    pub fn sends<M: Message>(mut self) -> Self {
+        self.sends.insert(ContractUse::of::<M>());
+        self
+    }
+
+    /// Deliveries taken ahead of handling (default 64).
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.settings.prefetch = n;
+        self
+    }
+
+    /// Handlers running at once (default 16).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = n;
+        self
+    }
+
+    /// One message in flight per partition key; keys in parallel.
+    pub fn ordered(mut self, on: bool) -> Self {
+        self.settings.ordered = on;
+        self
+    }
+
+    /// On an ordered endpoint, a dead-lettered message parks its key: later messages with
+    /// that key wait until the dead letter is replayed or purged.
+    pub fn park_on_dead_letter(mut self, on: bool) -> Self {
+        self.settings.park_on_dead_letter = on;
+        self
+    }
+
+    /// Largest accepted envelope (body + headers) in bytes (default 1 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.settings.max_message_size = bytes;
+        self
+    }
+
+    /// Lease / visibility timeout (default 30 s), renewed while a handler runs.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease;
+        self
+    }
+
+    /// Delayed redelivery schedule (default 5 s, 30 s, 2 min).
+    pub fn redelivery(mut self, redelivery: Redelivery) -> Self {
+        self.settings.redelivery = redelivery;
+        self
+    }
+
+    /// Skips messages this endpoint already handled, remembered in `store`.
+    pub fn inbox(mut self, store: Arc<dyn InboxStore>) -> Self {
+        self.inbox = Some(store);
+        self
+    }
+
+    /// Adds a user layer, innermost (just around the handler, once per attempt). Layers
+    /// added first run outermost among user layers.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<BoxPipeline> + Send + Sync + 'static,
+        L::Service: tower::Service<Consume, Response = (), Error = HandlerError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<Consume>>::Future: Send + 'static,
+    {
+        self.user_layers.push(layer_fn(layer));
+        self
+    }
+
+    /// Assembles the pipeline, outermost first: trace → metrics → deserialize → inbox →
+    /// breaker → retry → timeout → catch panic → user layers → handler.
+    pub(crate) fn build_pipeline(&self) -> BoxPipeline {
+        let dispatcher = self.routes.clone().into_dispatcher();
+        let mut svc = BoxPipeline::new(dispatcher.clone());
+        for l in self.user_layers.iter().rev() {
+            svc = l(svc);
+        }
+        for l in [&self.catch_panic, &self.timeout, &self.retry, &self.breaker]
+            .into_iter()
+            .flatten()
+        {
+            svc = l(svc);
+        }
+        if let Some(store) = &self.inbox {
+            svc = layer_fn(InboxLayer::new(store.clone()))(svc);
+        }
+        svc = layer_fn(DeserializeLayer::new(dispatcher))(svc);
+        svc = layer_fn(MetricsLayer)(svc);
+        layer_fn(TraceLayer)(svc)
+    }
+}
+
+/// Type-erases a layer over the boxed pipeline.
+pub(crate) fn layer_fn<L>(layer: L) -> LayerFn
+where
+    L: tower::Layer<BoxPipeline> + Send + Sync + 'static,
+    L::Service: tower::Service<Consume, Response = (), Error = HandlerError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<Consume>>::Future: Send + 'static,
+{
+    Arc::new(move |inner| BoxPipeline::new(layer.layer(inner)))
+}

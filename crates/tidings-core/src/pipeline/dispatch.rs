@@ -1,0 +1,237 @@
+//! The innermost step: [`Dispatcher`] maps each accepted contract (name + version, upcasts
+//! included) to a decoder and a typed handler, and calls the handler with the decoded message.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+
+use super::Consume;
+use crate::handler::{Handler, HandlerError};
+use crate::{ContractId, ErrorKind, FaultReason, JsonSerializer, Message, Serializer};
+
+type AnyBox = Box<dyn Any + Send + Sync>;
+type DecodeFn = Arc<dyn Fn(&[u8]) -> Result<AnyBox, String> + Send + Sync>;
+type HandleFn = Arc<
+    dyn Fn(AnyBox, crate::ConsumeContext) -> BoxFuture<'static, Result<(), HandlerError>>
+        + Send
+        + Sync,
+>;
+
+/// How one contract version is decoded (into the handler's type) and handled.
+#[derive(Clone)]
+pub(crate) struct Route {
+    decode: DecodeFn,
+    handle: HandleFn,
+    /// The Rust type the contract decodes into (before upcast).
+    pub(crate) wire_type: TypeId,
+}
+
+/// A decoded message, handed from the deserialize step to the handler. Later immediate
+/// retries decode the body again (the first attempt takes the value).
+#[derive(Clone)]
+pub struct Decoded {
+    slot: Arc<Mutex<Option<AnyBox>>>,
+    route: Route,
+}
+
+impl Decoded {
+    /// The decoded value, if not taken by a handler yet (user layers may inspect it).
+    pub fn with_value<R>(&self, f: impl FnOnce(Option<&(dyn Any + Send + Sync)>) -> R) -> R {
+        let guard = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        f(guard.as_deref())
+    }
+}
+
+/// Routes decoded messages to typed handlers.
+#[derive(Clone, Default)]
+pub struct Dispatcher {
+    routes: Arc<HashMap<ContractId, Route>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.routes.keys()).finish()
+    }
+}
+
+/// Collects routes while an endpoint is being built.
+#[derive(Default, Clone)]
+pub(crate) struct RouteTable {
+    pub(crate) routes: HashMap<ContractId, Route>,
+    /// Handler types (message type names) in registration order, for errors.
+    pub(crate) handled: HashMap<TypeId, &'static str>,
+}
+
+fn decoder<W: Message, M: Message + From<W>>() -> DecodeFn {
+    Arc::new(|body: &[u8]| {
+        JsonSerializer
+            .decode::<W>(body)
+            .map(|w| Box::new(M::from(w)) as AnyBox)
+            .map_err(|e| e.to_string())
+    })
+}
+
+impl RouteTable {
+    /// Registers `handler` for `M` (its own name and version).
+    pub(crate) fn handle<M: Message, H: Handler<M>>(&mut self, handler: H) -> Result<(), String> {
+        let handler = Arc::new(handler);
+        let handle: HandleFn = Arc::new(move |msg: AnyBox, ctx| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                match msg.downcast::<M>() {
+                    Ok(m) => handler.handle(*m, ctx).await,
+                    Err(_) => Err(HandlerError::with_reason(
+                        FaultReason::UnknownType,
+                        ErrorKind::Permanent,
+                        "decoded message has an unexpected type",
+                    )),
+                }
+            })
+        });
+        if self.handled.insert(TypeId::of::<M>(), M::NAME).is_some() {
+            return Err(format!(
+                "two handlers for {} on one endpoint",
+                ContractId::of::<M>()
+            ));
+        }
+        self.insert(
+            ContractId::of::<M>(),
+            decoder::<M, M>(),
+            handle,
+            TypeId::of::<M>(),
+        )
+    }
+
+    /// Accepts `Old` on the wire and hands it to `New`'s handler through `From`.
+    pub(crate) fn upcast<Old: Message, New: Message + From<Old>>(&mut self) -> Result<(), String> {
+        let id = ContractId::of::<New>();
+        let Some(target) = self.routes.get(&id) else {
+            return Err(format!(
+                "upcast {} -> {}: register the handler for {} first",
+                ContractId::of::<Old>(),
+                id,
+                id
+            ));
+        };
+        let handle = target.handle.clone();
+        self.insert(
+            ContractId::of::<Old>(),
+            decoder::<Old, New>(),
+            handle,
+            TypeId::of::<Old>(),
+        )
+    }
+
+    fn insert(
+        &mut self,
+        id: ContractId,
+        decode: DecodeFn,
+        handle: HandleFn,
+        wire_type: TypeId,
+    ) -> Result<(), String> {
+        if self.routes.contains_key(&id) {
+            return Err(format!("{id} is registered twice on one endpoint"));
+        }
+        self.routes.insert(
+            id,
+            Route {
+                decode,
+                handle,
+                wire_type,
+            },
+        );
+        Ok(())
+    }
+
+    pub(crate) fn into_dispatcher(self) -> Dispatcher {
+        Dispatcher {
+            routes: Arc::new(self.routes),
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Decodes the envelope's body for its contract.
+    pub fn decode(&self, env: &crate::Envelope) -> Result<Decoded, HandlerError> {
+        let id = ContractId {
+            name: env.message_type.clone(),
+            version: env.version,
+        };
+        let Some(route) = self.routes.get(&id) else {
+            let known: Vec<String> = self
+                .routes
+                .keys()
+                .filter(|k| k.name == id.name)
+                .map(|k| k.to_string())
+                .collect();
+            let text = if known.is_empty() {
+                format!("no handler for message type {id} on this endpoint")
+            } else {
+                format!(
+                    "unknown version: {id} (this endpoint accepts {})",
+                    known.join(", ")
+                )
+            };
+            return Err(HandlerError::with_reason(
+                FaultReason::UnknownType,
+                ErrorKind::Permanent,
+                text,
+            ));
+        };
+        let value = (route.decode)(&env.body).map_err(|e| {
+            HandlerError::with_reason(
+                FaultReason::Undeserializable,
+                ErrorKind::Permanent,
+                format!("cannot decode {id}: {e}"),
+            )
+        })?;
+        Ok(Decoded {
+            slot: Arc::new(Mutex::new(Some(value))),
+            route: route.clone(),
+        })
+    }
+
+    /// Contracts this dispatcher accepts.
+    pub fn contracts(&self) -> impl Iterator<Item = &ContractId> {
+        self.routes.keys()
+    }
+}
+
+impl tower::Service<Consume> for Dispatcher {
+    type Response = ();
+    type Error = HandlerError;
+    type Future = BoxFuture<'static, Result<(), HandlerError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Consume) -> Self::Future {
+        let decoded = match req.message {
+            Some(d) => Ok(d),
+            None => self.decode(req.ctx.envelope()),
+        };
+        Box::pin(async move {
+            let decoded = decoded?;
+            let taken = decoded
+                .slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let value = match taken {
+                Some(v) => v,
+                None => (decoded.route.decode)(&req.ctx.envelope().body).map_err(|e| {
+                    HandlerError::with_reason(
+                        FaultReason::Undeserializable,
+                        ErrorKind::Permanent,
+                        e,
+                    )
+                })?,
+            };
+            (decoded.route.handle)(value, req.ctx).await
+        })
+    }
+}
