@@ -36,3 +36,5 @@ pub mod topology;
 
 pub use bus::{Bus, BusBuilder};
 pub use endpoint::{Endpoint, Redelivery};
+pub mod harness;
+pub use harness::TestHarness;
