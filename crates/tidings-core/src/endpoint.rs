@@ -158,7 +158,7 @@ impl Endpoint {
             retry: None,
             breaker: None,
             timeout: None,
-            catch_panic: None,
+            catch_panic: Some(layer_fn(crate::pipeline::catch_panic::CatchPanicLayer::new())),
             user_layers: Vec::new(),
         }
     }
@@ -244,6 +244,27 @@ impl Endpoint {
     /// Delayed redelivery schedule (default 5 s, 30 s, 2 min).
     pub fn redelivery(mut self, redelivery: Redelivery) -> Self {
         self.settings.redelivery = redelivery;
+        self
+    }
+
+    /// Immediate retries within one delivery (e.g. `Intervals(vec![..])` or
+    /// `Exponential::new(..)`); none by default.
+    pub fn retry<P: crate::pipeline::retry::RetryPolicy + Clone>(mut self, policy: P) -> Self {
+        self.retry = Some(layer_fn(crate::pipeline::retry::RetryLayer::new(policy)));
+        self
+    }
+
+    /// Fails an attempt that runs longer than `limit` (reason `timed-out`, transient).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(layer_fn(crate::pipeline::timeout::TimeoutLayer::new(limit)));
+        self
+    }
+
+    /// Treats a panic as transient (retried) instead of permanent (the default).
+    pub fn panics_are_transient(mut self) -> Self {
+        self.catch_panic = Some(layer_fn(
+            crate::pipeline::catch_panic::CatchPanicLayer::new().transient(),
+        ));
         self
     }
 
