@@ -13,6 +13,7 @@
 //! Every case uses fresh, uniquely named queues, so a persistent broker can be reused.
 
 pub mod cases;
+mod support;
 
 use std::sync::Arc;
 
@@ -55,6 +56,10 @@ macro_rules! conformance_tests {
             oversize_message_rejected,
             shutdown_releases_in_flight,
             many_messages_no_loss_no_duplicate,
+            parked_key_waits_for_replay,
+            stats_reflect_reality,
+            extend_lease_keeps_delivery_hidden,
+            close_rejects_further_calls,
         );
     };
     (@cases $factory:expr; $($name:ident),* $(,)?) => {
