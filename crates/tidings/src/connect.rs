@@ -1,0 +1,79 @@
+//! [`connect`]: picks and connects a transport by URL scheme, like sqlx's `Any` driver.
+//!
+//! | scheme | transport | feature |
+//! | --- | --- | --- |
+//! | `memory://` | in-process, not durable | always |
+//! | `sqlite://path/to/file.db` | embedded, durable | `sqlite` (default) |
+//! | `postgres://` / `postgresql://` | PostgreSQL | `postgres` |
+//! | `amqp://` / `amqps://` | RabbitMQ | `rabbitmq` |
+//! | `nats://` / `tls://` | NATS JetStream | `nats` |
+
+use std::sync::Arc;
+
+use tidings_core::transport::Transport;
+use tidings_core::{Error, Result};
+
+/// Connects the transport `url` names. Errors say which scheme or feature is missing.
+pub async fn connect(url: &str) -> Result<Arc<dyn Transport>> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "memory" => Ok(Arc::new(tidings_core::transport::memory::MemoryTransport::new())),
+        "sqlite" | "postgres" | "postgresql" | "amqp" | "amqps" | "nats" | "tls" => Err(Error::Config(format!(
+            "transport `{scheme}` is not compiled in: enable the `{}` feature of the `tidings` crate",
+            feature_of(scheme)
+        ))),
+        "" => Err(Error::Config(format!(
+            "`{}` is not a transport URL: use sqlite://FILE, postgres://.., amqp://.., nats://.. or memory://",
+            redact_url(url)
+        ))),
+        other => Err(Error::Config(format!(
+            "unknown transport scheme `{other}` in `{}`: use sqlite, postgres, amqp, nats or memory",
+            redact_url(url)
+        ))),
+    }
+}
+
+fn feature_of(scheme: &str) -> &'static str {
+    match scheme {
+        "sqlite" => "sqlite",
+        "postgres" | "postgresql" => "postgres",
+        "amqp" | "amqps" => "rabbitmq",
+        _ => "nats",
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+            _ => url.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert!(!redact_url("postgres://u:p%40ss@h/db").contains("p%40ss"));
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_say_what_to_use() {
+        let e = connect("kafka://x").await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("unknown transport scheme `kafka`"), "{e}");
+        let e = connect("nonsense").await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("not a transport URL"), "{e}");
+        assert!(connect("memory://").await.is_ok());
+    }
+}
