@@ -124,3 +124,49 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
         impl #ig #krate::#marker for #ident #tg #wc {}
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+    use syn::parse_quote;
+
+    fn err(input: syn::DeriveInput) -> String {
+        match expand(input) {
+            Ok(_) => String::from("<no error>"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_complete_contract_expands() {
+        let ts = expand(parse_quote! {
+            #[message(name = "orderflow.order-placed", version = 2, kind = "event")]
+            struct OrderPlaced { id: u32 }
+        })
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+        assert!(ts.contains("\"orderflow.order-placed\""), "{ts}");
+        assert!(ts.contains("2u32"), "{ts}");
+        assert!(ts.contains("Event for OrderPlaced"), "{ts}");
+    }
+
+    #[test]
+    fn missing_name_is_a_clear_error() {
+        assert!(err(parse_quote! { #[message(kind = "event")] struct A; }).contains("missing `name`"));
+        assert!(err(parse_quote! { struct A; }).contains("missing #[message(name"));
+    }
+
+    #[test]
+    fn duplicate_and_bad_attributes_are_errors() {
+        let dup = err(parse_quote! { #[message(name = "a", name = "b", kind = "event")] struct A; });
+        assert!(dup.contains("duplicate `name`"), "{dup}");
+        let kind = err(parse_quote! { #[message(name = "a", kind = "query")] struct A; });
+        assert!(kind.contains("must be \"event\" or \"command\""), "{kind}");
+        let v0 = err(parse_quote! { #[message(name = "a", version = 0, kind = "event")] struct A; });
+        assert!(v0.contains("starts at 1"), "{v0}");
+        let no_kind = err(parse_quote! { #[message(name = "a")] struct A; });
+        assert!(no_kind.contains("missing `kind`"), "{no_kind}");
+        let unknown = err(parse_quote! { #[message(name = "a", kind = "event", topic = "x")] struct A; });
+        assert!(unknown.contains("unknown attribute"), "{unknown}");
+    }
+}
