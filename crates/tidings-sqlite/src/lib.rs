@@ -1,1 +1,28 @@
-//! placeholder
+//! The embedded durable transport of Tidings (the default: no server), and the outbox,
+//! inbox and saga stores on SQLite.
+//!
+//! - [`SqliteTransport`]: queues as rows with leases, fan-out from persisted subscriptions,
+//!   delays, per-key order and parking, error queues — one file that several processes of
+//!   one machine may share. Every write of a process goes through one writer task that
+//!   group-commits (one transaction + one fsync per batch).
+//! - [`Outbox`]: enqueue in the caller's own `sqlx::Transaction<'_, Sqlite>` — on this
+//!   transport that insert *is* the send, so business rows and messages commit together.
+//! - [`transactional`]: a handler whose inbox row, business writes and outgoing messages
+//!   commit in one transaction; duplicates are skipped.
+//! - [`SagaStore`]: saga state with optimistic concurrency.
+//!
+//! Durability: see [`Durability`].
+
+mod admin;
+pub mod config;
+pub mod error;
+mod receiver;
+mod schema;
+mod store;
+pub mod transport;
+mod writer;
+
+pub use config::{Durability, SqliteConfig};
+pub use error::{Result, SqliteError};
+pub use schema::SCHEMA_VERSION;
+pub use transport::SqliteTransport;

@@ -1,0 +1,125 @@
+//! [`SqliteError`]: everything that can go wrong in this crate, and how it maps onto
+//! [`tidings_core::Error`] (busy / locked / I/O are transient, the rest permanent).
+
+use std::path::PathBuf;
+
+use tidings_core::ErrorKind;
+
+/// Result alias of this crate.
+pub type Result<T, E = SqliteError> = std::result::Result<T, E>;
+
+/// Errors of the SQLite transport and stores.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// The configuration (URL, option value) is invalid.
+    #[error("invalid sqlite configuration: {0}")]
+    Config(String),
+    /// The database file could not be opened; `reason` says why in plain words.
+    #[error("cannot open sqlite database {path}: {reason}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why (missing directory, read-only, not a database, ...).
+        reason: String,
+        /// The underlying error.
+        #[source]
+        source: Option<sqlx::Error>,
+    },
+    /// The database was written by a newer version of tidings-sqlite.
+    #[error(
+        "sqlite database {path} has tidings schema version {found}, but this build supports \
+         at most version {supported}: upgrade tidings-sqlite (refusing to touch it)"
+    )]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A saga was changed by someone else since it was loaded (optimistic concurrency).
+    #[error("saga `{saga}` key `{key}` conflict: expected version {expected:?}, found {found:?}")]
+    Conflict {
+        /// Saga name.
+        saga: String,
+        /// Correlation key.
+        key: String,
+        /// Version the caller loaded (`None`: expected no saga yet).
+        expected: Option<i64>,
+        /// Version found (`None`: no saga).
+        found: Option<i64>,
+    },
+    /// A database statement failed.
+    #[error("sqlite: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Encoding or decoding JSON failed.
+    #[error("serialization failed: {0}")]
+    Serialization(#[from] serde_json::Error),
+    /// The queue is not declared.
+    #[error("unknown queue `{0}`")]
+    UnknownQueue(String),
+    /// The transport has been closed.
+    #[error("the sqlite transport is closed")]
+    Closed,
+}
+
+impl SqliteError {
+    /// Transient (busy, locked, I/O, pool timeout) or permanent.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SqliteError::Database(e) => db_kind(e),
+            SqliteError::Conflict { .. } => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
+        }
+    }
+
+    /// Whether this is an optimistic-concurrency conflict.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, SqliteError::Conflict { .. })
+    }
+}
+
+/// The SQLite primary result code of `e`, if it is a database error.
+pub(crate) fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff),
+        _ => None,
+    }
+}
+
+fn db_kind(e: &sqlx::Error) -> ErrorKind {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
+            ErrorKind::Transient
+        }
+        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_PROTOCOL
+        _ => match sqlite_code(e) {
+            Some(5 | 6 | 10 | 13 | 15) => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
+        },
+    }
+}
+
+impl From<SqliteError> for tidings_core::Error {
+    fn from(e: SqliteError) -> Self {
+        match e {
+            SqliteError::Closed => tidings_core::Error::Shutdown,
+            SqliteError::Config(m) => tidings_core::Error::Config(m),
+            SqliteError::UnknownQueue(q) => tidings_core::Error::UnknownQueue(q),
+            SqliteError::Serialization(s) => tidings_core::Error::Serialization(s.to_string()),
+            other => {
+                let kind = other.kind();
+                tidings_core::Error::Transport {
+                    message: other.to_string(),
+                    kind,
+                    source: Some(Box::new(other)),
+                }
+            }
+        }
+    }
+}

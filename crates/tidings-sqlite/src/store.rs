@@ -1,0 +1,328 @@
+//! The SQL of the message path: inserting rows (send, outbox), resolving destinations,
+//! claiming (with per-key order and parking), and settling. Every function takes a
+//! connection already inside a transaction; the writer batches them.
+
+use std::sync::OnceLock;
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{AssertSqlSafe, Row};
+use tidings_core::transport::{Destination, Outgoing};
+
+use crate::error::{Result, SqliteError};
+use crate::schema::now_ms;
+
+/// A message row about to be inserted.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRow {
+    /// Keep this row id (a replay keeps its place); `None`: a new one.
+    pub(crate) id: Option<i64>,
+    pub(crate) queue: String,
+    pub(crate) message_id: String,
+    pub(crate) partition_key: Option<String>,
+    pub(crate) visible_at: i64,
+    pub(crate) sent_at: i64,
+    pub(crate) envelope: Vec<u8>,
+}
+
+/// An outgoing message, encoded, destination not yet resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub(crate) destination: Destination,
+    pub(crate) message_type: String,
+    pub(crate) row: NewRow,
+}
+
+impl Prepared {
+    /// Encodes an outgoing message (size already checked by the caller).
+    pub(crate) fn new(out: &Outgoing) -> Result<Self> {
+        let env = &out.envelope;
+        let now = now_ms();
+        Ok(Prepared {
+            destination: out.destination.clone(),
+            message_type: env.message_type.clone(),
+            row: NewRow {
+                id: None,
+                queue: String::new(),
+                message_id: env.id.to_string(),
+                partition_key: env.partition_key.clone(),
+                visible_at: env
+                    .scheduled_for
+                    .map_or(now, |t| t.timestamp_millis().max(now)),
+                sent_at: env.sent_at.timestamp_millis(),
+                envelope: serde_json::to_vec(env)?,
+            },
+        })
+    }
+}
+
+/// One row per destination queue of `p`: the queue itself, or every subscriber.
+pub(crate) fn fan_out(p: &Prepared, targets: &[String], out: &mut Vec<NewRow>) {
+    for q in targets {
+        let mut row = p.row.clone();
+        row.queue = q.clone();
+        out.push(row);
+    }
+}
+
+/// Resolves destinations by querying the tables (the outbox path; the writer caches).
+pub(crate) async fn resolve(conn: &mut SqliteConnection, msgs: &[Prepared]) -> Result<Vec<NewRow>> {
+    let mut rows = Vec::with_capacity(msgs.len());
+    for p in msgs {
+        let targets: Vec<String> = match &p.destination {
+            Destination::Queue(q) => {
+                let found = sqlx::query("SELECT 1 FROM tidings_queues WHERE name = ?")
+                    .bind(q)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if found.is_none() {
+                    return Err(SqliteError::UnknownQueue(q.clone()));
+                }
+                vec![q.clone()]
+            }
+            Destination::Topic => {
+                sqlx::query_scalar("SELECT queue FROM tidings_subscriptions WHERE message_type = ?")
+                    .bind(&p.message_type)
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+        };
+        fan_out(p, &targets, &mut rows);
+    }
+    Ok(rows)
+}
+
+const INSERT_COLS: &str = "INSERT INTO tidings_messages \
+    (id, queue, message_id, partition_key, visible_at, sent_at, envelope) VALUES ";
+const MAX_CHUNK: usize = 128;
+
+/// `INSERT ... VALUES (..),(..)` for `n` rows, `n` a power of two ≤ [`MAX_CHUNK`], so the
+/// prepared-statement cache holds at most eight of them.
+fn insert_sql(n: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..=MAX_CHUNK.trailing_zeros())
+            .map(|p| {
+                let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; 1 << p].join(", ");
+                format!("{INSERT_COLS}{rows}")
+            })
+            .collect()
+    });
+    &all[n.trailing_zeros() as usize]
+}
+
+/// Inserts rows, in order, in chunks of power-of-two sizes.
+pub(crate) async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow]) -> Result<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = if rest.len() >= MAX_CHUNK {
+            MAX_CHUNK
+        } else {
+            1 << (usize::BITS - 1 - rest.len().leading_zeros())
+        };
+        let (chunk, tail) = rest.split_at(n);
+        let mut q = sqlx::query(AssertSqlSafe(insert_sql(n)));
+        for r in chunk {
+            q = q
+                .bind(r.id)
+                .bind(&r.queue)
+                .bind(&r.message_id)
+                .bind(&r.partition_key)
+                .bind(r.visible_at)
+                .bind(r.sent_at)
+                .bind(&r.envelope);
+        }
+        q.execute(&mut *conn).await?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// A claimed row.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    pub(crate) id: i64,
+    pub(crate) delivery_count: i64,
+    pub(crate) envelope: Vec<u8>,
+}
+
+const CLAIM_ANY: &str = "UPDATE tidings_messages \
+    SET lease_token = ?1, visible_at = ?2, delivery_count = delivery_count + 1 \
+    WHERE id IN (SELECT id FROM tidings_messages WHERE queue = ?3 AND visible_at <= ?4 \
+                 ORDER BY visible_at, id LIMIT ?5) \
+    RETURNING id, delivery_count, envelope";
+
+// A keyed message is claimable only when it is the oldest row of its key in the queue
+// (whatever that row's state: in flight, delayed, waiting) and its key is not parked.
+const CLAIM_ORDERED: &str = "UPDATE tidings_messages \
+    SET lease_token = ?1, visible_at = ?2, delivery_count = delivery_count + 1 \
+    WHERE id IN (SELECT m.id FROM tidings_messages m WHERE m.queue = ?3 AND m.visible_at <= ?4 \
+        AND (m.partition_key IS NULL OR ( \
+            NOT EXISTS (SELECT 1 FROM tidings_messages p WHERE p.queue = m.queue \
+                        AND p.partition_key = m.partition_key AND p.id < m.id) \
+            AND NOT EXISTS (SELECT 1 FROM tidings_parked k WHERE k.queue = m.queue \
+                        AND k.partition_key = m.partition_key))) \
+        ORDER BY m.visible_at, m.id LIMIT ?5) \
+    RETURNING id, delivery_count, envelope";
+
+/// What one claim asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimSpec {
+    pub(crate) queue: String,
+    pub(crate) max: usize,
+    pub(crate) lease_ms: i64,
+    pub(crate) ordered: bool,
+}
+
+/// Claims up to `spec.max` visible rows under lease `token`, oldest first.
+pub(crate) async fn claim(
+    conn: &mut SqliteConnection,
+    spec: &ClaimSpec,
+    token: i64,
+) -> Result<Vec<Claimed>> {
+    let now = now_ms();
+    let sql = if spec.ordered {
+        CLAIM_ORDERED
+    } else {
+        CLAIM_ANY
+    };
+    let rows = sqlx::query(sql)
+        .bind(token)
+        .bind(now + spec.lease_ms)
+        .bind(&spec.queue)
+        .bind(now)
+        .bind(spec.max as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = rows
+        .into_iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get(0)?,
+                delivery_count: r.try_get(1)?,
+                envelope: r.try_get(2)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.sort_by_key(|c| c.id);
+    Ok(out)
+}
+
+/// When the next row of `queue` becomes visible (delay or lease ends), if any.
+pub(crate) async fn next_visible(conn: &mut SqliteConnection, queue: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT MIN(visible_at) FROM tidings_messages WHERE queue = ? AND visible_at > ?",
+    )
+    .bind(queue)
+    .bind(now_ms())
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Deletes acked rows: `pairs` is a JSON array of `[id, lease_token]`.
+pub(crate) async fn ack_many(conn: &mut SqliteConnection, pairs: &str) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM tidings_messages WHERE id IN (SELECT m.id FROM json_each(?1) j \
+         JOIN tidings_messages m ON m.id = j.value ->> 0 AND m.lease_token = j.value ->> 1)",
+    )
+    .bind(pairs)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes a leased row visible again at `visible_at`, optionally with a new envelope;
+/// `uncount` takes back the delivery (release).
+pub(crate) async fn requeue(
+    conn: &mut SqliteConnection,
+    id: i64,
+    token: i64,
+    visible_at: i64,
+    envelope: Option<&[u8]>,
+    uncount: bool,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE tidings_messages SET visible_at = ?1, lease_token = NULL, \
+         envelope = COALESCE(?2, envelope), \
+         delivery_count = CASE WHEN ?3 THEN MAX(delivery_count - 1, 0) ELSE delivery_count END \
+         WHERE id = ?4 AND lease_token = ?5",
+    )
+    .bind(visible_at)
+    .bind(envelope)
+    .bind(uncount)
+    .bind(id)
+    .bind(token)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Keeps a leased row invisible until `until`.
+pub(crate) async fn extend(
+    conn: &mut SqliteConnection,
+    id: i64,
+    token: i64,
+    until: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE tidings_messages SET visible_at = ?1 WHERE id = ?2 AND lease_token = ?3")
+        .bind(until)
+        .bind(id)
+        .bind(token)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A dead letter to write.
+#[derive(Debug)]
+pub(crate) struct DeadRow {
+    pub(crate) id: i64,
+    pub(crate) token: i64,
+    pub(crate) queue: String,
+    pub(crate) message_id: String,
+    pub(crate) message_type: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) partition_key: Option<String>,
+    pub(crate) envelope: Vec<u8>,
+    pub(crate) park: bool,
+}
+
+/// Moves a leased row to the error table (keeping its row id), parking its key if asked.
+pub(crate) async fn dead_letter(conn: &mut SqliteConnection, d: &DeadRow) -> Result<()> {
+    let deleted = sqlx::query("DELETE FROM tidings_messages WHERE id = ? AND lease_token = ?")
+        .bind(d.id)
+        .bind(d.token)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        // The lease ran out and someone else has it now: not ours to settle.
+        return Ok(());
+    }
+    let now_us = chrono::Utc::now().timestamp_micros();
+    sqlx::query(
+        "INSERT OR REPLACE INTO tidings_dead_letters \
+         (id, queue, message_id, message_type, reason, partition_key, dead_lettered_at, envelope) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(d.id)
+    .bind(&d.queue)
+    .bind(&d.message_id)
+    .bind(&d.message_type)
+    .bind(&d.reason)
+    .bind(&d.partition_key)
+    .bind(now_us)
+    .bind(&d.envelope)
+    .execute(&mut *conn)
+    .await?;
+    if let (true, Some(k)) = (d.park, &d.partition_key) {
+        sqlx::query(
+            "INSERT OR IGNORE INTO tidings_parked (queue, partition_key, parked_at) VALUES (?, ?, ?)",
+        )
+        .bind(&d.queue)
+        .bind(k)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

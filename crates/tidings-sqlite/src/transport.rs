@@ -1,0 +1,261 @@
+//! [`SqliteTransport`]: the embedded durable transport. One database file; every write of
+//! this process goes through one group-committing writer; reads use a small pool that the
+//! application shares for its own tables (see [`SqliteTransport::pool`]).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use tidings_core::transport::{
+    check_sizes, DeadLetter, DeadLetterQuery, Outgoing, QueueStats, ReceiveOptions, Receiver,
+    Topology, Transport,
+};
+use tidings_core::Result as CoreResult;
+use tokio::sync::Notify;
+
+use crate::admin;
+use crate::config::SqliteConfig;
+use crate::error::{Result, SqliteError};
+use crate::receiver::SqliteReceiver;
+use crate::schema::{now_ms, open_pool, open_writer};
+use crate::store::Prepared;
+use crate::writer::{Op, WriterHandle};
+
+pub(crate) struct Inner {
+    pub(crate) config: SqliteConfig,
+    pub(crate) pool: SqlitePool,
+    pub(crate) writer: WriterHandle,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) closed: Arc<AtomicBool>,
+}
+
+/// The SQLite transport. Cheap to clone; clones share the writer and the pool.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), tidings_sqlite::SqliteError> {
+/// use tidings_sqlite::{SqliteConfig, SqliteTransport};
+/// let transport = SqliteTransport::connect(SqliteConfig::from_url("sqlite://data/app.db")?).await?;
+/// // Business tables live in the same file: the outbox is one transaction.
+/// sqlx::query("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY)")
+///     .execute(transport.pool())
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteTransport {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteTransport")
+            .field("path", &self.inner.config.path)
+            .field("durability", &self.inner.config.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteTransport {
+    /// Opens (creating if missing) the database, checks and migrates its schema, and starts
+    /// the writer and the inbox sweeper. Fails clearly on a missing directory, a read-only
+    /// or corrupt file, or a schema newer than this build.
+    pub async fn connect(config: SqliteConfig) -> Result<Self> {
+        let wake = Arc::new(Notify::new());
+        let conn = open_writer(&config).await?;
+        let pool = open_pool(&config, wake.clone()).await?;
+        let writer = WriterHandle::spawn(conn, wake.clone(), config.max_batch);
+        let inner = Arc::new(Inner {
+            config,
+            pool,
+            writer,
+            wake,
+            closed: Arc::new(AtomicBool::new(false)),
+        });
+        tokio::spawn(sweeper(Arc::downgrade(&inner)));
+        Ok(SqliteTransport { inner })
+    }
+
+    /// Parses `url` with [`SqliteConfig::from_url`] and connects.
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::connect(SqliteConfig::from_url(url)?).await
+    }
+
+    /// The connection pool on the same database file, for the application's own tables and
+    /// for outbox transactions (`pool().begin()`).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.inner.config
+    }
+
+    /// Wakes this process's idle receivers (they look for new messages at once). Commits on
+    /// [`SqliteTransport::pool`] that insert messages do this by themselves.
+    pub fn notify(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Deletes inbox rows older than the configured retention; returns how many.
+    /// Runs periodically in the background; call it to sweep now.
+    pub async fn sweep_inbox(&self) -> Result<u64> {
+        sweep(&self.inner).await
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(SqliteError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+async fn sweep(inner: &Inner) -> Result<u64> {
+    let cutoff = now_ms() - inner.config.inbox_retention.as_millis() as i64;
+    inner
+        .writer
+        .exclusive(move |conn| {
+            Box::pin(async move {
+                Ok(
+                    sqlx::query("DELETE FROM tidings_inbox WHERE processed_at < ?")
+                        .bind(cutoff)
+                        .execute(conn)
+                        .await?
+                        .rows_affected(),
+                )
+            })
+        })
+        .await
+}
+
+async fn sweeper(inner: Weak<Inner>) {
+    let every = match inner.upgrade() {
+        Some(i) => {
+            (i.config.inbox_retention / 8).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+        }
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(i) = inner.upgrade() else { return };
+        if i.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = sweep(&i).await {
+            tracing::warn!(error = %e, "tidings-sqlite: inbox sweep failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for SqliteTransport {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.inner.config.max_message_size
+    }
+
+    async fn declare(&self, topology: &Topology) -> CoreResult<()> {
+        self.check_open()?;
+        let topology = topology.clone();
+        self.inner
+            .writer
+            .exclusive(move |conn| Box::pin(async move { admin::declare(conn, &topology).await }))
+            .await?;
+        Ok(())
+    }
+
+    async fn send(&self, messages: Vec<Outgoing>) -> CoreResult<()> {
+        self.check_open()?;
+        check_sizes(&messages, self.inner.config.max_message_size)?;
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let msgs = messages
+            .iter()
+            .map(Prepared::new)
+            .collect::<Result<Vec<_>>>()?;
+        self.inner
+            .writer
+            .call(|reply| Op::Send { msgs, reply })
+            .await?;
+        Ok(())
+    }
+
+    async fn receive(&self, queue: &str, options: ReceiveOptions) -> CoreResult<Box<dyn Receiver>> {
+        self.check_open()?;
+        let ordered: Option<bool> =
+            sqlx::query_scalar("SELECT ordered FROM tidings_queues WHERE name = ?")
+                .bind(queue)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(SqliteError::from)?;
+        let Some(ordered) = ordered else {
+            return Err(tidings_core::Error::UnknownQueue(queue.to_string()));
+        };
+        Ok(Box::new(SqliteReceiver {
+            writer: self.inner.writer.clone(),
+            wake: self.inner.wake.clone(),
+            transport_closed: self.inner.closed.clone(),
+            poll: self.inner.config.poll_interval,
+            queue: queue.to_string(),
+            ordered: ordered || options.ordered,
+            options,
+            buffer: Default::default(),
+            outstanding: Arc::new(AtomicUsize::new(0)),
+            closed: false,
+        }))
+    }
+
+    async fn stats(&self) -> CoreResult<Vec<QueueStats>> {
+        self.check_open()?;
+        Ok(admin::stats(&self.inner.pool).await?)
+    }
+
+    async fn dead_letters(&self, query: &DeadLetterQuery) -> CoreResult<Vec<DeadLetter>> {
+        self.check_open()?;
+        Ok(admin::find(&self.inner.pool, query)
+            .await?
+            .into_iter()
+            .map(|e| e.letter)
+            .collect())
+    }
+
+    async fn replay(&self, query: &DeadLetterQuery, to: Option<&str>) -> CoreResult<u64> {
+        self.check_open()?;
+        let (query, to) = (query.clone(), to.map(str::to_string));
+        Ok(self
+            .inner
+            .writer
+            .exclusive(move |conn| {
+                Box::pin(async move { admin::replay(conn, &query, to.as_deref()).await })
+            })
+            .await?)
+    }
+
+    async fn purge(&self, query: &DeadLetterQuery) -> CoreResult<u64> {
+        self.check_open()?;
+        let query = query.clone();
+        Ok(self
+            .inner
+            .writer
+            .exclusive(move |conn| Box::pin(async move { admin::purge(conn, &query).await }))
+            .await?)
+    }
+
+    async fn close(&self) -> CoreResult<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.writer.close();
+        self.inner.wake.notify_waiters();
+        self.inner.pool.close().await;
+        Ok(())
+    }
+}

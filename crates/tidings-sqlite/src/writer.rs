@@ -1,0 +1,390 @@
+//! The single writer with group commit. Every write of this process — sends, claims (a claim
+//! is a write: it takes a lease), acks, nacks, dead letters — is an [`Op`] sent to one task
+//! that owns one connection. The task takes everything queued (up to `max_batch`), runs it
+//! in ONE `BEGIN IMMEDIATE … COMMIT` (one fsync), then answers each caller. Under load the
+//! queue fills while the previous batch fsyncs, so throughput grows with concurrency instead
+//! of being capped by the fsync rate; and readers (claims) never fight writers for the lock.
+//!
+//! If a batch fails as a whole, its operations are retried one by one, so one bad operation
+//! does not fail its neighbours.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::Connection;
+use tidings_core::transport::Destination;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::error::{Result, SqliteError};
+use crate::store::{self, ClaimSpec, Claimed, DeadRow, NewRow, Prepared};
+
+/// Where a caller's answer goes.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
+
+type Exclusive =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send + Sync>;
+
+/// The result of a claim.
+#[derive(Debug)]
+pub(crate) struct ClaimResult {
+    pub(crate) rows: Vec<Claimed>,
+    pub(crate) token: i64,
+    /// When something in the queue becomes visible next (only when `rows` is empty).
+    pub(crate) next_visible: Option<i64>,
+}
+
+/// One write.
+pub(crate) enum Op {
+    Send {
+        msgs: Vec<Prepared>,
+        reply: Reply<()>,
+    },
+    Claim {
+        spec: ClaimSpec,
+        reply: Reply<ClaimResult>,
+    },
+    Ack {
+        id: i64,
+        token: i64,
+        reply: Option<Reply<()>>,
+    },
+    Requeue {
+        id: i64,
+        token: i64,
+        visible_at: i64,
+        envelope: Option<Vec<u8>>,
+        uncount: bool,
+        reply: Option<Reply<()>>,
+    },
+    Extend {
+        id: i64,
+        token: i64,
+        until: i64,
+        reply: Reply<()>,
+    },
+    DeadLetter {
+        row: DeadRow,
+        reply: Reply<()>,
+    },
+    /// Runs alone in its own transaction (declare, replay, purge, sweeps).
+    Exclusive(Exclusive),
+    Close,
+}
+
+/// Sends operations to the writer task.
+#[derive(Clone)]
+pub(crate) struct WriterHandle {
+    tx: mpsc::UnboundedSender<Op>,
+}
+
+impl WriterHandle {
+    /// Starts the writer task on `conn`.
+    pub(crate) fn spawn(conn: SqliteConnection, wake: Arc<Notify>, max_batch: usize) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(conn, rx, wake, max_batch));
+        WriterHandle { tx }
+    }
+
+    /// Queues an operation and waits for its answer.
+    pub(crate) async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| SqliteError::Closed)?;
+        rx.await.map_err(|_| SqliteError::Closed)?
+    }
+
+    /// Queues an operation without waiting (used from `Drop`).
+    pub(crate) fn fire(&self, op: Op) {
+        let _ = self.tx.send(op);
+    }
+
+    /// Runs `f` alone in its own `BEGIN IMMEDIATE` transaction on the writer connection.
+    pub(crate) async fn exclusive<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.call(move |reply: Reply<T>| {
+            Op::Exclusive(Box::new(move |conn: &mut SqliteConnection| {
+                Box::pin(async move {
+                    let r = async {
+                        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                        let v = f(&mut tx).await?;
+                        tx.commit().await?;
+                        Ok(v)
+                    }
+                    .await;
+                    let _ = reply.send(r);
+                })
+            }))
+        })
+        .await
+    }
+
+    /// Asks the writer to finish what is queued and stop.
+    pub(crate) fn close(&self) {
+        let _ = self.tx.send(Op::Close);
+    }
+}
+
+async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    wake: Arc<Notify>,
+    max_batch: usize,
+) {
+    let mut cache = TopologyCache::default();
+    let mut pending: Option<Op> = None;
+    loop {
+        let first = match pending.take() {
+            Some(op) => op,
+            None => match rx.recv().await {
+                Some(op) => op,
+                None => break,
+            },
+        };
+        match first {
+            Op::Close => break,
+            Op::Exclusive(f) => {
+                f(&mut conn).await;
+                wake.notify_waiters();
+            }
+            op => {
+                let mut batch = vec![op];
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(op @ (Op::Exclusive(_) | Op::Close)) => {
+                            pending = Some(op);
+                            break;
+                        }
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                run_batch(&mut conn, &mut cache, batch, &wake).await;
+            }
+        }
+    }
+    rx.close();
+    let _ = conn.close().await;
+}
+
+/// What one operation of a batch came to.
+enum Outcome {
+    Unit(Result<()>),
+    Claim(Result<ClaimResult>),
+}
+
+async fn run_batch(
+    conn: &mut SqliteConnection,
+    cache: &mut TopologyCache,
+    batch: Vec<Op>,
+    wake: &Notify,
+) {
+    metrics::histogram!("tidings_sqlite_commit_batch_size").record(batch.len() as f64);
+    let changes = batch
+        .iter()
+        .any(|op| !matches!(op, Op::Claim { .. } | Op::Extend { .. }));
+    match exec(conn, cache, &batch).await {
+        Ok(outcomes) => {
+            for (op, o) in batch.into_iter().zip(outcomes) {
+                answer(op, o);
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            cache.invalidate();
+            if let Some(op) = batch.into_iter().next() {
+                answer(op, Outcome::Unit(Err(e)));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "group commit failed; retrying operations one by one");
+            cache.invalidate();
+            for op in batch {
+                let o = match exec(conn, cache, std::slice::from_ref(&op)).await {
+                    Ok(mut os) => os.pop().unwrap_or(Outcome::Unit(Ok(()))),
+                    Err(e) => Outcome::Unit(Err(e)),
+                };
+                answer(op, o);
+            }
+        }
+    }
+    if changes {
+        wake.notify_waiters();
+    }
+}
+
+fn answer(op: Op, o: Outcome) {
+    let unit = |o: Outcome| match o {
+        Outcome::Unit(r) => r,
+        Outcome::Claim(r) => r.map(|_| ()),
+    };
+    match op {
+        Op::Send { reply, .. } | Op::Extend { reply, .. } | Op::DeadLetter { reply, .. } => {
+            let _ = reply.send(unit(o));
+        }
+        Op::Ack { reply, .. } | Op::Requeue { reply, .. } => {
+            if let Some(reply) = reply {
+                let _ = reply.send(unit(o));
+            }
+        }
+        Op::Claim { reply, .. } => {
+            let r = match o {
+                Outcome::Claim(r) => r,
+                Outcome::Unit(r) => r.and_then(|_| Err(SqliteError::Closed)),
+            };
+            let _ = reply.send(r);
+        }
+        Op::Exclusive(_) | Op::Close => {}
+    }
+}
+
+/// Runs a batch in one transaction. Per-operation failures that touch nothing (an unknown
+/// queue) are answered on their own; a database failure fails the batch.
+async fn exec(
+    conn: &mut SqliteConnection,
+    cache: &mut TopologyCache,
+    ops: &[Op],
+) -> Result<Vec<Outcome>> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
+    if ops.iter().any(|o| matches!(o, Op::Send { .. })) {
+        cache.refresh(&mut tx).await?;
+        let mut rows = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            if let Op::Send { msgs, .. } = op {
+                outcomes[i] = Some(Outcome::Unit(cache.resolve(msgs).map(|mut r| {
+                    rows.append(&mut r);
+                })));
+            }
+        }
+        store::insert_rows(&mut tx, &rows).await?;
+    }
+    let acks: Vec<[i64; 2]> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Ack { id, token, .. } => Some([*id, *token]),
+            _ => None,
+        })
+        .collect();
+    if !acks.is_empty() {
+        store::ack_many(&mut tx, &serde_json::to_string(&acks)?).await?;
+    }
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Ack { .. } => {}
+            Op::Requeue {
+                id,
+                token,
+                visible_at,
+                envelope,
+                uncount,
+                ..
+            } => {
+                store::requeue(
+                    &mut tx,
+                    *id,
+                    *token,
+                    *visible_at,
+                    envelope.as_deref(),
+                    *uncount,
+                )
+                .await?
+            }
+            Op::Extend {
+                id, token, until, ..
+            } => store::extend(&mut tx, *id, *token, *until).await?,
+            Op::DeadLetter { row, .. } => store::dead_letter(&mut tx, row).await?,
+            _ => continue,
+        }
+        outcomes[i] = Some(Outcome::Unit(Ok(())));
+    }
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Claim { spec, .. } = op {
+            let token = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
+            let rows = store::claim(&mut tx, spec, token).await?;
+            let next_visible = if rows.is_empty() {
+                store::next_visible(&mut tx, &spec.queue).await?
+            } else {
+                None
+            };
+            outcomes[i] = Some(Outcome::Claim(Ok(ClaimResult {
+                rows,
+                token,
+                next_visible,
+            })));
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Unit(Ok(()))))
+        .collect())
+}
+
+/// The queues and subscriptions, cached while `tidings_schema.topology_gen` stays the same
+/// (every declare, in any process, bumps it).
+#[derive(Default)]
+struct TopologyCache {
+    gen: Option<i64>,
+    queues: HashSet<String>,
+    subs: HashMap<String, Vec<String>>,
+}
+
+impl TopologyCache {
+    fn invalidate(&mut self) {
+        self.gen = None;
+    }
+
+    async fn refresh(&mut self, conn: &mut SqliteConnection) -> Result<()> {
+        let gen: i64 = sqlx::query_scalar("SELECT topology_gen FROM tidings_schema WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?;
+        if self.gen == Some(gen) {
+            return Ok(());
+        }
+        self.queues = sqlx::query_scalar("SELECT name FROM tidings_queues")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+        self.subs.clear();
+        let subs: Vec<(String, String)> = sqlx::query_as(
+            "SELECT message_type, queue FROM tidings_subscriptions ORDER BY message_type, queue",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for (t, q) in subs {
+            self.subs.entry(t).or_default().push(q);
+        }
+        self.gen = Some(gen);
+        Ok(())
+    }
+
+    /// Rows for `msgs`, or an unknown-queue error (then nothing of `msgs` is sent).
+    fn resolve(&self, msgs: &[Prepared]) -> Result<Vec<NewRow>> {
+        for p in msgs {
+            if let Destination::Queue(q) = &p.destination {
+                if !self.queues.contains(q) {
+                    return Err(SqliteError::UnknownQueue(q.clone()));
+                }
+            }
+        }
+        let mut rows = Vec::with_capacity(msgs.len());
+        for p in msgs {
+            match &p.destination {
+                Destination::Queue(q) => store::fan_out(p, std::slice::from_ref(q), &mut rows),
+                Destination::Topic => {
+                    if let Some(t) = self.subs.get(&p.message_type) {
+                        store::fan_out(p, t, &mut rows);
+                    }
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
