@@ -1,0 +1,252 @@
+//! Queue statistics and error-queue management over plain AMQP.
+//!
+//! AMQP has no way to browse a queue, so `dead_letters`, `replay` and `purge` take the
+//! error queue's messages with `basic.get` on the transport's admin channel (unacked), act
+//! on the matching ones, and give the rest back (`basic.nack(requeue)`). One channel, used
+//! by one operation at a time, so a later `basic.get` is ordered after the give-back even
+//! on quorum queues (where settlements are asynchronous Raft commands). This is **not atomic**:
+//! while it runs, those messages are invisible to other readers; a replayed message is
+//! acked in the error queue only after its copy was confirmed in the target queue, so a
+//! crash in between leaves a duplicate, never a loss. Without a queue filter, the error
+//! queues of the queues declared through this transport instance are searched (AMQP
+//! cannot list queues). Statistics come from passive `queue.declare`: the ready count is
+//! known; in-flight, scheduled, oldest age and parked keys are not (`None`).
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::Channel;
+
+use tidings_core::envelope::headers;
+use tidings_core::transport::{error_queue_name, DeadLetter, DeadLetterQuery, QueueStats};
+use tidings_core::{Error, Result};
+
+use crate::codec::{self, Extra};
+use crate::connection::Connector;
+use crate::error::is_not_found;
+use crate::publisher::{publish_all, Publish};
+use crate::topology;
+
+/// Ready messages in `queue`; `Err(UnknownQueue)` if it does not exist.
+pub(crate) async fn message_count(conn: &Connector, queue: &str) -> Result<u64> {
+    let (ch, _) = conn.channel().await?;
+    let opts = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let r = ch
+        .queue_declare(topology::short(queue)?, opts, FieldTable::default())
+        .await;
+    let _ = ch.close(200, "OK".into()).await;
+    match r {
+        Ok(q) => Ok(u64::from(q.message_count())),
+        Err(e) if is_not_found(&e) => Err(Error::UnknownQueue(queue.to_string())),
+        Err(e) => Err(conn.err("queue.declare", &e).into()),
+    }
+}
+
+/// Stats of every queue declared through this transport.
+pub(crate) async fn stats(conn: &Connector) -> Result<Vec<QueueStats>> {
+    let mut out = Vec::new();
+    for q in conn.declared_queues() {
+        let ready = message_count(conn, &q).await?;
+        let error_depth = message_count(conn, &error_queue_name(&q)).await?;
+        out.push(QueueStats {
+            queue: q,
+            ready,
+            in_flight: None,
+            scheduled: None,
+            oldest_age: None,
+            error_depth,
+            parked_keys: None,
+        });
+    }
+    Ok(out)
+}
+
+fn endpoint_queues(conn: &Connector, query: &DeadLetterQuery) -> Vec<String> {
+    match &query.queue {
+        Some(q) => vec![q.clone()],
+        None => conn.declared_queues(),
+    }
+}
+
+/// What to do with the matching dead letters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action<'a> {
+    List,
+    Replay(Option<&'a str>),
+    Purge,
+}
+
+/// Takes every message of one error queue; handles the matching ones per `action`.
+async fn sweep(
+    conn: &Connector,
+    ch: &Channel,
+    queue: &str,
+    query: &DeadLetterQuery,
+    action: Action<'_>,
+    found: &mut Vec<DeadLetter>,
+) -> Result<()> {
+    let error_queue = topology::short(&error_queue_name(queue))?;
+    let mut seen = HashSet::new();
+    let mut matched = Vec::new();
+    let mut others = Vec::new();
+    loop {
+        if query.limit > 0 && found.len() + matched.len() >= query.limit {
+            break;
+        }
+        let got = ch
+            .basic_get(error_queue.clone(), BasicGetOptions { no_ack: false })
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    Error::UnknownQueue(error_queue.to_string())
+                } else {
+                    conn.err("basic.get", &e).into()
+                }
+            })?;
+        let Some(msg) = got else { break };
+        let d = msg.delivery;
+        let decoded = codec::decode(&d.properties, &d.data);
+        // Given-back messages come round again only after this channel closes, but be safe.
+        if !seen.insert(decoded.envelope.id) {
+            break;
+        }
+        let dl = DeadLetter {
+            queue: queue.to_string(),
+            dead_lettered_at: decoded.dead_lettered_at.unwrap_or_else(|| {
+                d.properties
+                    .timestamp()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t as i64, 0))
+                    .unwrap_or_else(Utc::now)
+            }),
+            envelope: decoded.envelope,
+        };
+        if query.matches(&dl) {
+            matched.push((dl, d.acker));
+        } else {
+            others.push(d.acker);
+        }
+    }
+    let requeue = BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    };
+    for acker in &others {
+        acker
+            .nack(requeue)
+            .await
+            .map_err(|e| conn.err("basic.nack", &e))?;
+    }
+    match action {
+        Action::List => {
+            for (_, acker) in &matched {
+                acker
+                    .nack(requeue)
+                    .await
+                    .map_err(|e| conn.err("basic.nack", &e))?;
+            }
+        }
+        Action::Purge => {
+            for (_, acker) in &matched {
+                acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(|e| conn.err("basic.ack", &e))?;
+            }
+        }
+        Action::Replay(to) => {
+            let mut publishes = Vec::with_capacity(matched.len());
+            for (dl, _) in &matched {
+                let mut env = dl.envelope.clone();
+                let n: u32 = env
+                    .header(headers::REPLAYED)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                env.headers
+                    .insert(headers::REPLAYED.into(), (n + 1).to_string());
+                publishes.push(Publish::to_queue(to.unwrap_or(queue), &env, &Extra::default())?);
+            }
+            publish_all(conn, publishes).await?;
+            for (_, acker) in &matched {
+                acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(|e| conn.err("basic.ack", &e))?;
+            }
+        }
+    }
+    found.extend(matched.into_iter().map(|(dl, _)| dl));
+    Ok(())
+}
+
+/// The admin channel, shared by the dead-letter operations of one transport.
+pub(crate) type AdminChannel = tokio::sync::Mutex<Option<Channel>>;
+
+async fn run(
+    conn: &Connector,
+    admin: &AdminChannel,
+    query: &DeadLetterQuery,
+    action: Action<'_>,
+) -> Result<Vec<DeadLetter>> {
+    if let Action::Replay(Some(to)) = action {
+        message_count(conn, to).await?;
+    }
+    let mut slot = admin.lock().await;
+    let mut found = Vec::new();
+    for queue in endpoint_queues(conn, query) {
+        let ch = match slot.as_ref().filter(|c| c.status().connected()) {
+            Some(c) => c.clone(),
+            None => {
+                let (c, _) = conn.channel().await?;
+                *slot = Some(c.clone());
+                c
+            }
+        };
+        let r = sweep(conn, &ch, &queue, query, action, &mut found).await;
+        if r.is_err() {
+            // The channel may be closed by the broker (404) or hold messages: start afresh;
+            // closing it gives back whatever it took.
+            let _ = ch.close(200, "OK".into()).await;
+            *slot = None;
+        }
+        match r {
+            Ok(()) => {}
+            Err(Error::UnknownQueue(_)) if query.queue.is_none() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    found.sort_by_key(|d| d.dead_lettered_at);
+    Ok(found)
+}
+
+/// Lists matching dead letters, oldest first.
+pub(crate) async fn dead_letters(
+    conn: &Connector,
+    admin: &AdminChannel,
+    query: &DeadLetterQuery,
+) -> Result<Vec<DeadLetter>> {
+    run(conn, admin, query, Action::List).await
+}
+
+/// Moves matching dead letters back (marked replayed); returns how many.
+pub(crate) async fn replay(
+    conn: &Connector,
+    admin: &AdminChannel,
+    query: &DeadLetterQuery,
+    to: Option<&str>,
+) -> Result<u64> {
+    Ok(run(conn, admin, query, Action::Replay(to)).await?.len() as u64)
+}
+
+/// Deletes matching dead letters; returns how many.
+pub(crate) async fn purge(
+    conn: &Connector,
+    admin: &AdminChannel,
+    query: &DeadLetterQuery,
+) -> Result<u64> {
+    Ok(run(conn, admin, query, Action::Purge).await?.len() as u64)
+}
