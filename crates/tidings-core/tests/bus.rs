@@ -461,8 +461,10 @@ async fn expired_messages_are_not_handled() {
     })
     .await
     .unwrap();
-    let mut opts = SendOptions::default();
-    opts.expires_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let opts = SendOptions {
+        expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        ..SendOptions::default()
+    };
     h.bus
         .send_with(&ReserveStock { order_id: 1 }, opts)
         .await
@@ -595,21 +597,31 @@ async fn shutdown_waits_for_in_flight_handlers() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_handler_goes_to_the_error_queue_and_the_endpoint_keeps_consuming() {
     let h = TestHarness::start(|b| {
-        b.endpoint(Endpoint::new("fragile").handle_fn(|m: ReserveStock, _| async move {
-            if m.order_id == 13 {
-                panic!("unlucky order {}", m.order_id);
-            }
-            Ok(())
-        }))
+        b.endpoint(
+            Endpoint::new("fragile").handle_fn(|m: ReserveStock, _| async move {
+                if m.order_id == 13 {
+                    panic!("unlucky order {}", m.order_id);
+                }
+                Ok(())
+            }),
+        )
     })
     .await
     .unwrap();
     h.bus.send(&ReserveStock { order_id: 13 }).await.unwrap();
     h.bus.send(&ReserveStock { order_id: 14 }).await.unwrap();
-    assert!(h.wait_until(WAIT, |h| h.consumed("test.reserve-stock").len() == 1 && h.faulted("test.reserve-stock").len() == 1).await);
+    assert!(
+        h.wait_until(WAIT, |h| h.consumed("test.reserve-stock").len() == 1
+            && h.faulted("test.reserve-stock").len() == 1)
+            .await
+    );
     let dl = &h.dead_letters().await.unwrap()[0];
     assert_eq!(dl.envelope.header(headers::FAULT_REASON), Some("panicked"));
-    assert!(dl.envelope.header(headers::FAULT_ERROR).unwrap().contains("unlucky order 13"));
+    assert!(dl
+        .envelope
+        .header(headers::FAULT_ERROR)
+        .unwrap()
+        .contains("unlucky order 13"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -620,7 +632,9 @@ async fn a_hanging_handler_times_out_is_retried_and_then_dead_lettered() {
         b.endpoint(
             Endpoint::new("hangs")
                 .timeout(Duration::from_secs(2))
-                .retry(tidings_core::pipeline::retry::Intervals(vec![Duration::from_millis(100); 2]))
+                .retry(tidings_core::pipeline::retry::Intervals(
+                    vec![Duration::from_millis(100); 2],
+                ))
                 .redelivery(Redelivery::intervals([Duration::from_secs(10)]))
                 .handle_fn(move |m: ReserveStock, _| {
                     c.fetch_add(1, Ordering::SeqCst);
@@ -637,9 +651,20 @@ async fn a_hanging_handler_times_out_is_retried_and_then_dead_lettered() {
     .unwrap();
     h.bus.send(&ReserveStock { order_id: 1 }).await.unwrap();
     h.bus.send(&ReserveStock { order_id: 2 }).await.unwrap();
-    assert!(h.wait_until(WAIT, |h| h.faulted("test.reserve-stock").len() == 1).await);
-    assert_eq!(h.consumed("test.reserve-stock").len(), 1, "the other message still flowed");
-    assert_eq!(calls.load(Ordering::SeqCst), 3 * 2 + 1, "3 attempts x 2 deliveries + 1");
+    assert!(
+        h.wait_until(WAIT, |h| h.faulted("test.reserve-stock").len() == 1)
+            .await
+    );
+    assert_eq!(
+        h.consumed("test.reserve-stock").len(),
+        1,
+        "the other message still flowed"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3 * 2 + 1,
+        "3 attempts x 2 deliveries + 1"
+    );
     let dl = &h.dead_letters().await.unwrap()[0];
     assert_eq!(dl.envelope.header(headers::FAULT_REASON), Some("timed-out"));
     assert_eq!(dl.envelope.header(headers::FAULT_ATTEMPTS), Some("3"));
@@ -653,7 +678,9 @@ async fn immediate_retries_recover_a_flaky_handler() {
     let h = TestHarness::start(move |b| {
         b.endpoint(
             Endpoint::new("flaky")
-                .retry(tidings_core::pipeline::retry::Intervals(vec![Duration::from_millis(50); 3]))
+                .retry(tidings_core::pipeline::retry::Intervals(
+                    vec![Duration::from_millis(50); 3],
+                ))
                 .handle_fn(move |_: ReserveStock, ctx: ConsumeContext| {
                     c.fetch_add(1, Ordering::SeqCst);
                     async move {
@@ -669,7 +696,10 @@ async fn immediate_retries_recover_a_flaky_handler() {
     .await
     .unwrap();
     h.bus.send(&ReserveStock { order_id: 1 }).await.unwrap();
-    assert!(h.wait_until(WAIT, |h| h.consumed("test.reserve-stock").len() == 1).await);
+    assert!(
+        h.wait_until(WAIT, |h| h.consumed("test.reserve-stock").len() == 1)
+            .await
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(h.observed().len(), 1, "one delivery, settled once");
 }
