@@ -16,7 +16,10 @@
 mod admin;
 pub mod config;
 pub mod error;
+pub mod inbox;
+pub mod outbox;
 mod receiver;
+pub mod saga;
 mod schema;
 mod store;
 pub mod transport;
@@ -24,5 +27,8 @@ mod writer;
 
 pub use config::{Durability, SqliteConfig};
 pub use error::{Result, SqliteError};
+pub use inbox::{transactional, SqliteInbox, Transactional, Tx};
+pub use outbox::Outbox;
+pub use saga::SagaStore;
 pub use schema::SCHEMA_VERSION;
 pub use transport::SqliteTransport;
