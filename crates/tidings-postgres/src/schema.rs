@@ -1,0 +1,372 @@
+//! The tables (created on connect, idempotently) and every SQL statement, qualified with
+//! the configured schema once at start-up.
+//!
+//! ```text
+//! queues        (name PK, ordered, temporary, is_error)
+//! subscriptions (message_type, queue) PK            -- fan-out: one row per subscribed queue
+//! messages      (queue, seq) PK, id, message_type, partition_key, visible_at, sent_at,
+//!               delivery_count, claim, dead_of, fault_reason, dead_lettered_at, envelope
+//!               UNIQUE (queue, id)                   -- idempotent re-sends
+//!               INDEX (queue, partition_key, seq) WHERE partition_key IS NOT NULL
+//! parked        (queue, partition_key) PK           -- keys held behind a dead letter
+//! inbox         (message_id, endpoint) PK, processed_at, expires_at
+//! sagas         (saga_type, id) PK, version, state jsonb, updated_at
+//! ```
+//!
+//! A message is one row. Its lease is `visible_at` (claiming pushes it into the future and
+//! stamps a fresh `claim` token); ack deletes the row; the error queue `<queue>_error` is
+//! the same table with `dead_of` = the original queue, so dead-lettering and replay are
+//! updates that keep `seq` (and with it per-key order).
+
+use std::sync::Arc;
+
+use sqlx::AssertSqlSafe;
+
+/// Creates everything; `{s}` is the quoted schema.
+const DDL: &str = r#"
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.queues (
+    name text PRIMARY KEY,
+    ordered boolean NOT NULL DEFAULT false,
+    temporary boolean NOT NULL DEFAULT false,
+    is_error boolean NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS {s}.subscriptions (
+    message_type text NOT NULL,
+    queue text NOT NULL,
+    PRIMARY KEY (message_type, queue)
+);
+CREATE SEQUENCE IF NOT EXISTS {s}.message_seq;
+CREATE TABLE IF NOT EXISTS {s}.messages (
+    queue text NOT NULL,
+    seq bigint NOT NULL DEFAULT nextval('{s}.message_seq'),
+    id uuid NOT NULL,
+    message_type text NOT NULL,
+    partition_key text,
+    visible_at timestamptz NOT NULL DEFAULT now(),
+    sent_at timestamptz NOT NULL,
+    delivery_count integer NOT NULL DEFAULT 0,
+    claim uuid,
+    dead_of text,
+    fault_reason text,
+    dead_lettered_at timestamptz,
+    envelope bytea NOT NULL,
+    PRIMARY KEY (queue, seq)
+) WITH (
+    fillfactor = 70,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_cost_delay = 0,
+    autovacuum_vacuum_insert_scale_factor = 0.05
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_queue_id ON {s}.messages (queue, id);
+CREATE INDEX IF NOT EXISTS messages_key ON {s}.messages (queue, partition_key, seq)
+    WHERE partition_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {s}.parked (
+    queue text NOT NULL,
+    partition_key text NOT NULL,
+    parked_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (queue, partition_key)
+);
+CREATE TABLE IF NOT EXISTS {s}.inbox (
+    message_id uuid NOT NULL,
+    endpoint text NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (message_id, endpoint)
+);
+CREATE INDEX IF NOT EXISTS inbox_expires ON {s}.inbox (expires_at);
+CREATE TABLE IF NOT EXISTS {s}.sagas (
+    saga_type text NOT NULL,
+    id text NOT NULL,
+    version bigint NOT NULL,
+    state jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (saga_type, id)
+);
+"#;
+
+/// Inserts messages for queues and topics (fan-out through `subscriptions`) and notifies
+/// the queues that got a message visible now. Arrays: destination (NULL = topic), id,
+/// type, key, visible_at (NULL = now), sent_at, envelope; `$8` = channel.
+const SEND: &str = r#"
+WITH d AS (
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[],
+                         $5::timestamptz[], $6::timestamptz[], $7::bytea[])
+        WITH ORDINALITY AS d(dest, id, message_type, partition_key, visible_at, sent_at, envelope, ord)
+), ins AS (
+    INSERT INTO {s}.messages (queue, id, message_type, partition_key, visible_at, sent_at, envelope)
+    SELECT t.queue, d.id, d.message_type, d.partition_key, coalesce(d.visible_at, now()),
+           d.sent_at, d.envelope
+    FROM d CROSS JOIN LATERAL (
+        SELECT d.dest AS queue WHERE d.dest IS NOT NULL
+        UNION ALL
+        SELECT s.queue FROM {s}.subscriptions s
+        WHERE d.dest IS NULL AND s.message_type = d.message_type
+    ) t
+    ORDER BY d.ord, t.queue
+    ON CONFLICT (queue, id) DO NOTHING
+    RETURNING queue, visible_at
+)
+SELECT pg_notify($8, q.queue) FROM (SELECT DISTINCT queue FROM ins WHERE visible_at <= now()) q
+"#;
+
+/// Claims up to `$2` visible rows after `$5` in `seq` order. `$3` lease seconds, `$4` claim.
+const CLAIM: &str = r#"
+WITH c AS (
+    SELECT seq FROM {s}.messages
+    WHERE queue = $1 AND seq > $5 AND visible_at <= now()
+    ORDER BY seq
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {s}.messages m
+SET visible_at = now() + make_interval(secs => $3), delivery_count = m.delivery_count + 1, claim = $4
+FROM c WHERE m.queue = $1 AND m.seq = c.seq
+RETURNING m.seq, m.delivery_count, m.envelope
+"#;
+
+/// Like [`CLAIM`] on an ordered queue: only the first row of each key, and not if parked.
+const CLAIM_ORDERED: &str = r#"
+WITH c AS (
+    SELECT m.seq FROM {s}.messages m
+    WHERE m.queue = $1 AND m.seq > $5 AND m.visible_at <= now()
+      AND (m.partition_key IS NULL OR (
+          NOT EXISTS (SELECT 1 FROM {s}.messages e
+                      WHERE e.queue = m.queue AND e.partition_key = m.partition_key
+                        AND e.seq < m.seq)
+          AND NOT EXISTS (SELECT 1 FROM {s}.parked p
+                          WHERE p.queue = m.queue AND p.partition_key = m.partition_key)))
+    ORDER BY m.seq
+    LIMIT $2
+    FOR UPDATE OF m SKIP LOCKED
+)
+UPDATE {s}.messages m
+SET visible_at = now() + make_interval(secs => $3), delivery_count = m.delivery_count + 1, claim = $4
+FROM c WHERE m.queue = $1 AND m.seq = c.seq
+RETURNING m.seq, m.delivery_count, m.envelope
+"#;
+
+/// Seconds until the next row of `$1` becomes visible (scheduled, delayed, leased).
+const NEXT_VISIBLE: &str = r#"
+SELECT extract(epoch FROM min(visible_at) - now())::float8
+FROM {s}.messages WHERE queue = $1 AND visible_at > now()
+"#;
+
+/// Batched ack: arrays of queue, seq, claim.
+const ACK: &str = r#"
+DELETE FROM {s}.messages m
+USING unnest($1::text[], $2::bigint[], $3::uuid[]) AS a(queue, seq, claim)
+WHERE m.queue = a.queue AND m.seq = a.seq AND m.claim = a.claim
+"#;
+
+/// Batched release: visible now, the delivery not counted.
+const RELEASE: &str = r#"
+UPDATE {s}.messages m
+SET visible_at = now(), claim = NULL, delivery_count = greatest(m.delivery_count - 1, 0)
+FROM unnest($1::text[], $2::bigint[], $3::uuid[]) AS a(queue, seq, claim)
+WHERE m.queue = a.queue AND m.seq = a.seq AND m.claim = a.claim
+"#;
+
+/// Batched requeue of deliveries dropped unsettled: visible now, the delivery counted.
+const REQUEUE: &str = r#"
+UPDATE {s}.messages m
+SET visible_at = now(), claim = NULL
+FROM unnest($1::text[], $2::bigint[], $3::uuid[]) AS a(queue, seq, claim)
+WHERE m.queue = a.queue AND m.seq = a.seq AND m.claim = a.claim
+"#;
+
+/// Redeliver after `$4` seconds with the envelope `$5` (NULL = unchanged).
+const NACK: &str = r#"
+UPDATE {s}.messages
+SET visible_at = now() + make_interval(secs => $4), claim = NULL,
+    envelope = coalesce($5, envelope)
+WHERE queue = $1 AND seq = $2 AND claim = $3
+"#;
+
+/// Moves a claimed row into its error queue `$4`; parks its key when `$7`.
+const DEAD_LETTER: &str = r#"
+WITH d AS (
+    UPDATE {s}.messages
+    SET queue = $4, dead_of = queue, fault_reason = $5, envelope = $6,
+        dead_lettered_at = now(), visible_at = now(), claim = NULL
+    WHERE queue = $1 AND seq = $2 AND claim = $3
+    RETURNING dead_of, partition_key
+)
+INSERT INTO {s}.parked (queue, partition_key)
+SELECT dead_of, partition_key FROM d WHERE $7 AND partition_key IS NOT NULL
+ON CONFLICT DO NOTHING
+"#;
+
+const EXTEND: &str = r#"
+UPDATE {s}.messages SET visible_at = now() + make_interval(secs => $4)
+WHERE queue = $1 AND seq = $2 AND claim = $3
+"#;
+
+/// Dead letters matching a query; `FOR UPDATE` variant used by replay.
+const DEAD_LETTERS: &str = r#"
+SELECT seq, queue, dead_of, dead_lettered_at, envelope FROM {s}.messages
+WHERE dead_of IS NOT NULL
+  AND ($1::text IS NULL OR dead_of = $1)
+  AND ($2::text IS NULL OR message_type = $2)
+  AND ($3::text IS NULL OR fault_reason = $3)
+  AND ($4::timestamptz IS NULL OR dead_lettered_at >= $4)
+  AND (cardinality($5::uuid[]) = 0 OR id = ANY($5))
+ORDER BY dead_lettered_at, seq
+LIMIT $6
+"#;
+
+/// Puts replayed rows back: arrays of (error queue, seq, target queue, envelope).
+const REPLAY: &str = r#"
+WITH r AS (
+    UPDATE {s}.messages m
+    SET queue = a.target, dead_of = NULL, fault_reason = NULL, dead_lettered_at = NULL,
+        visible_at = now(), delivery_count = 0, claim = NULL, envelope = a.envelope
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[]) AS a(queue, seq, target, envelope)
+    WHERE m.queue = a.queue AND m.seq = a.seq
+    RETURNING m.queue
+)
+SELECT pg_notify($5, q.queue) FROM (SELECT DISTINCT queue FROM r) q
+"#;
+
+const PURGE: &str = r#"
+DELETE FROM {s}.messages m
+USING unnest($1::text[], $2::bigint[]) AS a(queue, seq)
+WHERE m.queue = a.queue AND m.seq = a.seq
+"#;
+
+const UNPARK: &str = r#"
+DELETE FROM {s}.parked p
+USING unnest($1::text[], $2::text[]) AS a(queue, partition_key)
+WHERE p.queue = a.queue AND p.partition_key = a.partition_key
+"#;
+
+const DECLARE_QUEUE: &str = r#"
+INSERT INTO {s}.queues (name, ordered, temporary, is_error) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO UPDATE SET ordered = {s}.queues.ordered OR excluded.ordered
+"#;
+
+const DECLARE_SUBSCRIPTION: &str = r#"
+INSERT INTO {s}.subscriptions (message_type, queue) VALUES ($1, $2) ON CONFLICT DO NOTHING
+"#;
+
+const QUEUES: &str = "SELECT name, ordered FROM {s}.queues WHERE name = ANY($1)";
+
+const STATS: &str = r#"
+SELECT q.name,
+       count(m.seq) FILTER (WHERE m.visible_at <= now()),
+       count(m.seq) FILTER (WHERE m.visible_at > now() AND m.claim IS NOT NULL),
+       count(m.seq) FILTER (WHERE m.visible_at > now() AND m.claim IS NULL),
+       extract(epoch FROM now() - min(m.sent_at) FILTER (WHERE m.claim IS NULL OR m.visible_at <= now()))::float8,
+       (SELECT count(*) FROM {s}.messages e WHERE e.queue = q.name || '_error'),
+       (SELECT count(*) FROM {s}.parked p WHERE p.queue = q.name)
+FROM {s}.queues q LEFT JOIN {s}.messages m ON m.queue = q.name
+WHERE NOT q.is_error
+GROUP BY q.name ORDER BY q.name
+"#;
+
+const INBOX_RECORD: &str = r#"
+INSERT INTO {s}.inbox (message_id, endpoint, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT DO NOTHING
+"#;
+
+const INBOX_SWEEP: &str = "DELETE FROM {s}.inbox WHERE expires_at < now()";
+
+const SAGA_LOAD: &str = "SELECT version, state FROM {s}.sagas WHERE saga_type = $1 AND id = $2";
+
+const SAGA_INSERT: &str = r#"
+INSERT INTO {s}.sagas (saga_type, id, version, state) VALUES ($1, $2, 1, $3)
+ON CONFLICT DO NOTHING
+"#;
+
+const SAGA_UPDATE: &str = r#"
+UPDATE {s}.sagas SET version = version + 1, state = $4, updated_at = now()
+WHERE saga_type = $1 AND id = $2 AND version = $3
+"#;
+
+const SAGA_DELETE: &str = "DELETE FROM {s}.sagas WHERE saga_type = $1 AND id = $2 AND version = $3";
+
+/// One statement, schema-qualified: cheap to clone into a query.
+#[derive(Debug, Clone)]
+pub(crate) struct Stmt(Arc<str>);
+
+impl Stmt {
+    fn new(template: &str, schema: &str) -> Self {
+        Stmt(template.replace("{s}", &format!("\"{schema}\"")).into())
+    }
+
+    /// The statement, marked safe: only the validated schema name is spliced in.
+    pub(crate) fn sql(&self) -> AssertSqlSafe<Arc<str>> {
+        AssertSqlSafe(self.0.clone())
+    }
+}
+
+/// Every statement of the crate for one schema.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub(crate) ddl: Stmt,
+    pub(crate) send: Stmt,
+    pub(crate) claim: Stmt,
+    pub(crate) claim_ordered: Stmt,
+    pub(crate) next_visible: Stmt,
+    pub(crate) ack: Stmt,
+    pub(crate) release: Stmt,
+    pub(crate) requeue: Stmt,
+    pub(crate) nack: Stmt,
+    pub(crate) dead_letter: Stmt,
+    pub(crate) extend: Stmt,
+    pub(crate) dead_letters: Stmt,
+    pub(crate) dead_letters_lock: Stmt,
+    pub(crate) replay: Stmt,
+    pub(crate) purge: Stmt,
+    pub(crate) unpark: Stmt,
+    pub(crate) declare_queue: Stmt,
+    pub(crate) declare_subscription: Stmt,
+    pub(crate) queues: Stmt,
+    pub(crate) stats: Stmt,
+    pub(crate) inbox_record: Stmt,
+    pub(crate) inbox_sweep: Stmt,
+    pub(crate) saga_load: Stmt,
+    pub(crate) saga_insert: Stmt,
+    pub(crate) saga_update: Stmt,
+    pub(crate) saga_delete: Stmt,
+    /// NOTIFY channel of this schema.
+    pub(crate) channel: String,
+}
+
+impl Sql {
+    /// Statements for `schema` (already validated as a plain identifier).
+    pub(crate) fn new(schema: &str) -> Self {
+        let s = |t: &str| Stmt::new(t, schema);
+        Sql {
+            ddl: s(DDL),
+            send: s(SEND),
+            claim: s(CLAIM),
+            claim_ordered: s(CLAIM_ORDERED),
+            next_visible: s(NEXT_VISIBLE),
+            ack: s(ACK),
+            release: s(RELEASE),
+            requeue: s(REQUEUE),
+            nack: s(NACK),
+            dead_letter: s(DEAD_LETTER),
+            extend: s(EXTEND),
+            dead_letters: s(DEAD_LETTERS),
+            dead_letters_lock: s(&format!("{DEAD_LETTERS} FOR UPDATE")),
+            replay: s(REPLAY),
+            purge: s(PURGE),
+            unpark: s(UNPARK),
+            declare_queue: s(DECLARE_QUEUE),
+            declare_subscription: s(DECLARE_SUBSCRIPTION),
+            queues: s(QUEUES),
+            stats: s(STATS),
+            inbox_record: s(INBOX_RECORD),
+            inbox_sweep: s(INBOX_SWEEP),
+            saga_load: s(SAGA_LOAD),
+            saga_insert: s(SAGA_INSERT),
+            saga_update: s(SAGA_UPDATE),
+            saga_delete: s(SAGA_DELETE),
+            channel: format!("tidings_{schema}"),
+        }
+    }
+}
