@@ -1,0 +1,19 @@
+//! OrderFlow: the Tidings reference order pipeline — an HTTP API and inventory, payments,
+//! shipping and notification services around an order saga, with a load generator that
+//! drives it end to end through the real API and checks the invariants that must hold.
+
+pub mod api;
+pub mod chaos;
+pub mod contracts;
+pub mod db;
+pub mod load;
+pub mod opt;
+pub mod relay;
+pub mod report;
+pub mod run;
+pub mod services;
+pub mod summary;
+pub mod system;
+
+pub use opt::Opts;
+pub use run::run;

@@ -1,0 +1,95 @@
+//! Command-line options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::system::Service;
+
+/// OrderFlow: the Tidings reference order pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "orderflow", version, about)]
+pub struct Opts {
+    /// What to do (default: the load run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the load run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and/or services until Ctrl-C.
+    Serve(ServeArgs),
+    /// Print the message topology as a mermaid diagram.
+    Topology,
+}
+
+/// Options shared by the run and serve.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Where the database and notification log live.
+    #[arg(long, default_value = "./orderflow-data", env = "ORDERFLOW_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// HTTP port (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Probability of a transient payment-gateway failure per call.
+    #[arg(long, default_value_t = 0.1)]
+    pub fail_rate: f64,
+    /// Probability that a payment is declined.
+    #[arg(long, default_value_t = 0.05)]
+    pub decline_rate: f64,
+    /// Simulated gateway latency in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub payment_latency_ms: u64,
+    /// Seconds the saga waits for a payment before cancelling the order.
+    #[arg(long, default_value_t = 30)]
+    pub payment_timeout_secs: u64,
+    /// Handlers running at once per endpoint.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+/// The load run.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Orders to place through the HTTP API.
+    #[arg(long, default_value_t = 10_000)]
+    pub orders: usize,
+    /// Fraction of orders for which a poison message (malformed or invalid) is also sent
+    /// straight to a queue; they must end in the error queue.
+    #[arg(long, default_value_t = 0.01)]
+    pub poison_rate: f64,
+    /// Fraction of orders shipped to a country shipping does not serve (compensation path).
+    #[arg(long, default_value_t = 0.02)]
+    pub undeliverable_rate: f64,
+    /// Fraction of requests the client repeats with the same Idempotency-Key.
+    #[arg(long, default_value_t = 0.02)]
+    pub retry_rate: f64,
+    /// Concurrent HTTP requests.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Keep serving the API after the report.
+    #[arg(long)]
+    pub serve: bool,
+}
+
+/// `orderflow serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Which service(s) to run in this process.
+    #[arg(long, value_enum, default_value = "all")]
+    pub service: Service,
+    /// Do not serve the HTTP API.
+    #[arg(long)]
+    pub no_api: bool,
+}

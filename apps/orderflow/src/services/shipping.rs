@@ -1,0 +1,54 @@
+//! Shipping: creates a shipment for a paid order, or refuses destinations it does not
+//! serve (`ShipmentFailed`, which makes the saga compensate: release stock, refund).
+
+use tidings_core::{ConsumeContext, Endpoint, HandlerError};
+use tracing::Instrument;
+
+use crate::contracts::{CreateShipment, ShipmentCreated, ShipmentFailed};
+use crate::db::{db_err, Db, Work};
+
+/// The endpoint's queue name.
+pub const QUEUE: &str = "shipping";
+
+/// Countries shipping does not serve.
+pub const UNSERVED: &[&str] = &["AQ"];
+
+/// The shipping endpoint.
+pub fn endpoint(db: Db) -> Endpoint {
+    Endpoint::new(QUEUE)
+        .handle_fn(move |m: CreateShipment, ctx: ConsumeContext| {
+            let db = db.clone();
+            let span = super::span(&ctx, m.order_id);
+            async move { create(&db, m, &ctx).await }.instrument(span)
+        })
+        .sends::<ShipmentCreated>()
+        .sends::<ShipmentFailed>()
+}
+
+async fn create(db: &Db, m: CreateShipment, ctx: &ConsumeContext) -> Result<(), HandlerError> {
+    let Some(mut work) = Work::for_message(db, ctx).await? else {
+        return Ok(());
+    };
+    if UNSERVED.contains(&m.ship_to.as_str()) {
+        work.emit(&ShipmentFailed {
+            order_id: m.order_id,
+            reason: format!("undeliverable: we do not ship to {}", m.ship_to),
+        })?;
+        return work.commit().await;
+    }
+    let tracking = format!("TRK-{}", &m.order_id.simple().to_string()[..16]);
+    sqlx::query(
+        "INSERT INTO ship_shipments (order_id, tracking, ship_to) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(m.order_id.to_string())
+    .bind(&tracking)
+    .bind(&m.ship_to)
+    .execute(work.conn())
+    .await
+    .map_err(db_err)?;
+    work.emit(&ShipmentCreated {
+        order_id: m.order_id,
+        tracking,
+    })?;
+    work.commit().await
+}

@@ -1,0 +1,242 @@
+//! Wiring: the database, the transport, every service's endpoint and the outbox relay in
+//! one [`System`]. `Services` picks which endpoints run in this process (the others are
+//! reached through routes).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidings_core::pipeline::retry::Intervals;
+use tidings_core::transport::Transport;
+use tidings_core::{Bus, Endpoint, Redelivery};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::contracts::*;
+use crate::db::Db;
+use crate::services::gateway::{Gateway, GatewayConfig};
+use crate::services::notifications::{FileSink, Sink};
+use crate::services::{analytics, inventory, notifications, payments, read_model, saga, shipping};
+
+/// The product catalog: id, name, price in cents, initial stock.
+pub const CATALOG: &[(&str, &str, i64, i64)] = &[
+    ("P-001", "Espresso beans 1 kg", 2490, 100_000),
+    ("P-002", "Grinder", 12900, 100_000),
+    ("P-003", "Milk jug", 1590, 100_000),
+    ("P-004", "Tamper", 2990, 100_000),
+    ("P-005", "Scale", 3990, 100_000),
+    ("P-006", "Kettle", 5490, 100_000),
+    ("P-007", "Filter papers", 490, 100_000),
+    ("P-008", "Dripper", 2290, 100_000),
+    ("P-009", "Limited edition cup", 1990, 150),
+    ("P-010", "Signed barista book", 3490, 60),
+];
+
+/// Which services run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    /// Everything.
+    All,
+    /// Stock reservations.
+    Inventory,
+    /// Captures and refunds.
+    Payments,
+    /// Shipments.
+    Shipping,
+    /// Customer notifications.
+    Notifications,
+    /// The order saga.
+    Saga,
+    /// The read model and analytics.
+    Views,
+}
+
+/// Everything the system needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory (database, notification log).
+    pub data_dir: PathBuf,
+    /// Payment gateway simulation.
+    pub gateway: GatewayConfig,
+    /// How long the saga waits for a payment.
+    pub payment_timeout: Duration,
+    /// Immediate retries of payments.
+    pub retries: Vec<Duration>,
+    /// Delayed redeliveries of every endpoint.
+    pub redelivery: Vec<Duration>,
+    /// Handlers per endpoint.
+    pub concurrency: usize,
+    /// Which services run here.
+    pub service: Service,
+}
+
+impl Config {
+    /// Defaults for a data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            gateway: GatewayConfig::default(),
+            payment_timeout: Duration::from_secs(30),
+            retries: vec![
+                Duration::from_millis(10),
+                Duration::from_millis(50),
+                Duration::from_millis(100),
+            ],
+            redelivery: vec![
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+            ],
+            concurrency: 16,
+            service: Service::All,
+        }
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("orderflow.db")
+    }
+
+    /// The notification log.
+    pub fn notifications_path(&self) -> PathBuf {
+        self.data_dir.join("notifications.jsonl")
+    }
+}
+
+/// A running OrderFlow: bus, database, relay.
+#[derive(Debug)]
+pub struct System {
+    /// The bus (all endpoints of this process).
+    pub bus: Bus,
+    /// The business database.
+    pub db: Db,
+    /// The configuration it runs with.
+    pub config: Config,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Builds the endpoints `config.service` selects.
+pub fn endpoints(config: &Config, db: &Db, sink: Arc<dyn Sink>) -> Vec<Endpoint> {
+    let redelivery = Redelivery::intervals(config.redelivery.clone());
+    let on = |s: Service| config.service == Service::All || config.service == s;
+    let mut eps = Vec::new();
+    if on(Service::Saga) {
+        eps.push(saga::endpoint(db.clone(), config.payment_timeout));
+    }
+    if on(Service::Inventory) {
+        eps.push(inventory::endpoint(db.clone()));
+    }
+    if on(Service::Payments) {
+        let gw = Gateway::new(db.clone(), config.gateway.clone());
+        eps.push(
+            payments::endpoint(db.clone(), gw)
+                .retry(Intervals(config.retries.clone()))
+                .prefetch(256),
+        );
+    }
+    if on(Service::Shipping) {
+        eps.push(shipping::endpoint(db.clone()));
+    }
+    if on(Service::Notifications) {
+        eps.push(notifications::endpoint(db.clone(), sink));
+    }
+    if on(Service::Views) {
+        eps.push(read_model::endpoint(db.clone()));
+        eps.push(analytics::endpoint(db.clone()));
+    }
+    eps.into_iter()
+        .map(|e| {
+            e.redelivery(redelivery.clone())
+                .concurrency(config.concurrency)
+                .retry_if_unset()
+        })
+        .collect()
+}
+
+trait RetryIfUnset {
+    fn retry_if_unset(self) -> Self;
+}
+
+impl RetryIfUnset for Endpoint {
+    fn retry_if_unset(self) -> Self {
+        if self.name() == payments::QUEUE {
+            self
+        } else {
+            // database busy / a saga not there yet: a few quick immediate retries
+            self.retry(Intervals(vec![
+                Duration::from_millis(20),
+                Duration::from_millis(100),
+            ]))
+        }
+    }
+}
+
+/// The bus builder with every endpoint of this process and routes to the others.
+pub fn bus_builder(
+    transport: Arc<dyn Transport>,
+    config: &Config,
+    db: &Db,
+    sink: Arc<dyn Sink>,
+) -> tidings_core::BusBuilder {
+    let mut b = Bus::builder(transport).name("orderflow");
+    for ep in endpoints(config, db, sink) {
+        b = b.endpoint(ep);
+    }
+    if config.service != Service::All {
+        b = b
+            .route::<ReserveStock>(inventory::QUEUE)
+            .route::<ReleaseStock>(inventory::QUEUE)
+            .route::<CapturePayment>(payments::QUEUE)
+            .route::<RefundPayment>(payments::QUEUE)
+            .route::<CreateShipment>(shipping::QUEUE)
+            .route::<PaymentTimeout>(saga::QUEUE);
+    }
+    b.sends::<OrderPlaced>()
+}
+
+impl System {
+    /// Opens the database in `config.data_dir`, seeds the catalog, starts the bus and relay.
+    pub async fn start(config: Config, transport: Arc<dyn Transport>) -> anyhow::Result<System> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db = Db::open(&config.db_path()).await?;
+        seed(&db).await?;
+        let sink: Arc<dyn Sink> = Arc::new(FileSink::open(config.notifications_path())?);
+        let bus = bus_builder(transport.clone(), &config, &db, sink)
+            .start()
+            .await?;
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(crate::relay::run(db.clone(), transport, stop.clone()));
+        Ok(System {
+            bus,
+            db,
+            config,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops the bus and the relay.
+    pub async fn shutdown(&self) {
+        self.bus.shutdown(Duration::from_secs(10)).await;
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.db.close().await;
+    }
+}
+
+/// Seeds catalog (API) and stock (inventory), keeping what a previous run left.
+pub async fn seed(db: &Db) -> anyhow::Result<()> {
+    for (id, name, price, _) in CATALOG {
+        sqlx::query("INSERT INTO api_catalog (product_id, name, price_cents) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(*id)
+            .bind(*name)
+            .bind(*price)
+            .execute(&db.write)
+            .await?;
+    }
+    let stock: Vec<(&str, i64)> = CATALOG.iter().map(|(id, _, _, s)| (*id, *s)).collect();
+    inventory::seed(db, &stock).await
+}
