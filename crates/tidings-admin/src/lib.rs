@@ -1,0 +1,33 @@
+//! Operating Tidings over HTTP: an admin [`router`] to mount in any axum app (queues, dead
+//! letters: list / show / replay / purge, Prometheus metrics, health probes, a small
+//! dashboard), [`serve`] to run it on its own port, and a [`DeadLetterMonitor`] that raises
+//! [`DeadLetterAlert`]s.
+//!
+//! ```no_run
+//! # async fn demo(transport: std::sync::Arc<dyn tidings_core::transport::Transport>) -> Result<(), tidings_admin::AdminError> {
+//! use tidings_admin::{install_recorder, serve, AdminConfig, AdminState};
+//! let state = AdminState::new(transport).metrics(install_recorder()?);
+//! serve(AdminConfig::new(([127, 0, 0, 1], 9090).into()), state).await
+//! # }
+//! ```
+
+mod api_error;
+mod auth;
+mod dashboard;
+mod error;
+mod metrics;
+mod monitor;
+mod query;
+mod routes;
+mod server;
+mod state;
+mod view;
+
+pub use error::AdminError;
+pub use metrics::{install_recorder, record_queue_stats};
+pub use monitor::{DeadLetterAlert, DeadLetterMonitor, MonitorConfig, ALERT_GAUGE};
+pub use query::{parse_duration, parse_ids, parse_since, DlqFilter};
+pub use routes::router;
+pub use server::{serve, AdminConfig, AdminServer};
+pub use state::AdminState;
+pub use view::{body_value, DeadLetterView, FaultSummary, QueueView};

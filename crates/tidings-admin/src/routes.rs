@@ -1,0 +1,231 @@
+//! The admin [`router`]: queues, dead letters (list / show / replay / purge / summary),
+//! metrics, probes and the dashboard.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tidings_core::transport::DeadLetterQuery;
+use uuid::Uuid;
+
+use crate::api_error::ApiError;
+use crate::query::DlqFilter;
+use crate::view::{DeadLetterView, FaultSummary, QueueView};
+use crate::{metrics, AdminState};
+
+/// At most this many dead letters are counted for `GET /dlq/summary`.
+const SUMMARY_LIMIT: usize = 10_000;
+
+/// The admin API and dashboard, mountable into any axum app (`app.nest("/admin", ..)`).
+///
+/// | route | does |
+/// | --- | --- |
+/// | `GET /` | dashboard (HTML) |
+/// | `GET /queues` | per-queue figures |
+/// | `GET /dlq?endpoint=&type=&reason=&since=1h&limit=&ids=&correlation_id=` | dead letters |
+/// | `GET /dlq/summary?..` | dead letters counted by reason and endpoint |
+/// | `GET /dlq/{id}` | one dead letter |
+/// | `POST /dlq/replay` | JSON `{endpoint, type, reason, since, ids: [..], correlation_id, to, dry_run}` |
+/// | `DELETE /dlq?..&confirm=true` | purge matching dead letters |
+/// | `GET /metrics` | Prometheus text |
+/// | `GET /healthz`, `GET /readyz` | liveness; readiness (the transport answers) |
+///
+/// With a token set on the state, every route but `/`, `/healthz` and `/readyz` requires
+/// `Authorization: Bearer <token>`.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/queues", get(queues))
+        .route("/dlq", get(list_dlq).delete(purge_dlq))
+        .route("/dlq/summary", get(summary))
+        .route("/dlq/replay", post(replay))
+        .route("/dlq/{id}", get(show_dlq))
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_token,
+        ))
+        .with_state(state)
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(crate::dashboard::PAGE)
+}
+
+async fn queues(State(s): State<AdminState>) -> Result<Json<Vec<QueueView>>, ApiError> {
+    let stats = s.transport.stats().await?;
+    Ok(Json(stats.iter().map(QueueView::from).collect()))
+}
+
+async fn list_dlq(
+    State(s): State<AdminState>,
+    Query(filter): Query<DlqFilter>,
+) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
+    let found = filter.list(s.transport.as_ref()).await?;
+    Ok(Json(found.iter().map(DeadLetterView::from).collect()))
+}
+
+async fn summary(
+    State(s): State<AdminState>,
+    Query(mut filter): Query<DlqFilter>,
+) -> Result<Json<FaultSummary>, ApiError> {
+    filter.limit = Some(filter.limit.unwrap_or(SUMMARY_LIMIT).min(SUMMARY_LIMIT));
+    let found = filter.list(s.transport.as_ref()).await?;
+    Ok(Json(FaultSummary::of(&found)))
+}
+
+async fn show_dlq(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeadLetterView>, ApiError> {
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("`{id}` is not a UUID")))?;
+    let query = DeadLetterQuery {
+        ids: vec![id],
+        ..Default::default()
+    };
+    let found = s.transport.dead_letters(&query).await?;
+    found
+        .first()
+        .map(|d| Json(DeadLetterView::from(d)))
+        .ok_or_else(|| tidings_core::Error::NotFound(id.to_string()).into())
+}
+
+/// Body of `POST /dlq/replay`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ReplayRequest {
+    endpoint: Option<String>,
+    #[serde(rename = "type")]
+    message_type: Option<String>,
+    reason: Option<String>,
+    since: Option<String>,
+    ids: Vec<Uuid>,
+    correlation_id: Option<String>,
+    limit: Option<usize>,
+    /// Replay into this queue instead of the original one.
+    to: Option<String>,
+    /// Only say what would be replayed.
+    dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplayResponse {
+    replayed: u64,
+    dry_run: bool,
+    ids: Vec<Uuid>,
+}
+
+async fn replay(
+    State(s): State<AdminState>,
+    body: axum::body::Bytes,
+) -> Result<Json<ReplayResponse>, ApiError> {
+    let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("invalid replay request: {e}"),
+            )
+        })?
+    };
+    let filter = DlqFilter {
+        endpoint: req.endpoint,
+        message_type: req.message_type,
+        reason: req.reason,
+        since: req.since,
+        limit: req.limit,
+        ids: (!req.ids.is_empty()).then(|| {
+            req.ids
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+        correlation_id: req.correlation_id,
+    };
+    let t = s.transport.as_ref();
+    if req.dry_run {
+        let found = filter.list(t).await?;
+        return Ok(Json(ReplayResponse {
+            replayed: 0,
+            dry_run: true,
+            ids: found.iter().map(|d| d.envelope.id).collect(),
+        }));
+    }
+    let query = filter.resolve(t).await?;
+    let to = req.to.as_deref().filter(|q| !q.is_empty());
+    let n = t.replay(&query, to).await?;
+    tracing::info!(replayed = n, ?to, "admin: dead letters replayed");
+    Ok(Json(ReplayResponse {
+        replayed: n,
+        dry_run: false,
+        ids: query.ids,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Confirm {
+    confirm: Option<String>,
+}
+
+async fn purge_dlq(
+    State(s): State<AdminState>,
+    Query(filter): Query<DlqFilter>,
+    Query(confirm): Query<Confirm>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if confirm.confirm.as_deref() != Some("true") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "purging deletes dead letters for good: add `confirm=true` to the query",
+        ));
+    }
+    let t = s.transport.as_ref();
+    let query = filter.resolve(t).await?;
+    let n = t.purge(&query).await?;
+    tracing::info!(purged = n, "admin: dead letters purged");
+    Ok(Json(serde_json::json!({ "purged": n })))
+}
+
+async fn render_metrics(State(s): State<AdminState>) -> Result<Response, ApiError> {
+    let Some(handle) = s.metrics.as_ref() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no Prometheus recorder: call tidings_admin::install_recorder() and pass the handle to AdminState::metrics",
+        ));
+    };
+    let stats = s.transport.stats().await?;
+    metrics::record_queue_stats(&stats);
+    handle.run_upkeep();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response())
+}
+
+async fn ready(State(s): State<AdminState>) -> Response {
+    match s.transport.stats().await {
+        Ok(stats) => Json(serde_json::json!({
+            "status": "ready",
+            "transport": s.transport.name(),
+            "queues": stats.len(),
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "status": "unavailable",
+                "transport": s.transport.name(),
+                "error": e.to_string(),
+            })),
+        )
+            .into_response(),
+    }
+}
