@@ -168,7 +168,11 @@ async fn sweep(
                     .unwrap_or(0);
                 env.headers
                     .insert(headers::REPLAYED.into(), (n + 1).to_string());
-                publishes.push(Publish::to_queue(to.unwrap_or(queue), &env, &Extra::default())?);
+                publishes.push(Publish::to_queue(
+                    to.unwrap_or(queue),
+                    &env,
+                    &Extra::default(),
+                )?);
             }
             publish_all(conn, publishes).await?;
             for (_, acker) in &matched {

@@ -135,9 +135,12 @@ pub(crate) struct Decoded {
 impl Decoded {
     /// Times delivered, this one included. Quorum queues count returns
     /// (`x-delivery-count`); classic queues only say "redelivered" (counted as one).
-    pub(crate) fn delivery_count(&self, redelivered: bool) -> u32 {
+    /// `given_back` returns that were no failure (release, shutdown) are not counted.
+    pub(crate) fn delivery_count(&self, redelivered: bool, given_back: u32) -> u32 {
         let returns = self.broker_count.unwrap_or(u32::from(redelivered));
-        self.base_count.saturating_add(returns).saturating_add(1)
+        self.base_count
+            .saturating_add(returns.saturating_sub(given_back))
+            .saturating_add(1)
     }
 }
 
@@ -198,11 +201,16 @@ pub(crate) fn decode(props: &BasicProperties, body: &[u8]) -> Decoded {
             .as_ref()
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
-        take(meta::VERSION).and_then(|v| v.parse().ok()).unwrap_or(1),
+        take(meta::VERSION)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
         body.to_vec(),
     );
     envelope.id = id;
-    envelope.correlation_id = props.correlation_id().as_ref().map(|s| s.as_str().to_string());
+    envelope.correlation_id = props
+        .correlation_id()
+        .as_ref()
+        .map(|s| s.as_str().to_string());
     envelope.causation_id = uuid(take(meta::CAUSATION_ID));
     envelope.conversation_id = uuid(take(meta::CONVERSATION_ID));
     envelope.source_endpoint = take(meta::SOURCE);
@@ -258,6 +266,6 @@ mod tests {
         assert_eq!(d.envelope, e);
         assert_eq!(d.base_count, 4);
         assert_eq!(d.due_at_ms, Some(42));
-        assert_eq!(d.delivery_count(false), 5);
+        assert_eq!(d.delivery_count(false, 0), 5);
     }
 }

@@ -163,7 +163,9 @@ impl RabbitMqConfig {
 
 fn parse_num(key: &str, value: &str) -> Result<usize, RabbitMqError> {
     value.parse().map_err(|_| {
-        RabbitMqError::Config(format!("`{key}` must be a non-negative integer, not `{value}`"))
+        RabbitMqError::Config(format!(
+            "`{key}` must be a non-negative integer, not `{value}`"
+        ))
     })
 }
 
@@ -241,7 +243,10 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("s3cr"), "{dbg}");
         assert!(dbg.contains("app:***@"), "{dbg}");
-        assert_eq!(c.redact("failed: s3cr@t-pw and s3cr%40t-pw"), "failed: *** and ***");
+        assert_eq!(
+            c.redact("failed: s3cr@t-pw and s3cr%40t-pw"),
+            "failed: *** and ***"
+        );
         let err = RabbitMqConfig::from_url("amqp://app:s3cr3t@[bad/").unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
     }

@@ -3,7 +3,7 @@
 //! re-declares the delay infrastructure and every queue and exchange declared so far, then
 //! opens a fresh publisher channel in confirm mode.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::types::LongString;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use tidings_core::transport::QueueSpec;
 
@@ -49,6 +50,16 @@ pub(crate) struct Connector {
     generation: AtomicU64,
     closed: AtomicBool,
 }
+
+/// Messages this process gave back without a failure (release, shutdown), by id, across
+/// all transports of the process: quorum queues count those returns in
+/// `x-delivery-count`; they are subtracted.
+static GIVEN_BACK: std::sync::LazyLock<Mutex<HashMap<Uuid, u32>>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Above this many tracked give-backs the table is cleared (entries of messages that went
+/// to other processes are never settled here).
+const GIVEN_BACK_LIMIT: usize = 100_000;
 
 impl Connector {
     pub(crate) fn new(config: RabbitMqConfig) -> Self {
@@ -125,7 +136,11 @@ impl Connector {
 
     async fn connect_once(&self) -> Result<Link, RabbitMqError> {
         // Keep the old connection if only the publisher channel broke.
-        let old = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let old = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let (connection, generation) = match old.filter(|l| l.connection.status().connected()) {
             Some(l) => (l.connection.clone(), l.generation),
             None => {
@@ -197,7 +212,10 @@ impl Connector {
         for spec in specs {
             topology::declare_queue(&ch, &self.config, spec).await?;
             let mut d = self.declared.lock().unwrap_or_else(|e| e.into_inner());
-            let merged = d.queues.entry(spec.name.clone()).or_insert_with(|| spec.clone());
+            let merged = d
+                .queues
+                .entry(spec.name.clone())
+                .or_insert_with(|| spec.clone());
             for s in &spec.subscriptions {
                 if !merged.subscriptions.contains(s) {
                     merged.subscriptions.push(s.clone());
@@ -262,10 +280,37 @@ impl Connector {
             .contains_key(queue)
     }
 
+    /// Records that message `id` was given back without a failure.
+    pub(crate) fn note_given_back(&self, id: Uuid) {
+        let mut g = GIVEN_BACK.lock().unwrap_or_else(|e| e.into_inner());
+        if g.len() >= GIVEN_BACK_LIMIT {
+            g.clear();
+        }
+        *g.entry(id).or_default() += 1;
+    }
+
+    /// Give-backs recorded for message `id`.
+    pub(crate) fn given_back(&self, id: Uuid) -> u32 {
+        let g = GIVEN_BACK.lock().unwrap_or_else(|e| e.into_inner());
+        g.get(&id).copied().unwrap_or(0)
+    }
+
+    /// Forgets message `id` (settled for good).
+    pub(crate) fn forget(&self, id: Uuid) {
+        let mut g = GIVEN_BACK.lock().unwrap_or_else(|e| e.into_inner());
+        if !g.is_empty() {
+            g.remove(&id);
+        }
+    }
+
     /// Closes the connection; later operations fail with `Shutdown`.
     pub(crate) async fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let link = self.current.write().unwrap_or_else(|e| e.into_inner()).take();
+        let link = self
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(l) = link {
             let _ = l.connection.close(200, "OK".into()).await;
         }

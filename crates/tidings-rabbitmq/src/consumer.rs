@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
 use tokio::time::Instant;
@@ -45,7 +47,7 @@ pub(crate) struct RabbitReceiver {
 }
 
 enum Event {
-    Message(lapin::message::Delivery),
+    Message(Box<lapin::message::Delivery>),
     Lost(Option<lapin::Error>),
     Wake,
 }
@@ -81,7 +83,12 @@ impl RabbitReceiver {
             .map_err(|e| self.conn.err("basic.qos", &e))?;
         let queue = topology::short(&self.queue)?;
         let consumer = channel
-            .basic_consume(queue, "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue,
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(|e| {
                 if is_not_found(&e) {
@@ -98,7 +105,8 @@ impl RabbitReceiver {
     /// now (arrived early from the delay levels, or waits for its key).
     async fn accept(&mut self, d: lapin::message::Delivery, channel: Channel) -> Option<Pending> {
         let decoded = codec::decode(&d.properties, &d.data);
-        let count = decoded.delivery_count(d.redelivered);
+        let given_back = self.conn.given_back(decoded.envelope.id);
+        let count = decoded.delivery_count(d.redelivered, given_back);
         let now_ms = Utc::now().timestamp_millis();
         if let Some(due) = decoded.due_at_ms.filter(|&due| due > now_ms) {
             // Longer than one pass through the delay levels: go round again.
@@ -107,8 +115,13 @@ impl RabbitReceiver {
                 delivery_count: decoded.base_count,
                 ..Extra::default()
             };
-            let again = Publish::delayed(DelayTarget::Queue(&self.queue), remaining, &decoded.envelope, &extra)
-                .map_err(Error::from);
+            let again = Publish::delayed(
+                DelayTarget::Queue(&self.queue),
+                remaining,
+                &decoded.envelope,
+                &extra,
+            )
+            .map_err(Error::from);
             let sent = match again {
                 Ok(p) => publish_all(&self.conn, vec![p]).await,
                 Err(e) => Err(e),
@@ -117,7 +130,12 @@ impl RabbitReceiver {
                 Ok(()) => d.acker.ack(BasicAckOptions::default()).await,
                 Err(e) => {
                     tracing::warn!(error = %e, queue = %self.queue, "re-delaying an early message failed");
-                    d.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                    d.acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await
                 }
             };
             return None;
@@ -171,7 +189,7 @@ impl RabbitReceiver {
         };
         tokio::select! {
             next = live.consumer.next() => match next {
-                Some(Ok(d)) => Event::Message(d),
+                Some(Ok(d)) => Event::Message(Box::new(d)),
                 Some(Err(e)) => Event::Lost(Some(e)),
                 None => Event::Lost(None),
             },
@@ -222,7 +240,7 @@ impl Receiver for RabbitReceiver {
                         Some(l) => l.channel.clone(),
                         None => continue,
                     };
-                    if let Some(p) = self.accept(d, channel).await {
+                    if let Some(p) = self.accept(*d, channel).await {
                         return Ok(Some(self.deliver(p)));
                     }
                 }
@@ -247,9 +265,14 @@ impl Receiver for RabbitReceiver {
         };
         if let Some(mut live) = self.live.take() {
             let tag = live.consumer.tag();
-            let _ = live.channel.basic_cancel(tag, BasicCancelOptions::default()).await;
+            let _ = live
+                .channel
+                .basic_cancel(tag, BasicCancelOptions::default())
+                .await;
             // Deliveries the broker sent before cancel-ok are buffered: give them back.
             while let Some(Some(Ok(d))) = live.consumer.next().now_or_never() {
+                let decoded = codec::decode(&d.properties, &d.data);
+                self.conn.note_given_back(decoded.envelope.id);
                 let _ = d.acker.nack(requeue).await;
             }
         }
@@ -264,6 +287,10 @@ impl Receiver for RabbitReceiver {
             }
             (waiting, held)
         };
+        for p in &waiting {
+            self.conn.note_given_back(p.envelope.id);
+        }
+        // Held redeliveries were nacked by their handler: that return is a failure.
         for p in waiting.into_iter().chain(held) {
             let _ = p.acker.nack(requeue).await;
         }

@@ -45,7 +45,11 @@ pub enum RabbitMqError {
 
 impl RabbitMqError {
     /// Wraps a lapin error; `redact` removes secrets from its text.
-    pub(crate) fn amqp(operation: &'static str, e: &lapin::Error, redact: impl Fn(&str) -> String) -> Self {
+    pub(crate) fn amqp(
+        operation: &'static str,
+        e: &lapin::Error,
+        redact: impl Fn(&str) -> String,
+    ) -> Self {
         RabbitMqError::Amqp {
             operation,
             reason: redact(&e.to_string()),
@@ -57,7 +61,9 @@ impl RabbitMqError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             RabbitMqError::Config(_) | RabbitMqError::NameTooLong(_) => ErrorKind::Permanent,
-            RabbitMqError::Amqp { retryable: false, .. } => ErrorKind::Permanent,
+            RabbitMqError::Amqp {
+                retryable: false, ..
+            } => ErrorKind::Permanent,
             _ => ErrorKind::Transient,
         }
     }

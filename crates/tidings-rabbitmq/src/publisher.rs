@@ -31,7 +31,11 @@ pub(crate) struct Publish {
 
 impl Publish {
     /// To one queue through the default exchange (mandatory: a missing queue is an error).
-    pub(crate) fn to_queue(queue: &str, env: &Envelope, extra: &Extra) -> Result<Self, RabbitMqError> {
+    pub(crate) fn to_queue(
+        queue: &str,
+        env: &Envelope,
+        extra: &Extra,
+    ) -> Result<Self, RabbitMqError> {
         let (properties, body) = codec::encode(env, extra);
         Ok(Publish {
             exchange: "".into(),

@@ -136,12 +136,16 @@ pub(crate) struct RabbitSettle {
 
 impl RabbitSettle {
     fn take(&self) -> Option<Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Acks `p` and frees its key.
     async fn ack_pending(&self, p: Pending) -> Result<()> {
         let r = p.acker.ack(BasicAckOptions::default()).await;
+        self.conn.forget(p.envelope.id);
         self.shared.free_key(p.key());
         match r {
             Ok(true) => Ok(()),
@@ -218,6 +222,7 @@ impl Settle for RabbitSettle {
 
     async fn release(self: Box<Self>) -> Result<()> {
         let p = self.take().ok_or_else(already_settled)?;
+        self.conn.note_given_back(p.envelope.id);
         let r = p.acker.nack(requeue()).await;
         self.shared.free_key(p.key());
         match r {

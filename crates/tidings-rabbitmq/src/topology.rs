@@ -16,7 +16,9 @@
 //! (exact word count, so `a` never matches `x.a`). On quorum queues dead-lettering is
 //! at-least-once (`x-dead-letter-strategy`), so a delayed message is not lost in transit.
 
-use lapin::options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 use std::time::Duration;
@@ -87,7 +89,11 @@ pub(crate) fn delay_routing_key(units: u64, target: DelayTarget<'_>) -> String {
 
 /// Binding on `tidings_delay.deliver` that matches exactly `target`.
 fn deliver_binding(target: DelayTarget<'_>) -> String {
-    format!("{}{}", "*.".repeat(DELAY_LEVELS as usize), target_words(target))
+    format!(
+        "{}{}",
+        "*.".repeat(DELAY_LEVELS as usize),
+        target_words(target)
+    )
 }
 
 fn durable_exchange() -> ExchangeDeclareOptions {
@@ -119,9 +125,14 @@ pub(crate) async fn declare_delay_infrastructure(
     config: &RabbitMqConfig,
 ) -> Result<(), RabbitMqError> {
     let err = |op, e: lapin::Error| RabbitMqError::amqp(op, &e, |s| config.redact(s));
-    ch.exchange_declare(DELAY_DELIVER.into(), ExchangeKind::Topic, durable_exchange(), FieldTable::default())
-        .await
-        .map_err(|e| err("exchange.declare", e))?;
+    ch.exchange_declare(
+        DELAY_DELIVER.into(),
+        ExchangeKind::Topic,
+        durable_exchange(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| err("exchange.declare", e))?;
     for level in 0..DELAY_LEVELS {
         let name = delay_level(level);
         let next = if level == 0 {
@@ -137,12 +148,21 @@ pub(crate) async fn declare_delay_infrastructure(
             args.push(("x-dead-letter-strategy", text("at-least-once")));
             args.push(("x-overflow", text("reject-publish")));
         }
-        ch.exchange_declare(name.as_str().into(), ExchangeKind::Topic, durable_exchange(), FieldTable::default())
-            .await
-            .map_err(|e| err("exchange.declare", e))?;
-        ch.queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), table(args))
-            .await
-            .map_err(|e| err("queue.declare", e))?;
+        ch.exchange_declare(
+            name.as_str().into(),
+            ExchangeKind::Topic,
+            durable_exchange(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| err("exchange.declare", e))?;
+        ch.queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions::durable(),
+            table(args),
+        )
+        .await
+        .map_err(|e| err("queue.declare", e))?;
         let prefix = "*.".repeat((DELAY_LEVELS - 1 - level) as usize);
         ch.queue_bind(
             name.as_str().into(),
@@ -175,12 +195,23 @@ pub(crate) async fn declare_type_exchange(
     let err = |op, e: lapin::Error| RabbitMqError::amqp(op, &e, |s| config.redact(s));
     let exchange = short(&type_exchange(message_type))?;
     let binding = short(&deliver_binding(DelayTarget::Topic(message_type)))?;
-    ch.exchange_declare(exchange.clone(), ExchangeKind::Fanout, durable_exchange(), FieldTable::default())
-        .await
-        .map_err(|e| err("exchange.declare", e))?;
-    ch.exchange_bind(exchange, DELAY_DELIVER.into(), binding, ExchangeBindOptions::default(), FieldTable::default())
-        .await
-        .map_err(|e| err("exchange.bind", e))
+    ch.exchange_declare(
+        exchange.clone(),
+        ExchangeKind::Fanout,
+        durable_exchange(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| err("exchange.declare", e))?;
+    ch.exchange_bind(
+        exchange,
+        DELAY_DELIVER.into(),
+        binding,
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| err("exchange.bind", e))
 }
 
 /// Declares an endpoint queue, its error queue, its subscriptions and its delay route.
@@ -207,17 +238,33 @@ pub(crate) async fn declare_queue(
     ch.queue_declare(name.clone(), QueueDeclareOptions::durable(), table(args))
         .await
         .map_err(|e| err("queue.declare", e))?;
-    ch.queue_declare(error_name, QueueDeclareOptions::durable(), table(queue_args(queue_type)))
-        .await
-        .map_err(|e| err("queue.declare", e))?;
-    ch.queue_bind(name.clone(), DELAY_DELIVER.into(), binding, QueueBindOptions::default(), FieldTable::default())
-        .await
-        .map_err(|e| err("queue.bind", e))?;
+    ch.queue_declare(
+        error_name,
+        QueueDeclareOptions::durable(),
+        table(queue_args(queue_type)),
+    )
+    .await
+    .map_err(|e| err("queue.declare", e))?;
+    ch.queue_bind(
+        name.clone(),
+        DELAY_DELIVER.into(),
+        binding,
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| err("queue.bind", e))?;
     for t in &spec.subscriptions {
         declare_type_exchange(ch, config, t).await?;
-        ch.queue_bind(name.clone(), short(&type_exchange(t))?, "".into(), QueueBindOptions::default(), FieldTable::default())
-            .await
-            .map_err(|e| err("queue.bind", e))?;
+        ch.queue_bind(
+            name.clone(),
+            short(&type_exchange(t))?,
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| err("queue.bind", e))?;
     }
     Ok(())
 }
@@ -233,7 +280,13 @@ mod tests {
         let key = delay_routing_key(5, DelayTarget::Queue("orders"));
         let words: Vec<&str> = key.split('.').collect();
         assert_eq!(words.len(), DELAY_LEVELS as usize + 2);
-        assert_eq!(&words[DELAY_LEVELS as usize - 3..], &["1", "0", "1", "q", "orders"]);
-        assert_eq!(delay_units(Duration::from_secs(1 << 40)), (1 << DELAY_LEVELS) - 1);
+        assert_eq!(
+            &words[DELAY_LEVELS as usize - 3..],
+            &["1", "0", "1", "q", "orders"]
+        );
+        assert_eq!(
+            delay_units(Duration::from_secs(1 << 40)),
+            (1 << DELAY_LEVELS) - 1
+        );
     }
 }
