@@ -25,6 +25,8 @@ mod store;
 pub mod transport;
 mod writer;
 
+pub use writer::WriterStats;
+
 pub use config::{Durability, SqliteConfig};
 pub use error::{Result, SqliteError};
 pub use inbox::{transactional, SqliteInbox, Transactional, Tx};

@@ -21,7 +21,7 @@ use crate::error::{Result, SqliteError};
 use crate::receiver::SqliteReceiver;
 use crate::schema::{now_ms, open_pool, open_writer};
 use crate::store::Prepared;
-use crate::writer::{Op, WriterHandle};
+use crate::writer::{Op, WriterHandle, WriterStats};
 
 pub(crate) struct Inner {
     pub(crate) config: SqliteConfig,
@@ -103,6 +103,11 @@ impl SqliteTransport {
     /// Runs periodically in the background; call it to sweep now.
     pub async fn sweep_inbox(&self) -> Result<u64> {
         sweep(&self.inner).await
+    }
+
+    /// Group-commit counters of this process's writer.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
     }
 
     fn check_open(&self) -> Result<()> {

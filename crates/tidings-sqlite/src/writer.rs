@@ -9,6 +9,7 @@
 //! does not fail its neighbours.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -73,18 +74,44 @@ pub(crate) enum Op {
     Close,
 }
 
+/// Counters of the writer: how well group commit batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Transactions committed by the writer (one fsync each in `Fsync` mode).
+    pub commits: u64,
+    /// Operations (sends, claims, acks, ...) in those transactions.
+    pub operations: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    operations: AtomicU64,
+}
+
 /// Sends operations to the writer task.
 #[derive(Clone)]
 pub(crate) struct WriterHandle {
     tx: mpsc::UnboundedSender<Op>,
+    counters: Arc<Counters>,
 }
 
 impl WriterHandle {
     /// Starts the writer task on `conn`.
     pub(crate) fn spawn(conn: SqliteConnection, wake: Arc<Notify>, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(conn, rx, wake, max_batch));
-        WriterHandle { tx }
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run(conn, rx, wake, max_batch, counters.clone()));
+        WriterHandle { tx, counters }
+    }
+
+    /// Commits and operations so far.
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            operations: self.counters.operations.load(Ordering::Relaxed),
+        }
     }
 
     /// Queues an operation and waits for its answer.
@@ -136,6 +163,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Op>,
     wake: Arc<Notify>,
     max_batch: usize,
+    counters: Arc<Counters>,
 ) {
     let mut cache = TopologyCache::default();
     let mut pending: Option<Op> = None;
@@ -150,6 +178,8 @@ async fn run(
         match first {
             Op::Close => break,
             Op::Exclusive(f) => {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters.operations.fetch_add(1, Ordering::Relaxed);
                 f(&mut conn).await;
                 wake.notify_waiters();
             }
@@ -165,6 +195,10 @@ async fn run(
                         Err(_) => break,
                     }
                 }
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .operations
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 run_batch(&mut conn, &mut cache, batch, &wake).await;
             }
         }
