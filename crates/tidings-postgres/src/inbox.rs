@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::{PgConnection, Postgres, Transaction};
+use tidings_core::pipeline::inbox::InboxStore;
 use tidings_core::{ConsumeContext, Handler, HandlerError, Message};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -91,6 +92,26 @@ impl Inbox {
                 }
             }
         })
+    }
+}
+
+/// The pipeline's inbox layer on this table (for handlers that are not transactional:
+/// `record` commits on its own, after the handler).
+#[async_trait]
+impl InboxStore for Inbox {
+    async fn seen(&self, message_id: Uuid, endpoint: &str) -> tidings_core::Result<bool> {
+        let seen = sqlx::query_scalar(self.transport.shared.sql.inbox_seen.sql())
+            .bind(message_id)
+            .bind(endpoint)
+            .fetch_one(self.transport.pool())
+            .await
+            .map_err(PgError::db("inbox seen"))?;
+        Ok(seen)
+    }
+
+    async fn record(&self, message_id: Uuid, endpoint: &str) -> tidings_core::Result<()> {
+        self.try_record(message_id, endpoint).await?;
+        Ok(())
     }
 }
 

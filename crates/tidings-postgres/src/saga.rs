@@ -2,6 +2,8 @@
 //! version fails with [`PgError::Conflict`] instead of overwriting;
 //! [`SagaStore::update`] reloads and retries.
 
+use std::time::Duration;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::Row;
@@ -10,7 +12,7 @@ use crate::error::PgError;
 use crate::transport::PostgresTransport;
 
 /// Attempts [`SagaStore::update`] makes before giving up with the conflict.
-pub const UPDATE_ATTEMPTS: u32 = 10;
+pub const UPDATE_ATTEMPTS: u32 = 25;
 
 /// A state and the version it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +139,8 @@ impl SagaStore {
     }
 
     /// Loads (or starts from `None`), applies `f`, and saves; on a conflict reloads and
-    /// tries again, up to [`UPDATE_ATTEMPTS`] times. `f` may run more than once.
+    /// tries again after a short jittered backoff, up to [`UPDATE_ATTEMPTS`] times. `f` may
+    /// run more than once.
     pub async fn update<S, F>(
         &self,
         saga_type: &str,
@@ -166,7 +169,13 @@ impl SagaStore {
                 }
             };
             match res {
-                Err(PgError::Conflict { .. }) if attempt < UPDATE_ATTEMPTS => attempt += 1,
+                Err(PgError::Conflict { .. }) if attempt < UPDATE_ATTEMPTS => {
+                    // Back off with jitter so contending writers spread out.
+                    let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as u64;
+                    let ms = u64::from(attempt.min(6)) * 2;
+                    tokio::time::sleep(Duration::from_micros(ms * 1000 + jitter * ms)).await;
+                    attempt += 1;
+                }
                 other => return other,
             }
         }

@@ -271,6 +271,9 @@ VALUES ($1, $2, now() + make_interval(secs => $3))
 ON CONFLICT DO NOTHING
 "#;
 
+const INBOX_SEEN: &str =
+    "SELECT EXISTS (SELECT 1 FROM {s}.inbox WHERE message_id = $1 AND endpoint = $2 AND expires_at > now())";
+
 const INBOX_SWEEP: &str = "DELETE FROM {s}.inbox WHERE expires_at < now()";
 
 const SAGA_LOAD: &str = "SELECT version, state FROM {s}.sagas WHERE saga_type = $1 AND id = $2";
@@ -326,6 +329,7 @@ pub(crate) struct Sql {
     pub(crate) queues: Stmt,
     pub(crate) stats: Stmt,
     pub(crate) inbox_record: Stmt,
+    pub(crate) inbox_seen: Stmt,
     pub(crate) inbox_sweep: Stmt,
     pub(crate) saga_load: Stmt,
     pub(crate) saga_insert: Stmt,
@@ -361,6 +365,7 @@ impl Sql {
             queues: s(QUEUES),
             stats: s(STATS),
             inbox_record: s(INBOX_RECORD),
+            inbox_seen: s(INBOX_SEEN),
             inbox_sweep: s(INBOX_SWEEP),
             saga_load: s(SAGA_LOAD),
             saga_insert: s(SAGA_INSERT),
