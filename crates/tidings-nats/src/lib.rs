@@ -1,1 +1,39 @@
-//! placeholder
+//! Tidings transport on NATS JetStream (async-nats), for nats-server 2.9 and newer.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tidings_nats::NatsError> {
+//! use tidings_nats::{NatsConfig, NatsTransport};
+//! let transport =
+//!     NatsTransport::connect(NatsConfig::from_url("nats://127.0.0.1:4222?prefix=tidings")?).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! How each Tidings semantic maps onto JetStream:
+//!
+//! | semantic | JetStream |
+//! | --- | --- |
+//! | queue / competing consumers | work-queue stream per endpoint + durable pull consumer, explicit ack, `ack_wait` = lease |
+//! | publish fan-out | a limits stream per event type, *sourced* by each subscribed endpoint stream (2.9 forbids overlapping subjects) |
+//! | delayed redelivery | `-NAK {delay}` |
+//! | scheduled delivery | delivered, then `-NAK {delay}` for the time left (one early delivery) |
+//! | per-key order | subjects carry a partition (hash of the key); ordered queues have one consumer per partition with `max_ack_pending = 1` |
+//! | error queue | `<endpoint>_error` = stream `<P>_ERR_<endpoint>`; dead-letter = publish there, then `+TERM` |
+//! | wake-up | long-polling pull requests (server pushes as soon as a message arrives) |
+//!
+//! See the `naming` table for subjects and stream names.
+
+mod codec;
+pub mod config;
+mod dead_letter;
+pub mod error;
+mod naming;
+mod publish;
+mod receiver;
+mod settle;
+mod stats;
+mod topology;
+pub mod transport;
+
+pub use config::NatsConfig;
+pub use error::NatsError;
+pub use transport::NatsTransport;

@@ -1,0 +1,189 @@
+//! How Tidings names map onto NATS: subjects, stream names, consumer names, partitions.
+//!
+//! Queue and message-type names are encoded into one subject token (and a valid stream
+//! name): `[A-Za-z0-9-]` stay, every other byte becomes `_XX` (hex). The encoding is
+//! injective, so two names never share a stream.
+//!
+//! | what | subject | stream |
+//! | --- | --- | --- |
+//! | sends to queue `q` | `<prefix>.q.<q>.<partition>` | `<P>_Q_<q>` (work queue) |
+//! | events of type `t` | `<prefix>.ev.<t>.<partition>` | `<P>_EV_<t>` (limits, max age), sourced into subscribed queue streams |
+//! | error queue of `q` | `<prefix>.err.<q>` | `<P>_ERR_<q>` |
+//!
+//! `<P>` is the encoded prefix. The partition is `fnv1a(partition key or message id) %
+//! partitions`; ordered queues have one consumer per partition, filtering
+//! `<prefix>.*.*.<partition>`.
+
+use std::fmt::Write as _;
+
+/// Durable consumer of an unordered queue.
+pub(crate) const WORK_CONSUMER: &str = "work";
+/// Prefix of the per-partition durable consumers of an ordered queue.
+pub(crate) const PARTITION_CONSUMER: &str = "part-";
+
+/// Encodes a name into one subject token / stream-name fragment.
+pub(crate) fn encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "_{b:02X}");
+        }
+    }
+    out
+}
+
+/// Decodes [`encode`]; `None` if `s` is not an encoded name.
+pub(crate) fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// FNV-1a, 64 bit: stable across processes and versions (unlike `DefaultHasher`).
+pub(crate) fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Names of everything under one prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    /// Subject prefix (as configured).
+    pub(crate) subject_prefix: String,
+    /// Stream-name prefix (encoded).
+    pub(crate) stream_prefix: String,
+    /// Number of partitions.
+    pub(crate) partitions: u32,
+}
+
+impl Names {
+    pub(crate) fn new(prefix: &str, partitions: u32) -> Self {
+        Names {
+            subject_prefix: prefix.to_string(),
+            stream_prefix: encode(prefix),
+            partitions: partitions.max(1),
+        }
+    }
+
+    /// Partition of a message.
+    pub(crate) fn partition(&self, key: Option<&str>, id: &uuid::Uuid) -> u32 {
+        let h = match key {
+            Some(k) => fnv1a(k.as_bytes()),
+            None => fnv1a(id.as_bytes()),
+        };
+        (h % u64::from(self.partitions)) as u32
+    }
+
+    pub(crate) fn queue_subject(&self, queue: &str, partition: u32) -> String {
+        format!("{}.q.{}.{partition}", self.subject_prefix, encode(queue))
+    }
+
+    pub(crate) fn queue_subjects(&self, queue: &str) -> String {
+        format!("{}.q.{}.*", self.subject_prefix, encode(queue))
+    }
+
+    pub(crate) fn event_subject(&self, message_type: &str, partition: u32) -> String {
+        format!("{}.ev.{}.{partition}", self.subject_prefix, encode(message_type))
+    }
+
+    pub(crate) fn event_subjects(&self, message_type: &str) -> String {
+        format!("{}.ev.{}.*", self.subject_prefix, encode(message_type))
+    }
+
+    pub(crate) fn error_subject(&self, queue: &str) -> String {
+        format!("{}.err.{}", self.subject_prefix, encode(queue))
+    }
+
+    /// Filter of partition `n`'s consumer: matches queue sends and sourced events.
+    pub(crate) fn partition_filter(&self, n: u32) -> String {
+        format!("{}.*.*.{n}", self.subject_prefix)
+    }
+
+    pub(crate) fn queue_stream(&self, queue: &str) -> String {
+        format!("{}_Q_{}", self.stream_prefix, encode(queue))
+    }
+
+    pub(crate) fn event_stream(&self, message_type: &str) -> String {
+        format!("{}_EV_{}", self.stream_prefix, encode(message_type))
+    }
+
+    pub(crate) fn error_stream(&self, queue: &str) -> String {
+        format!("{}_ERR_{}", self.stream_prefix, encode(queue))
+    }
+
+    /// The queue a queue-stream name belongs to.
+    pub(crate) fn queue_of_stream(&self, stream: &str) -> Option<String> {
+        stream
+            .strip_prefix(&self.stream_prefix)?
+            .strip_prefix("_Q_")
+            .and_then(decode)
+    }
+
+    /// Whether a stream belongs to this prefix.
+    pub(crate) fn owns_stream(&self, stream: &str) -> bool {
+        stream
+            .strip_prefix(&self.stream_prefix)
+            .is_some_and(|rest| {
+                rest.starts_with("_Q_") || rest.starts_with("_EV_") || rest.starts_with("_ERR_")
+            })
+    }
+
+    pub(crate) fn partition_consumer(n: u32) -> String {
+        format!("{PARTITION_CONSUMER}{n}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_is_injective_and_round_trips() {
+        for name in ["orders", "orderflow.order-placed", "a_b", "a.b", "ü x*>", ""] {
+            let e = encode(name);
+            assert!(e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert_eq!(decode(&e).as_deref(), Some(name));
+        }
+        assert_ne!(encode("a_2E"), encode("a.")); // `_` itself is escaped
+    }
+
+    #[test]
+    fn names_are_scoped_by_prefix() {
+        let n = Names::new("tidings.test", 4);
+        assert_eq!(n.queue_subject("orders", 3), "tidings.test.q.orders.3");
+        assert_eq!(n.event_subject("o.placed", 0), "tidings.test.ev.o_2Eplaced.0");
+        assert_eq!(n.queue_stream("orders"), "tidings_2Etest_Q_orders");
+        assert_eq!(n.queue_of_stream("tidings_2Etest_Q_a_2Eb").as_deref(), Some("a.b"));
+        assert_eq!(n.queue_of_stream("other_Q_a"), None);
+        assert!(n.owns_stream(&n.error_stream("x")));
+        assert!(!Names::new("tidings", 1).owns_stream("tidings_2Etest_Q_x"));
+    }
+
+    #[test]
+    fn partition_is_stable_and_in_range() {
+        let n = Names::new("p", 8);
+        let id = uuid::Uuid::nil();
+        let a = n.partition(Some("customer-1"), &id);
+        assert_eq!(a, n.partition(Some("customer-1"), &uuid::Uuid::new_v4()));
+        assert!(a < 8);
+        // FNV-1a reference value of "a".
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
