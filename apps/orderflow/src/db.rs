@@ -176,9 +176,11 @@ impl Work {
         msg: &M,
         delay: Duration,
     ) -> Result<(), HandlerError> {
-        let out = self
-            .producer
-            .outgoing(msg, self.opts.clone().delay(delay))?;
+        // Outside the partition's order: on an ordered queue a scheduled message with a
+        // key would hold back the key's later messages until it is due.
+        let mut opts = self.opts.clone().delay(delay);
+        opts.partition_key = None;
+        let out = self.producer.outgoing(msg, opts)?;
         self.outgoing.push(out);
         Ok(())
     }
