@@ -63,7 +63,8 @@ async fn topology() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn http(system: &System, port: u16) -> anyhow::Result<std::net::SocketAddr> {
+/// Serves the API on 127.0.0.1:`port` in the background; returns the bound address.
+pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     let router = app(AppState {
