@@ -16,9 +16,13 @@ pub use basic::{
     send_receive,
 };
 pub use dead_letters::{
-    error_queue_keeps_headers, replay_moves_dead_letter_back, stats_reflect_reality,
+    error_queue_keeps_headers, replay_moves_dead_letter_back,
+    replay_to_unknown_queue_keeps_dead_letters, stats_reflect_reality,
 };
-pub use ordering::{parked_key_waits_for_replay, per_key_order_under_concurrency};
+pub use ordering::{
+    ordered_delay_holds_back_only_its_key, parked_key_waits_for_replay,
+    per_key_order_under_concurrency,
+};
 pub use settlement::{
     ack_removes, delivery_count_grows, extend_lease_keeps_delivery_hidden,
     nack_with_delay_comes_back_no_earlier, scheduled_delivery, shutdown_releases_in_flight,

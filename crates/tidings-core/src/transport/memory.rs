@@ -268,15 +268,16 @@ impl Transport for MemoryTransport {
     }
 
     async fn replay(&self, query: &DeadLetterQuery, to: Option<&str>) -> Result<u64> {
+        // Check the target before taking anything, so a bad target loses nothing.
+        if let Some(to) = to {
+            if !self.inner.lock().queues.contains_key(to) {
+                return Err(Error::UnknownQueue(to.to_string()));
+            }
+        }
         let taken = self.take_dead_letters(query)?;
         let n = taken.len() as u64;
         {
             let mut st = self.inner.lock();
-            if let Some(to) = to {
-                if !st.queues.contains_key(to) {
-                    return Err(Error::UnknownQueue(to.to_string()));
-                }
-            }
             for mut dl in taken {
                 let count: u32 = dl
                     .envelope
@@ -360,17 +361,22 @@ impl MemoryReceiver {
         let ordered = self.options.ordered || q.ordered;
         let mut next_wake = q.in_flight.values().map(|f| f.lease_until).min();
         let mut found = None;
+        // Keys whose earliest pending message is not visible yet (ordered queues only).
+        let mut waiting: HashSet<&str> = HashSet::new();
         for (i, m) in q.pending.iter().enumerate() {
             if let Some(k) = &m.env.partition_key {
-                if q.parked.contains(k) || (ordered && q.keys_in_flight.contains(k)) {
+                if q.parked.contains(k)
+                    || (ordered && (q.keys_in_flight.contains(k) || waiting.contains(k.as_str())))
+                {
                     continue;
                 }
             }
             if m.visible_at > now {
                 next_wake = Some(next_wake.map_or(m.visible_at, |w| w.min(m.visible_at)));
-                // A later message with the same key must not overtake this one.
-                if ordered && m.env.partition_key.is_some() {
-                    break;
+                // A later message with the same key must not overtake this one; other
+                // keys keep flowing.
+                if let (true, Some(k)) = (ordered, &m.env.partition_key) {
+                    waiting.insert(k);
                 }
                 continue;
             }

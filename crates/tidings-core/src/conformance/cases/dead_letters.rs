@@ -286,3 +286,22 @@ pub async fn stats_reflect_reality(factory: &impl TransportFactory) {
     assert_eq!(must(t.purge(&of_queue(&q)).await, "purge"), 1);
     stats_until(&*t, &q, "error_depth == 0", |s| s.error_depth == 0).await;
 }
+
+/// Replaying to a queue that does not exist fails and keeps the dead letters.
+pub async fn replay_to_unknown_queue_keeps_dead_letters(factory: &impl TransportFactory) {
+    let t = connect(factory).await;
+    let q = fresh_queue(&*t, "replay_unknown").await;
+    let ty = type_name("replay-unknown");
+    send_to(&*t, &q, message(&ty, 0)).await;
+    let mut rx = open(&*t, &q, ReceiveOptions::default()).await;
+    dead_letter_all(&mut *rx, 1, |_| FaultReason::HandlerFailed).await;
+    dead_letters_until(&*t, &of_queue(&q), 1).await;
+    let nowhere = queue_name("never_declared");
+    match t.replay(&of_queue(&q), Some(&nowhere)).await {
+        Err(_) => {}
+        Ok(n) => panic!("replay to undeclared queue `{nowhere}` must fail, moved {n}"),
+    }
+    let left = dead_letters(&*t, &of_queue(&q)).await;
+    assert_eq!(left.len(), 1, "a failed replay must keep the dead letter");
+    cleanup(&*t, &[&q]).await;
+}

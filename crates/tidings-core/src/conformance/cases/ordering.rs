@@ -238,3 +238,70 @@ pub async fn parked_key_waits_for_replay(factory: &impl TransportFactory) {
         assert_eq!(parked, 0, "parked_keys after replay: {s:?}");
     }
 }
+
+/// On an ordered queue, a message of key A nacked with a delay holds back the later
+/// messages of A (they must not overtake it) but not those of other keys.
+pub async fn ordered_delay_holds_back_only_its_key(factory: &impl TransportFactory) {
+    let t = connect(factory).await;
+    let q = queue_name("ordered_delay");
+    declare(
+        &*t,
+        vec![QueueSpec {
+            ordered: true,
+            ..spec(&q)
+        }],
+    )
+    .await;
+    let ty = type_name("ordered-delay");
+    let (a1, a2, b1) = (
+        keyed(&ty, "key-a", 1),
+        keyed(&ty, "key-a", 2),
+        keyed(&ty, "key-b", 1),
+    );
+    send(
+        &*t,
+        [&a1, &a2, &b1]
+            .into_iter()
+            .map(|m| Outgoing::to_queue(&q, m.clone()))
+            .collect(),
+    )
+    .await;
+    let mut rx = open(&*t, &q, ordered_options(16)).await;
+    let mut b_done = false;
+    loop {
+        let d = recv(&mut *rx, "key A's first message").await;
+        if d.envelope.id == b1.id && !b_done {
+            b_done = true;
+            ack(d, "key B's message").await;
+            continue;
+        }
+        assert_eq!(
+            d.envelope.id, a1.id,
+            "key A's first message must come before A2"
+        );
+        must(d.nack(Duration::from_secs(2)).await, "nack(2 s)");
+        break;
+    }
+    if !b_done {
+        let d = recv(&mut *rx, "key B's message while A1 waits out its delay").await;
+        assert_eq!(
+            d.envelope.id, b1.id,
+            "while A1 waits out its 2 s delay, key B must flow and A2 must wait; got seq {} of {:?}",
+            seq(&d.envelope),
+            d.envelope.partition_key
+        );
+        ack(d, "key B's message").await;
+    }
+    for want in [&a1, &a2] {
+        let d = recv(&mut *rx, "key A after the delay").await;
+        assert_eq!(
+            d.envelope.id,
+            want.id,
+            "key A must stay in order across a delayed redelivery: expected seq {}, got {}",
+            seq(want),
+            seq(&d.envelope)
+        );
+        ack(d, "a key A message").await;
+    }
+    expect_nothing(&mut *rx, QUIET, "everything was handled").await;
+}
