@@ -238,3 +238,61 @@ async fn the_failure_ratio_and_the_window_must_both_be_met() {
     call(&mut svc).await.unwrap_err();
     assert_eq!(breaker.state(), BreakerState::Open);
 }
+
+/// breaker → retry → timeout → catch panic → handler, boxed as the endpoint will do.
+#[tokio::test(start_paused = true)]
+async fn the_whole_stack_composes() {
+    use crate::pipeline::catch_panic::CatchPanicLayer;
+    use crate::pipeline::retry::{Intervals, RetryLayer};
+    use crate::pipeline::timeout::TimeoutLayer;
+    use crate::FaultReason;
+
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let seen = attempts.clone();
+    let handler = service_fn(move |req: Consume| {
+        let attempts = attempts.clone();
+        async move {
+            let attempt = req.ctx.attempt();
+            attempts.lock().unwrap().push(attempt);
+            match (req.ctx.delivery_count(), attempt) {
+                (1, 1) => futures::future::pending::<()>().await,
+                (1, _) => {}
+                _ => panic!("bug in handler"),
+            }
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let breaker = tower::ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(config()))
+        .layer(RetryLayer::new(Intervals::fixed(3, Duration::from_secs(1))))
+        .layer(TimeoutLayer::new(Duration::from_secs(5)))
+        .layer(CatchPanicLayer::new())
+        .service(handler);
+    let svc = BoxPipeline::new(breaker.clone());
+
+    let start = tokio::time::Instant::now();
+    svc.clone().oneshot(request()).await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(6),
+        "5 s timeout + 1 s wait"
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+
+    let producer = Producer::new(Arc::new(MemoryTransport::new()), HashMap::new(), None);
+    let redelivered = Consume::new(ConsumeContext::new(
+        Envelope::new("t", 1, "{}"),
+        producer,
+        "endpoint",
+        2,
+    ));
+    let err = svc.oneshot(redelivered).await.unwrap_err();
+    assert_eq!(err.reason(), FaultReason::Panicked);
+    assert_eq!(err.message(), "handler panicked: bug in handler");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![1, 2, 1],
+        "a panic is permanent: no retry"
+    );
+    assert_eq!(breaker.state(), BreakerState::Closed);
+}

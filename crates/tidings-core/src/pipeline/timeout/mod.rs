@@ -1,6 +1,6 @@
 //! A time limit on the handler: [`Timeout`] fails an attempt that runs longer than its
-//! limit with a transient [`FaultReason::TimedOut`] error (so it is retried and, when
-//! retries run out, dead-lettered with reason `timed-out`).
+//! limit with a transient [`FaultReason::TimedOut`](crate::FaultReason::TimedOut) error
+//! (so it is retried and, when retries run out, dead-lettered with reason `timed-out`).
 
 mod future;
 mod layer;
