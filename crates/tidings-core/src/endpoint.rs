@@ -158,7 +158,9 @@ impl Endpoint {
             retry: None,
             breaker: None,
             timeout: None,
-            catch_panic: Some(layer_fn(crate::pipeline::catch_panic::CatchPanicLayer::new())),
+            catch_panic: Some(layer_fn(
+                crate::pipeline::catch_panic::CatchPanicLayer::new(),
+            )),
             user_layers: Vec::new(),
         }
     }
@@ -257,6 +259,15 @@ impl Endpoint {
     /// Fails an attempt that runs longer than `limit` (reason `timed-out`, transient).
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(layer_fn(crate::pipeline::timeout::TimeoutLayer::new(limit)));
+        self
+    }
+
+    /// Circuit breaker: after too many transient failures in a window, deliveries are
+    /// deferred (redelivered later, not failed) until a half-open probe succeeds.
+    pub fn breaker(mut self, config: crate::pipeline::breaker::BreakerConfig) -> Self {
+        self.breaker = Some(layer_fn(
+            crate::pipeline::breaker::CircuitBreakerLayer::new(config),
+        ));
         self
     }
 

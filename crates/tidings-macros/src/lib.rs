@@ -26,21 +26,24 @@ pub fn derive_message(input: TokenStream) -> TokenStream {
 }
 
 fn core_path() -> TokenStream2 {
-    match crate_name("tidings") {
-        Ok(FoundCrate::Itself) => quote!(crate),
+    // Inside the library itself `crate` works; in its examples, tests and benches (other
+    // crates of the same package) the library is reached by name.
+    let this = std::env::var("CARGO_CRATE_NAME").unwrap_or_default();
+    let resolve = |package: &str, lib: &str| match crate_name(package) {
+        Ok(FoundCrate::Itself) if this == lib => Some(quote!(crate)),
+        Ok(FoundCrate::Itself) => {
+            let id = syn::Ident::new(lib, Span::call_site());
+            Some(quote!(::#id))
+        }
         Ok(FoundCrate::Name(n)) => {
             let id = syn::Ident::new(&n, Span::call_site());
-            quote!(::#id)
+            Some(quote!(::#id))
         }
-        Err(_) => match crate_name("tidings-core") {
-            Ok(FoundCrate::Itself) => quote!(crate),
-            Ok(FoundCrate::Name(n)) => {
-                let id = syn::Ident::new(&n, Span::call_site());
-                quote!(::#id)
-            }
-            Err(_) => quote!(::tidings_core),
-        },
-    }
+        Err(_) => None,
+    };
+    resolve("tidings", "tidings")
+        .or_else(|| resolve("tidings-core", "tidings_core"))
+        .unwrap_or_else(|| quote!(::tidings_core))
 }
 
 fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
@@ -152,21 +155,26 @@ mod tests {
 
     #[test]
     fn missing_name_is_a_clear_error() {
-        assert!(err(parse_quote! { #[message(kind = "event")] struct A; }).contains("missing `name`"));
+        assert!(
+            err(parse_quote! { #[message(kind = "event")] struct A; }).contains("missing `name`")
+        );
         assert!(err(parse_quote! { struct A; }).contains("missing #[message(name"));
     }
 
     #[test]
     fn duplicate_and_bad_attributes_are_errors() {
-        let dup = err(parse_quote! { #[message(name = "a", name = "b", kind = "event")] struct A; });
+        let dup =
+            err(parse_quote! { #[message(name = "a", name = "b", kind = "event")] struct A; });
         assert!(dup.contains("duplicate `name`"), "{dup}");
         let kind = err(parse_quote! { #[message(name = "a", kind = "query")] struct A; });
         assert!(kind.contains("must be \"event\" or \"command\""), "{kind}");
-        let v0 = err(parse_quote! { #[message(name = "a", version = 0, kind = "event")] struct A; });
+        let v0 =
+            err(parse_quote! { #[message(name = "a", version = 0, kind = "event")] struct A; });
         assert!(v0.contains("starts at 1"), "{v0}");
         let no_kind = err(parse_quote! { #[message(name = "a")] struct A; });
         assert!(no_kind.contains("missing `kind`"), "{no_kind}");
-        let unknown = err(parse_quote! { #[message(name = "a", kind = "event", topic = "x")] struct A; });
+        let unknown =
+            err(parse_quote! { #[message(name = "a", kind = "event", topic = "x")] struct A; });
         assert!(unknown.contains("unknown attribute"), "{unknown}");
     }
 }

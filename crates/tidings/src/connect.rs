@@ -18,6 +18,27 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Transport>> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
     match scheme {
         "memory" => Ok(Arc::new(tidings_core::transport::memory::MemoryTransport::new())),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let config = tidings_sqlite::SqliteConfig::from_url(url)?;
+            Ok(Arc::new(tidings_sqlite::SqliteTransport::connect(config).await?))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let config = tidings_postgres::PostgresConfig::from_url(url)?;
+            Ok(Arc::new(tidings_postgres::PostgresTransport::connect(config).await?))
+        }
+        #[cfg(feature = "rabbitmq")]
+        "amqp" | "amqps" => {
+            let config = tidings_rabbitmq::RabbitMqConfig::from_url(url)?;
+            Ok(Arc::new(tidings_rabbitmq::RabbitMqTransport::connect(config).await?))
+        }
+        #[cfg(feature = "nats")]
+        "nats" | "tls" => {
+            let config = tidings_nats::NatsConfig::from_url(url)?;
+            Ok(Arc::new(tidings_nats::NatsTransport::connect(config).await?))
+        }
+        #[allow(unreachable_patterns)] // reachable when a transport feature is off
         "sqlite" | "postgres" | "postgresql" | "amqp" | "amqps" | "nats" | "tls" => Err(Error::Config(format!(
             "transport `{scheme}` is not compiled in: enable the `{}` feature of the `tidings` crate",
             feature_of(scheme)
@@ -63,16 +84,27 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(
+            redact_url("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         assert!(!redact_url("postgres://u:p%40ss@h/db").contains("p%40ss"));
     }
 
     #[tokio::test]
     async fn unknown_schemes_say_what_to_use() {
-        let e = connect("kafka://x").await.err().map(|e| e.to_string()).unwrap_or_default();
+        let e = connect("kafka://x")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("unknown transport scheme `kafka`"), "{e}");
-        let e = connect("nonsense").await.err().map(|e| e.to_string()).unwrap_or_default();
+        let e = connect("nonsense")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("not a transport URL"), "{e}");
         assert!(connect("memory://").await.is_ok());
     }
