@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -22,18 +22,27 @@ pub struct Db {
     pub read: SqlitePool,
     /// Wakes the outbox relay after a commit.
     pub outbox_ready: Arc<Notify>,
+    /// On the SQLite transport: its outbox, so outgoing messages are enqueued in the
+    /// business transaction itself (no relay hop). Set once the bus has started.
+    pub sqlite_outbox: Arc<OnceLock<tidings_sqlite::Outbox>>,
 }
 
 const SCHEMA: &str = include_str!("schema.sql");
 
 impl Db {
     /// Opens (creating if needed) `path` and applies the schema.
-    pub async fn open(path: &Path) -> anyhow::Result<Db> {
+    /// `fsync`: every commit reaches the disk (`synchronous=FULL`); otherwise commits
+    /// survive a process crash but not a power loss (`synchronous=NORMAL`).
+    pub async fn open(path: &Path, fsync: bool) -> anyhow::Result<Db> {
         let url = format!("sqlite://{}", path.display());
         let opts = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(if fsync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let write = SqlitePoolOptions::new()
@@ -50,6 +59,7 @@ impl Db {
             write,
             read,
             outbox_ready: Arc::new(Notify::new()),
+            sqlite_outbox: Arc::new(OnceLock::new()),
         })
     }
 
@@ -65,6 +75,7 @@ impl Db {
                 .max_connections(1)
                 .connect_lazy_with(opts),
             outbox_ready: Arc::new(Notify::new()),
+            sqlite_outbox: Arc::new(OnceLock::new()),
         })
     }
 
@@ -103,6 +114,7 @@ pub struct Work {
     opts: SendOptions,
     outgoing: Vec<Outgoing>,
     notify: Arc<Notify>,
+    sqlite: Arc<OnceLock<tidings_sqlite::Outbox>>,
 }
 
 impl std::fmt::Debug for Work {
@@ -117,7 +129,11 @@ impl Work {
     /// Starts a handler's transaction. `None` when the inbox already holds this message for
     /// this endpoint: a duplicate delivery, to be acked without effect.
     pub async fn for_message(db: &Db, ctx: &ConsumeContext) -> Result<Option<Work>, HandlerError> {
-        let mut tx = db.write.begin().await.map_err(db_err)?;
+        let mut tx = db
+            .write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
         let inserted = sqlx::query(
             "INSERT INTO inbox (message_id, consumer, handled_at) VALUES (?, ?, ?) \
              ON CONFLICT DO NOTHING",
@@ -140,6 +156,7 @@ impl Work {
             opts: ctx.follow_up(),
             outgoing: Vec::new(),
             notify: db.outbox_ready.clone(),
+            sqlite: db.sqlite_outbox.clone(),
         }))
     }
 
@@ -150,11 +167,12 @@ impl Work {
         opts: SendOptions,
     ) -> Result<Work, sqlx::Error> {
         Ok(Work {
-            tx: db.write.begin().await?,
+            tx: db.write.begin_with("BEGIN IMMEDIATE").await?,
             producer,
             opts,
             outgoing: Vec::new(),
             notify: db.outbox_ready.clone(),
+            sqlite: db.sqlite_outbox.clone(),
         })
     }
 
@@ -187,6 +205,21 @@ impl Work {
 
     /// Writes the outbox rows and commits.
     pub async fn commit(mut self) -> Result<(), HandlerError> {
+        if let Some(outbox) = self.sqlite.get() {
+            let out = std::mem::take(&mut self.outgoing);
+            let any = !out.is_empty();
+            if any {
+                outbox
+                    .enqueue(&mut self.tx, out)
+                    .await
+                    .map_err(|e| HandlerError::from(tidings_core::Error::from(e)))?;
+            }
+            self.tx.commit().await.map_err(db_err)?;
+            if any {
+                outbox.notify();
+            }
+            return Ok(());
+        }
         for out in &self.outgoing {
             let queue = match &out.destination {
                 Destination::Queue(q) => Some(q.as_str()),

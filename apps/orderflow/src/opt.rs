@@ -18,6 +18,15 @@ pub struct Opts {
     pub run: RunArgs,
 }
 
+/// Which transport to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportKind {
+    /// The embedded SQLite transport (durable; processes on one machine may share it).
+    Sqlite,
+    /// In-process memory (nothing survives the process).
+    Memory,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -48,6 +57,12 @@ pub struct Common {
     /// Seconds the saga waits for a payment before cancelling the order.
     #[arg(long, default_value_t = 30)]
     pub payment_timeout_secs: u64,
+    /// Transport: `sqlite` (embedded, durable, in the data dir's database) or `memory`.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub transport: TransportKind,
+    /// fsync every commit (otherwise commits survive a process crash, not a power loss).
+    #[arg(long)]
+    pub fsync: bool,
     /// Handlers running at once per endpoint.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,

@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tidings_core::transport::memory::MemoryTransport;
-use tidings_core::transport::{Outgoing, Transport};
+use tidings_core::transport::Outgoing;
 use tidings_core::Envelope;
 use tokio::net::TcpListener;
 
 use crate::api::{app, AppState};
 use crate::contracts::{OrderLine, ReserveStock};
 use crate::load::{place_orders, LoadConfig};
-use crate::opt::{Command, Common, Opts, RunArgs, ServeArgs};
+use crate::opt::{Command, Common, Opts, RunArgs, ServeArgs, TransportKind};
 use crate::report::{self, Scope};
 use crate::services::gateway::GatewayConfig;
 use crate::services::inventory;
@@ -44,12 +44,16 @@ pub fn config(common: &Common, service: Service) -> Config {
     c.payment_timeout = Duration::from_secs(common.payment_timeout_secs);
     c.concurrency = common.concurrency;
     c.service = service;
+    c.fsync = common.fsync;
     c
 }
 
-/// The transport the system runs on.
-pub async fn transport(_config: &Config) -> anyhow::Result<Arc<dyn Transport>> {
-    Ok(Arc::new(MemoryTransport::new()))
+/// Starts the system on the transport the command line asks for.
+pub async fn start(common: &Common, config: Config) -> anyhow::Result<System> {
+    match common.transport {
+        TransportKind::Sqlite => System::start_sqlite(config).await,
+        TransportKind::Memory => System::start(config, Arc::new(MemoryTransport::new())).await,
+    }
 }
 
 async fn topology() -> anyhow::Result<()> {
@@ -81,8 +85,7 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(&args.common, args.service);
-    let transport = transport(&config).await?;
-    let system = System::start(config, transport).await?;
+    let system = start(&args.common, config).await?;
     if !args.no_api {
         let addr = http(&system, args.common.port).await?;
         println!("OrderFlow API on http://{addr} (OpenAPI: http://{addr}/openapi.json)");
@@ -193,8 +196,7 @@ fn bar(len: u64, msg: &'static str) -> ProgressBar {
 
 async fn job(args: RunArgs) -> anyhow::Result<()> {
     let config = config(&args.common, Service::All);
-    let transport = transport(&config).await?;
-    let system = System::start(config, transport).await?;
+    let system = start(&args.common, config).await?;
     let addr = http(&system, args.common.port).await?;
     let data = system.config.data_dir.display().to_string();
     println!(

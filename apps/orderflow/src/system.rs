@@ -68,6 +68,8 @@ pub struct Config {
     pub concurrency: usize,
     /// Which services run here.
     pub service: Service,
+    /// fsync every commit (transport and business tables).
+    pub fsync: bool,
 }
 
 impl Config {
@@ -89,6 +91,7 @@ impl Config {
             ],
             concurrency: 16,
             service: Service::All,
+            fsync: false,
         }
     }
 
@@ -198,13 +201,44 @@ pub fn bus_builder(
 impl System {
     /// Opens the database in `config.data_dir`, seeds the catalog, starts the bus and relay.
     pub async fn start(config: Config, transport: Arc<dyn Transport>) -> anyhow::Result<System> {
+        Self::start_with(config, transport, None).await
+    }
+
+    /// Starts on the embedded SQLite transport in the same database file as the business
+    /// tables: messages are enqueued in the business transactions (outbox = the send).
+    pub async fn start_sqlite(config: Config) -> anyhow::Result<System> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let db = Db::open(&config.db_path()).await?;
+        let durability = if config.fsync {
+            tidings_sqlite::Durability::Fsync
+        } else {
+            tidings_sqlite::Durability::OsBuffered
+        };
+        let sqlite = tidings_sqlite::SqliteTransport::connect(
+            tidings_sqlite::SqliteConfig::new(config.db_path())
+                .durability(durability)
+                .busy_timeout(Duration::from_secs(30)),
+        )
+        .await?;
+        Self::start_with(config, Arc::new(sqlite.clone()), Some(sqlite)).await
+    }
+
+    async fn start_with(
+        config: Config,
+        transport: Arc<dyn Transport>,
+        sqlite: Option<tidings_sqlite::SqliteTransport>,
+    ) -> anyhow::Result<System> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db = Db::open(&config.db_path(), config.fsync).await?;
         seed(&db).await?;
         let sink: Arc<dyn Sink> = Arc::new(FileSink::open(config.notifications_path())?);
         let bus = bus_builder(transport.clone(), &config, &db, sink)
             .start()
             .await?;
+        if let Some(sqlite) = &sqlite {
+            let _ = db
+                .sqlite_outbox
+                .set(tidings_sqlite::Outbox::new(sqlite, bus.producer().clone()));
+        }
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(crate::relay::run(db.clone(), transport, stop.clone()));

@@ -126,7 +126,7 @@ impl Gateway {
                 "connection reset before refunding",
             ));
         }
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
         let charged: Option<i64> =
             sqlx::query("SELECT amount_cents FROM gw_ledger WHERE intent = ? AND kind = 'charge'")
                 .bind(intent)
