@@ -72,7 +72,10 @@ struct Meta {
 }
 
 /// Headers and payload of `env`; `msg_id` becomes `Nats-Msg-Id`.
-pub(crate) fn encode(env: &Envelope, msg_id: Option<&str>) -> Result<(HeaderMap, Bytes), NatsError> {
+pub(crate) fn encode(
+    env: &Envelope,
+    msg_id: Option<&str>,
+) -> Result<(HeaderMap, Bytes), NatsError> {
     let meta = MetaRef {
         id: &env.id,
         message_type: &env.message_type,
@@ -108,7 +111,11 @@ fn is_header_safe(s: &str) -> bool {
 pub(crate) fn wire_len(headers: &HeaderMap, payload: &Bytes) -> usize {
     let hdr: usize = headers
         .iter()
-        .map(|(k, vs)| vs.iter().map(|v| k.to_string().len() + v.as_str().len() + 4).sum::<usize>())
+        .map(|(k, vs)| {
+            vs.iter()
+                .map(|v| k.to_string().len() + v.as_str().len() + 4)
+                .sum::<usize>()
+        })
         .sum();
     payload.len() + hdr + 12
 }
@@ -143,11 +150,12 @@ pub(crate) fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<Enve
 pub(crate) fn foreign(subject: &str, payload: Bytes, why: &str) -> Envelope {
     let mut env = Envelope::new("", 0, payload);
     env.content_type = "application/octet-stream".into();
-    env.headers.insert("nats-subject".into(), subject.to_string());
-    env.headers.insert("nats-decode-error".into(), why.to_string());
+    env.headers
+        .insert("nats-subject".into(), subject.to_string());
+    env.headers
+        .insert("nats-decode-error".into(), why.to_string());
     env
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -210,7 +210,11 @@ impl NatsConfig {
     }
 
     /// Sets user and password.
-    pub fn with_user_password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn with_user_password(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         self.credentials = Credentials::UserPassword(user.into(), password.into());
         self
     }
@@ -299,7 +303,14 @@ impl std::fmt::Debug for NatsConfig {
             .field("server", &self.redacted_url())
             .field("prefix", &self.prefix)
             .field("partitions", &self.partitions)
-            .field("credentials", &if self.has_credentials() { "***" } else { "none" })
+            .field(
+                "credentials",
+                &if self.has_credentials() {
+                    "***"
+                } else {
+                    "none"
+                },
+            )
             .field("memory_storage", &self.memory_storage)
             .field("confirm_acks", &self.confirm_acks)
             .field("tls_required", &self.tls_required)
@@ -345,7 +356,10 @@ mod tests {
     fn credentials_are_redacted_everywhere() {
         let c = NatsConfig::from_url_with_env("nats://alice:s3cr%40t@h:4222", no_env).unwrap();
         assert!(c.has_credentials());
-        assert_eq!(c.credentials, Credentials::UserPassword("alice".into(), "s3cr@t".into()));
+        assert_eq!(
+            c.credentials,
+            Credentials::UserPassword("alice".into(), "s3cr@t".into())
+        );
         for shown in [format!("{c:?}"), c.to_string(), c.redacted_url()] {
             assert!(!shown.contains("s3cr"), "{shown}");
             assert!(shown.contains("***"), "{shown}");
@@ -366,10 +380,16 @@ mod tests {
             _ => None,
         };
         let c = NatsConfig::from_url_with_env("nats://h", env).unwrap();
-        assert_eq!(c.credentials, Credentials::UserPassword("bob".into(), "hunter2".into()));
+        assert_eq!(
+            c.credentials,
+            Credentials::UserPassword("bob".into(), "hunter2".into())
+        );
         assert!(!format!("{c:?} {c}").contains("hunter2"));
         let tok = |k: &str| (k == "TIDINGS_NATS_TOKEN").then(|| "tt".to_string());
         let c = NatsConfig::from_url_with_env("nats://u:p@h", tok).unwrap();
-        assert_eq!(c.credentials, Credentials::UserPassword("u".into(), "p".into()));
+        assert_eq!(
+            c.credentials,
+            Credentials::UserPassword("u".into(), "p".into())
+        );
     }
 }

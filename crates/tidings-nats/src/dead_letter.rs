@@ -69,7 +69,9 @@ pub(crate) async fn scan(sh: &Shared, query: &DeadLetterQuery) -> Result<Vec<Fou
             {
                 Ok(m) => m,
                 Err(e) if is_not_found(&e) => break,
-                Err(e) => return Err(NatsError::request(format!("stream.msg.get {name}"), e).into()),
+                Err(e) => {
+                    return Err(NatsError::request(format!("stream.msg.get {name}"), e).into())
+                }
             };
             seq = msg.sequence + 1;
             let envelope = match codec::decode(Some(&msg.headers), msg.payload.clone()) {
@@ -112,7 +114,11 @@ async fn delete(sh: &Shared, f: &Found) -> Result<()> {
 }
 
 /// Publishes each match back to its queue (or `to`), marked replayed, then deletes it.
-pub(crate) async fn replay(sh: &Arc<Shared>, query: &DeadLetterQuery, to: Option<&str>) -> Result<u64> {
+pub(crate) async fn replay(
+    sh: &Arc<Shared>,
+    query: &DeadLetterQuery,
+    to: Option<&str>,
+) -> Result<u64> {
     let found = scan(sh, query).await?;
     let mut n = 0;
     for f in &found {

@@ -135,7 +135,8 @@ mod tests {
         }
         .into();
         assert!(t.is_retryable());
-        let p: tidings_core::Error = NatsError::request("stream.create", "stream name in use").into();
+        let p: tidings_core::Error =
+            NatsError::request("stream.create", "stream name in use").into();
         assert!(!p.is_retryable());
         let c: tidings_core::Error = NatsError::Config("bad".into()).into();
         assert!(matches!(c, tidings_core::Error::Config(_)));

@@ -6,20 +6,21 @@
 //!
 //! | what | subject | stream |
 //! | --- | --- | --- |
-//! | sends to queue `q` | `<prefix>.q.<q>.<partition>` | `<P>_Q_<q>` (work queue) |
+//! | sends to unordered queue `q` | `<prefix>.q.<q>.<partition>` | `<P>_Q_<q>` (work queue, `<prefix>.q.<q>.*`) |
+//! | sends to ordered queue `q` | `<prefix>.q.<q>.<n>` | `<P>_O_<q>_<n>`, one per partition `n` |
 //! | events of type `t` | `<prefix>.ev.<t>.<partition>` | `<P>_EV_<t>` (limits, max age), sourced into subscribed queue streams |
 //! | error queue of `q` | `<prefix>.err.<q>` | `<P>_ERR_<q>` |
 //!
 //! `<P>` is the encoded prefix. The partition is `fnv1a(partition key or message id) %
-//! partitions`; ordered queues have one consumer per partition, filtering
-//! `<prefix>.*.*.<partition>`.
+//! partitions`, chosen by the publisher whatever the queue's layout; an ordered queue's
+//! partition stream `n` captures `<prefix>.q.<q>.<n>` and sources `<prefix>.ev.<t>.<n>`
+//! (nats-server 2.9 has one filter per consumer, and a filter must lie within one of the
+//! stream's subjects, so partitions are streams, not consumer filters).
 
 use std::fmt::Write as _;
 
-/// Durable consumer of an unordered queue.
+/// The durable consumer of each queue stream.
 pub(crate) const WORK_CONSUMER: &str = "work";
-/// Prefix of the per-partition durable consumers of an ordered queue.
-pub(crate) const PARTITION_CONSUMER: &str = "part-";
 
 /// Encodes a name into one subject token / stream-name fragment.
 pub(crate) fn encode(name: &str) -> String {
@@ -100,7 +101,11 @@ impl Names {
     }
 
     pub(crate) fn event_subject(&self, message_type: &str, partition: u32) -> String {
-        format!("{}.ev.{}.{partition}", self.subject_prefix, encode(message_type))
+        format!(
+            "{}.ev.{}.{partition}",
+            self.subject_prefix,
+            encode(message_type)
+        )
     }
 
     pub(crate) fn event_subjects(&self, message_type: &str) -> String {
@@ -111,13 +116,13 @@ impl Names {
         format!("{}.err.{}", self.subject_prefix, encode(queue))
     }
 
-    /// Filter of partition `n`'s consumer: matches queue sends and sourced events.
-    pub(crate) fn partition_filter(&self, n: u32) -> String {
-        format!("{}.*.*.{n}", self.subject_prefix)
-    }
-
     pub(crate) fn queue_stream(&self, queue: &str) -> String {
         format!("{}_Q_{}", self.stream_prefix, encode(queue))
+    }
+
+    /// Stream of partition `n` of an ordered queue.
+    pub(crate) fn ordered_stream(&self, queue: &str, n: u32) -> String {
+        format!("{}_O_{}_{n}", self.stream_prefix, encode(queue))
     }
 
     pub(crate) fn event_stream(&self, message_type: &str) -> String {
@@ -128,12 +133,15 @@ impl Names {
         format!("{}_ERR_{}", self.stream_prefix, encode(queue))
     }
 
-    /// The queue a queue-stream name belongs to.
+    /// The queue a queue stream (unordered, or a partition of an ordered one) belongs to.
     pub(crate) fn queue_of_stream(&self, stream: &str) -> Option<String> {
-        stream
-            .strip_prefix(&self.stream_prefix)?
-            .strip_prefix("_Q_")
-            .and_then(decode)
+        let rest = stream.strip_prefix(&self.stream_prefix)?;
+        if let Some(q) = rest.strip_prefix("_Q_") {
+            return decode(q);
+        }
+        let (q, n) = rest.strip_prefix("_O_")?.rsplit_once('_')?;
+        n.parse::<u32>().ok()?;
+        decode(q)
     }
 
     /// Whether a stream belongs to this prefix.
@@ -141,12 +149,10 @@ impl Names {
         stream
             .strip_prefix(&self.stream_prefix)
             .is_some_and(|rest| {
-                rest.starts_with("_Q_") || rest.starts_with("_EV_") || rest.starts_with("_ERR_")
+                ["_Q_", "_O_", "_EV_", "_ERR_"]
+                    .iter()
+                    .any(|p| rest.starts_with(p))
             })
-    }
-
-    pub(crate) fn partition_consumer(n: u32) -> String {
-        format!("{PARTITION_CONSUMER}{n}")
     }
 }
 
@@ -156,9 +162,18 @@ mod tests {
 
     #[test]
     fn encoding_is_injective_and_round_trips() {
-        for name in ["orders", "orderflow.order-placed", "a_b", "a.b", "ü x*>", ""] {
+        for name in [
+            "orders",
+            "orderflow.order-placed",
+            "a_b",
+            "a.b",
+            "ü x*>",
+            "",
+        ] {
             let e = encode(name);
-            assert!(e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert!(e
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
             assert_eq!(decode(&e).as_deref(), Some(name));
         }
         assert_ne!(encode("a_2E"), encode("a.")); // `_` itself is escaped
@@ -168,10 +183,20 @@ mod tests {
     fn names_are_scoped_by_prefix() {
         let n = Names::new("tidings.test", 4);
         assert_eq!(n.queue_subject("orders", 3), "tidings.test.q.orders.3");
-        assert_eq!(n.event_subject("o.placed", 0), "tidings.test.ev.o_2Eplaced.0");
+        assert_eq!(
+            n.event_subject("o.placed", 0),
+            "tidings.test.ev.o_2Eplaced.0"
+        );
         assert_eq!(n.queue_stream("orders"), "tidings_2Etest_Q_orders");
-        assert_eq!(n.queue_of_stream("tidings_2Etest_Q_a_2Eb").as_deref(), Some("a.b"));
+        assert_eq!(
+            n.queue_of_stream("tidings_2Etest_Q_a_2Eb").as_deref(),
+            Some("a.b")
+        );
         assert_eq!(n.queue_of_stream("other_Q_a"), None);
+        assert_eq!(
+            n.queue_of_stream(&n.ordered_stream("a_b", 3)).as_deref(),
+            Some("a_b")
+        );
         assert!(n.owns_stream(&n.error_stream("x")));
         assert!(!Names::new("tidings", 1).owns_stream("tidings_2Etest_Q_x"));
     }

@@ -145,7 +145,10 @@ fn publish_error(subject: &str, e: &jetstream::context::PublishError) -> NatsErr
 /// Handles one acknowledgement: done, retry later, or a permanent failure.
 fn settle_publish(
     msgs: &[Prepared],
-    (i, r): (usize, std::result::Result<jetstream::publish::PublishAck, jetstream::context::PublishError>),
+    (i, r): (
+        usize,
+        std::result::Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+    ),
     retry: &mut Vec<usize>,
     last_err: &mut Option<NatsError>,
 ) -> Result<()> {
@@ -169,4 +172,3 @@ fn settle_publish(
         }
     }
 }
-

@@ -1,32 +1,36 @@
 //! [`NatsReceiver`]: deliveries from a queue's durable pull consumer(s).
 //!
-//! One task per consumer pulls batches (`expires` = [`PULL_EXPIRES`]) and feeds a
-//! channel. Every pull is a fresh request, so after async-nats reconnects the next pull
-//! simply works: nothing to resubscribe. Prefetch is a semaphore of `prefetch` slots, a
-//! slot held from delivery to settlement:
-//! - unordered (`work` consumer): slots are taken *before* pulling, so at most
-//!   `prefetch` messages are out unsettled;
-//! - ordered (`part-<n>` consumers, `max_ack_pending = 1` each): each pulls one message
-//!   and then waits for a slot, so up to `prefetch + partitions` may be out (a partition
-//!   with nothing to deliver must not sit on a slot).
+//! Pulling is driven by `recv`, like claiming in the other transports: when nothing is
+//! buffered, `recv` asks each of the queue's consumers (one, or one per partition of an
+//! ordered queue) for up to as many messages as free prefetch slots (`fetch`, no wait);
+//! when none is there, for one message with a long poll of [`PULL_EXPIRES`], so a new
+//! message is pushed the moment it arrives. Pulls run as tasks that outlive a cancelled
+//! `recv` (what they bring is kept for the next call), and every pull is a fresh
+//! request, so once async-nats has reconnected the next pull simply works.
+//!
+//! Prefetch is a semaphore: a slot is held from hand-out to settlement, so at most
+//! `prefetch` deliveries are out unsettled; messages buffered from one fetch wait for a
+//! slot (at most `prefetch` of them, plus one per partition from long polls).
 //!
 //! A message scheduled for later (`scheduled_for`) is answered with `-NAK {delay}` for
-//! the time left, and is not handed out: JetStream 2.9 has no scheduled publishing.
-//! Closing stops pulling, lets the open pull end, and releases (`-NAK`) what arrives.
+//! the time left, and not handed out: JetStream 2.9 has no scheduled publishing.
+//! Closing waits for open pulls to end and releases (`-NAK`) everything buffered.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::Message;
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::StreamExt;
 use tidings_core::transport::{Delivery, ReceiveOptions, Receiver};
-use tidings_core::{Error, Result};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
+use tidings_core::Result;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{Id, JoinSet};
 
 use crate::codec;
 use crate::error::NatsError;
@@ -34,28 +38,67 @@ use crate::settle::NatsSettle;
 use crate::topology::is_not_found;
 use crate::transport::Shared;
 
-/// How long one pull request waits on the server for messages.
+/// How long one long-poll pull waits on the server for a message.
 pub(crate) const PULL_EXPIRES: Duration = Duration::from_secs(1);
-/// Largest batch of one pull.
+/// Largest batch of one fetch.
 const MAX_BATCH: usize = 256;
+
+type PullResult = std::result::Result<Vec<Message>, String>;
 
 /// Deliveries from one queue.
 pub(crate) struct NatsReceiver {
-    rx: mpsc::Receiver<Result<Delivery>>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    shared: Arc<Shared>,
-    closed: bool,
-}
-
-#[derive(Clone)]
-struct Puller {
     shared: Arc<Shared>,
     queue: String,
-    tx: mpsc::Sender<Result<Delivery>>,
+    consumers: Vec<PullConsumer>,
+    busy: Vec<bool>,
+    pulls: JoinSet<(usize, PullResult)>,
+    pull_ids: HashMap<Id, usize>,
+    buffer: VecDeque<Message>,
     permits: Arc<Semaphore>,
-    stop: watch::Receiver<bool>,
     lease: Duration,
+    ordered: bool,
+    closed: bool,
+    backoff: Duration,
+}
+
+/// One pull: what is there now, else one message within [`PULL_EXPIRES`].
+async fn pull(consumer: PullConsumer, n: usize) -> PullResult {
+    let mut out = Vec::new();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(n)
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(m) = batch.next().await {
+        out.push(m.map_err(|e| e.to_string())?);
+    }
+    if out.is_empty() {
+        let mut batch = consumer
+            .batch()
+            .max_messages(1)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(m) = batch.next().await {
+            out.push(m.map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(out)
+}
+
+fn release_later(msgs: Vec<Message>) {
+    if msgs.is_empty() {
+        return;
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            for m in msgs {
+                let _ = m.ack_with(AckKind::Nak(None)).await;
+            }
+        });
+    }
 }
 
 impl NatsReceiver {
@@ -67,157 +110,82 @@ impl NatsReceiver {
         let (consumers, ordered) = shared
             .ensure_consumers(queue, options.ordered, Some(options.lease))
             .await?;
-        let prefetch = options.prefetch.max(1);
-        let (tx, rx) = mpsc::channel(prefetch + consumers.len());
-        let (stop, stop_rx) = watch::channel(false);
-        let puller = Puller {
-            shared: shared.clone(),
-            queue: queue.to_string(),
-            tx,
-            permits: Arc::new(Semaphore::new(prefetch)),
-            stop: stop_rx,
-            lease: options.lease,
-        };
-        let tasks = consumers
-            .into_iter()
-            .map(|c| {
-                let p = puller.clone();
-                tokio::spawn(p.run(c, !ordered))
-            })
-            .collect();
         Ok(NatsReceiver {
-            rx,
-            stop,
-            tasks,
-            shared,
+            queue: queue.to_string(),
+            busy: vec![false; consumers.len()],
+            consumers,
+            pulls: JoinSet::new(),
+            pull_ids: HashMap::new(),
+            buffer: VecDeque::new(),
+            permits: Arc::new(Semaphore::new(options.prefetch.max(1))),
+            lease: options.lease,
+            ordered,
             closed: false,
+            backoff: Duration::from_millis(50),
+            shared,
         })
     }
-}
 
-impl Puller {
-    fn stopping(&self) -> bool {
-        *self.stop.borrow() || self.shared.closed.load(Ordering::Acquire)
-    }
-
-    /// Pull loop of one consumer. `slots_first`: take prefetch slots before pulling.
-    async fn run(mut self, consumer: PullConsumer, slots_first: bool) {
-        let mut backoff = Duration::from_millis(50);
-        while !self.stopping() {
-            let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
-            if slots_first {
-                let first = tokio::select! {
-                    p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                    _ = self.stop.changed() => break,
-                };
-                held.push(first);
-                while held.len() < MAX_BATCH {
-                    match self.permits.clone().try_acquire_owned() {
-                        Ok(p) => held.push(p),
-                        Err(_) => break,
-                    }
-                }
+    /// Starts a pull on every consumer that has none open.
+    fn start_pulls(&mut self) {
+        let free = self.permits.available_permits().clamp(1, MAX_BATCH);
+        for (i, c) in self.consumers.iter().enumerate() {
+            if self.busy[i] {
+                continue;
             }
-            let n = if slots_first { held.len() } else { 1 };
-            let mut batch = match consumer
-                .batch()
-                .max_messages(n)
-                .expires(PULL_EXPIRES)
-                .messages()
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    if self.fail(&e.to_string()).await {
-                        break;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-            };
-            let mut stopping = false;
-            while let Some(item) = batch.next().await {
-                let msg = match item {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!(queue = %self.queue, error = %e, "pull ended");
-                        break;
-                    }
-                };
-                backoff = Duration::from_millis(50);
-                if stopping || self.stopping() {
-                    stopping = true;
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    continue;
-                }
-                let permit = if slots_first {
-                    held.pop()
-                } else {
-                    let waited = Instant::now();
-                    let p = tokio::select! {
-                        p = self.permits.clone().acquire_owned() => p.ok(),
-                        _ = self.stop.changed() => None,
-                    };
-                    if p.is_none() {
-                        stopping = true;
-                        let _ = msg.ack_with(AckKind::Nak(None)).await;
-                        continue;
-                    }
-                    if waited.elapsed() > self.lease / 3 {
-                        let _ = msg.ack_with(AckKind::Progress).await;
-                    }
-                    p
-                };
-                if let Some(d) = self.delivery(msg, permit).await {
-                    if self.tx.send(Ok(d)).await.is_err() {
-                        // Receiver gone: the delivery's drop released it.
-                        stopping = true;
-                    }
-                }
-            }
-            drop(held);
-            if stopping {
-                break;
-            }
+            let n = if self.ordered { 1 } else { free };
+            let c = c.clone();
+            let h = self.pulls.spawn(async move { (i, pull(c, n).await) });
+            self.pull_ids.insert(h.id(), i);
+            self.busy[i] = true;
         }
     }
 
-    /// Logs a pull failure; reports a vanished queue to `recv` and says to stop.
-    async fn fail(&self, error: &str) -> bool {
-        if is_not_found(&error) {
-            let _ = self
-                .tx
-                .send(Err(NatsError::UnknownQueue(self.queue.clone()).into()))
-                .await;
-            return true;
+    /// Waits for one pull to end and buffers what it brought.
+    async fn finish_pull(&mut self) -> Result<()> {
+        let Some(done) = self.pulls.join_next_with_id().await else {
+            return Ok(());
+        };
+        let (id, result) = match done {
+            Ok((id, (_, r))) => (id, r),
+            Err(e) => (e.id(), Err(e.to_string())),
+        };
+        if let Some(i) = self.pull_ids.remove(&id) {
+            self.busy[i] = false;
         }
-        tracing::warn!(queue = %self.queue, error = %self.shared.cfg.scrub(error), "pull failed; retrying");
-        false
+        match result {
+            Ok(msgs) => {
+                self.backoff = Duration::from_millis(50);
+                self.buffer.extend(msgs);
+                Ok(())
+            }
+            Err(e) if is_not_found(&e) => Err(NatsError::UnknownQueue(self.queue.clone()).into()),
+            Err(e) => {
+                tracing::warn!(queue = %self.queue, error = %self.shared.cfg.scrub(&e), "pull failed; retrying");
+                tokio::time::sleep(self.backoff).await;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+                Ok(())
+            }
+        }
     }
 
     /// Turns a message into a delivery; `None` if it is not due yet (sent back with a delay).
-    async fn delivery(
-        &self,
-        msg: async_nats::jetstream::Message,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Option<Delivery> {
+    fn delivery(&self, msg: Message, permit: OwnedSemaphorePermit) -> Option<Delivery> {
         let (delivered, published, stream_seq) = match msg.info() {
             Ok(i) => (i.delivered.max(1) as u32, i.published, i.stream_sequence),
             Err(_) => (1, Utc::now(), 0),
         };
-        let reply = msg.message.reply.clone();
-        let (m, acker) = msg.split();
-        let envelope = match codec::decode(m.headers.as_ref(), m.payload.clone()) {
+        let envelope = match codec::decode(msg.headers.as_ref(), msg.payload.clone()) {
             Ok(e) => e,
-            Err(e) => codec::foreign(m.subject.as_str(), m.payload, &e.to_string()),
+            Err(e) => codec::foreign(msg.subject.as_str(), msg.payload.clone(), &e.to_string()),
         };
         let mut delivery_count = delivered;
         if let Some(at) = envelope.scheduled_for {
-            let now = Utc::now();
-            if let Ok(left) = (at - now).to_std() {
+            if let Ok(left) = (at - Utc::now()).to_std() {
                 if left > Duration::from_millis(2) {
-                    let _ = acker.ack_with(AckKind::Nak(Some(left))).await;
+                    tokio::spawn(async move {
+                        let _ = msg.ack_with(AckKind::Nak(Some(left))).await;
+                    });
                     return None;
                 }
             }
@@ -226,6 +194,8 @@ impl Puller {
                 delivery_count -= 1;
             }
         }
+        let reply = msg.message.reply.clone();
+        let (_, acker) = msg.split();
         Some(Delivery {
             delivery_count,
             queue: self.queue.clone(),
@@ -235,7 +205,7 @@ impl Puller {
                 reply,
                 queue: self.queue.clone(),
                 dead_letter_id: format!("{}:dl:{stream_seq}", envelope.id),
-                permit,
+                permit: Some(permit),
                 lease: self.lease,
                 keeper: std::sync::Mutex::new(None),
             }),
@@ -247,39 +217,66 @@ impl Puller {
 #[async_trait]
 impl Receiver for NatsReceiver {
     async fn recv(&mut self) -> Result<Option<Delivery>> {
-        if self.closed || self.shared.closed.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        match self.rx.recv().await {
-            Some(Ok(d)) => Ok(Some(d)),
-            Some(Err(e)) => Err(e),
-            None => Ok(None),
+        loop {
+            if self.closed || self.shared.closed.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            if !self.buffer.is_empty() {
+                // Take the slot first: a cancelled wait loses nothing.
+                let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                    return Ok(None);
+                };
+                let Some(msg) = self.buffer.pop_front() else {
+                    continue;
+                };
+                if let Some(d) = self.delivery(msg, permit) {
+                    return Ok(Some(d));
+                }
+                continue;
+            }
+            if self.permits.available_permits() == 0 {
+                // Prefetch is full: wait for a settlement before pulling more.
+                drop(self.permits.clone().acquire_owned().await);
+                continue;
+            }
+            self.start_pulls();
+            self.finish_pull().await?;
         }
     }
 
     async fn close(&mut self) -> Result<()> {
-        if self.closed {
-            return Ok(());
-        }
         self.closed = true;
-        let _ = self.stop.send(true);
-        // Let the open pulls end (at most PULL_EXPIRES) so what they bring is released.
-        let tasks = std::mem::take(&mut self.tasks);
-        let _ = tokio::time::timeout(PULL_EXPIRES * 3, futures::future::join_all(tasks)).await;
-        self.rx.close();
-        while let Ok(item) = self.rx.try_recv() {
-            if let Ok(d) = item {
-                d.release().await?;
+        // Let open pulls end (within PULL_EXPIRES), so what they bring can be released.
+        let until = tokio::time::Instant::now() + PULL_EXPIRES * 3;
+        while let Ok(Some(done)) = tokio::time::timeout_at(until, self.pulls.join_next()).await {
+            if let Ok((_, Ok(msgs))) = done {
+                self.buffer.extend(msgs);
             }
         }
-        Ok::<(), Error>(())
+        self.pulls.abort_all();
+        for m in self.buffer.drain(..) {
+            let _ = m.ack_with(AckKind::Nak(None)).await;
+        }
+        Ok(())
     }
 }
 
 impl Drop for NatsReceiver {
     fn drop(&mut self) {
-        // Pull tasks see the signal, end their open pull and release what it brings;
-        // deliveries still queued here are released by their handles' drop.
-        let _ = self.stop.send(true);
+        // Dropped without close: release in the background.
+        release_later(self.buffer.drain(..).collect());
+        let mut pulls = std::mem::take(&mut self.pulls);
+        if pulls.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                while let Some(done) = pulls.join_next().await {
+                    if let Ok((_, Ok(msgs))) = done {
+                        release_later(msgs);
+                    }
+                }
+            });
+        }
     }
 }

@@ -22,7 +22,8 @@ pub(crate) async fn stats(sh: &Shared) -> Result<Vec<QueueStats>, NatsError> {
         .try_collect()
         .await
         .map_err(|e| NatsError::request("stream.names", e))?;
-    let mut out = Vec::new();
+    let mut by_queue: std::collections::BTreeMap<String, QueueStats> = Default::default();
+    let mut oldest: std::collections::BTreeMap<String, chrono::DateTime<Utc>> = Default::default();
     for stream_name in names {
         let Some(queue) = sh.names.queue_of_stream(&stream_name) else {
             continue;
@@ -49,28 +50,36 @@ pub(crate) async fn stats(sh: &Shared) -> Result<Vec<QueueStats>, NatsError> {
                 (r + c.num_pending, f + c.num_ack_pending as u64)
             })
         };
-        let error_depth = match sh.js.get_stream(sh.names.error_stream(&queue)).await {
-            Ok(mut s) => s
-                .info()
-                .await
-                .map_err(|e| NatsError::request("stream.info error stream", e))?
-                .state
-                .messages,
+        if info.state.messages > 0 {
+            let first = info.state.first_timestamp;
+            let e = oldest.entry(queue.clone()).or_insert(first);
+            *e = (*e).min(first);
+        }
+        let s = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats {
+            queue,
+            in_flight: Some(0),
+            ..Default::default()
+        });
+        s.ready += ready;
+        s.in_flight = Some(s.in_flight.unwrap_or(0) + in_flight);
+    }
+    let mut out = Vec::with_capacity(by_queue.len());
+    for (queue, mut s) in by_queue {
+        s.error_depth = match sh.js.get_stream(sh.names.error_stream(&queue)).await {
+            Ok(mut st) => {
+                st.info()
+                    .await
+                    .map_err(|e| NatsError::request("stream.info error stream", e))?
+                    .state
+                    .messages
+            }
             Err(e) if is_not_found(&e) => 0,
             Err(e) => return Err(NatsError::request("stream.info error stream", e)),
         };
-        let oldest_age = (info.state.messages > 0)
-            .then(|| (Utc::now() - info.state.first_timestamp).to_std().ok())
-            .flatten();
-        out.push(QueueStats {
-            queue,
-            ready,
-            in_flight: Some(in_flight),
-            scheduled: None,
-            oldest_age,
-            error_depth,
-            parked_keys: None,
-        });
+        s.oldest_age = oldest
+            .get(&queue)
+            .and_then(|t| (Utc::now() - *t).to_std().ok());
+        out.push(s);
     }
     out.sort_by(|a, b| a.queue.cmp(&b.queue));
     Ok(out)

@@ -1,13 +1,14 @@
 //! Declaring queues: the streams and durable consumers behind each endpoint.
 //!
 //! Per endpoint queue `q`:
-//! - stream `<P>_Q_<q>`, work-queue retention, subjects `<prefix>.q.<q>.*`, and one
-//!   *source* per subscribed event type (the stream `<P>_EV_<type>`, from the sequence
-//!   after its last one at declare time, so only events published after the subscription
-//!   arrive);
-//! - unordered: one durable pull consumer `work` (explicit ack, `ack_wait` = lease,
-//!   unlimited deliveries); ordered: `partitions` consumers `part-<n>`, each filtering
-//!   `<prefix>.*.*.<n>` with `max_ack_pending = 1`;
+//! - unordered: stream `<P>_Q_<q>` (work-queue retention, subjects `<prefix>.q.<q>.*`);
+//!   ordered: one such stream per partition, `<P>_O_<q>_<n>` capturing
+//!   `<prefix>.q.<q>.<n>`;
+//! - each queue stream *sources* every subscribed event stream `<P>_EV_<type>` (an
+//!   ordered partition only its partition's subject), from the sequence after the last
+//!   one at declare time, so only events published after the subscription arrive;
+//! - on each queue stream one durable pull consumer `work`: explicit ack, `ack_wait` =
+//!   lease, unlimited deliveries; `max_ack_pending = 1` on ordered partitions;
 //! - stream `<P>_ERR_<q>` (limits retention) for dead letters.
 //!
 //! nats-server 2.9 forbids overlapping subjects across streams, so an event cannot be
@@ -18,14 +19,25 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::{self, RetentionPolicy, Source, StorageType};
-use futures::TryStreamExt;
 
 use crate::error::NatsError;
-use crate::naming::{Names, PARTITION_CONSUMER, WORK_CONSUMER};
+use crate::naming::WORK_CONSUMER;
 use crate::transport::Shared;
 
 /// Lease used for consumers created before any receiver asked for one.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// One stream of a queue: the whole queue, or one partition of an ordered queue.
+pub(crate) struct Part {
+    pub(crate) stream: String,
+    subject: String,
+    partition: Option<u32>,
+}
+
+/// Whether a JetStream error says the stream or consumer does not exist.
+pub(crate) fn is_not_found(e: &impl std::fmt::Display) -> bool {
+    e.to_string().contains("not found")
+}
 
 impl Shared {
     fn storage(&self) -> StorageType {
@@ -36,42 +48,85 @@ impl Shared {
         }
     }
 
-    fn queue_description(&self, queue: &str) -> String {
-        format!(
-            "tidings queue `{queue}`; partitions={}",
-            self.names.partitions
-        )
+    /// The streams of `queue` in the given layout.
+    pub(crate) fn parts(&self, queue: &str, ordered: bool) -> Vec<Part> {
+        if ordered {
+            (0..self.names.partitions)
+                .map(|n| Part {
+                    stream: self.names.ordered_stream(queue, n),
+                    subject: self.names.queue_subject(queue, n),
+                    partition: Some(n),
+                })
+                .collect()
+        } else {
+            vec![Part {
+                stream: self.names.queue_stream(queue),
+                subject: self.names.queue_subjects(queue),
+                partition: None,
+            }]
+        }
     }
 
-    /// Creates the stream if missing; returns its info.
-    async fn ensure_stream(&self, config: stream::Config) -> Result<stream::Info, NatsError> {
-        let name = config.name.clone();
-        match self.js.get_stream(&name).await {
-            Ok(mut s) => {
-                return s
-                    .info()
+    /// The stream's config, `None` if it does not exist.
+    async fn stream_config(&self, name: &str) -> Result<Option<stream::Config>, NatsError> {
+        match self.js.get_stream(name).await {
+            Ok(mut s) => Ok(Some(
+                s.info()
                     .await
-                    .cloned()
-                    .map_err(|e| NatsError::request(format!("stream.info {name}"), e))
+                    .map_err(|e| NatsError::request(format!("stream.info {name}"), e))?
+                    .config
+                    .clone(),
+            )),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(NatsError::request(format!("stream.info {name}"), e)),
+        }
+    }
+
+    /// The queue's layout on the server: `Some(ordered)`, or `None` if not declared.
+    pub(crate) async fn layout(&self, queue: &str) -> Result<Option<bool>, NatsError> {
+        if self
+            .stream_config(&self.names.queue_stream(queue))
+            .await?
+            .is_some()
+        {
+            return Ok(Some(false));
+        }
+        match self
+            .stream_config(&self.names.ordered_stream(queue, 0))
+            .await?
+        {
+            Some(cfg) => {
+                self.check_partitions(queue, &cfg)?;
+                Ok(Some(true))
             }
+            None => Ok(None),
+        }
+    }
+
+    /// Creates the stream if missing; returns its last sequence.
+    async fn ensure_stream(&self, config: stream::Config) -> Result<u64, NatsError> {
+        let name = config.name.clone();
+        let info = match self.js.get_stream(&name).await {
+            Ok(mut s) => s.info().await.cloned(),
             Err(e) if !is_not_found(&e) => {
                 return Err(NatsError::request(format!("stream.info {name}"), e))
             }
-            Err(_) => {}
-        }
-        match self.js.create_stream(config).await {
-            Ok(mut s) => s.info().await.cloned().map_err(|e| NatsError::request(format!("stream.info {name}"), e)),
-            // Created by someone else meanwhile.
-            Err(e) if e.to_string().contains("already in use") => {
-                let mut s = self
-                    .js
-                    .get_stream(&name)
-                    .await
-                    .map_err(|e| NatsError::request(format!("stream.info {name}"), e))?;
-                s.info().await.cloned().map_err(|e| NatsError::request(format!("stream.info {name}"), e))
-            }
-            Err(e) => Err(NatsError::request(format!("stream.create {name}"), e)),
-        }
+            Err(_) => match self.js.create_stream(config).await {
+                Ok(mut s) => s.info().await.cloned(),
+                // Created by someone else meanwhile.
+                Err(e) if e.to_string().contains("already in use") => {
+                    let mut s = self
+                        .js
+                        .get_stream(&name)
+                        .await
+                        .map_err(|e| NatsError::request(format!("stream.info {name}"), e))?;
+                    s.info().await.cloned()
+                }
+                Err(e) => return Err(NatsError::request(format!("stream.create {name}"), e)),
+            },
+        };
+        info.map(|i| i.state.last_sequence)
+            .map_err(|e| NatsError::request(format!("stream.info {name}"), e))
     }
 
     pub(crate) async fn ensure_error_stream(&self, queue: &str) -> Result<(), NatsError> {
@@ -90,7 +145,7 @@ impl Shared {
 
     /// Ensures the event stream exists; returns the sequence a new subscriber starts at.
     async fn ensure_event_stream(&self, message_type: &str) -> Result<u64, NatsError> {
-        let info = self
+        let last = self
             .ensure_stream(stream::Config {
                 name: self.names.event_stream(message_type),
                 subjects: vec![self.names.event_subjects(message_type)],
@@ -102,48 +157,59 @@ impl Shared {
                 ..Default::default()
             })
             .await?;
-        Ok(info.state.last_sequence + 1)
+        Ok(last + 1)
     }
 
-    /// Ensures the queue's stream exists and sources every subscribed event stream.
-    pub(crate) async fn ensure_queue_stream(
+    /// Ensures the queue's stream(s) exist and source every subscribed event stream.
+    /// Returns the layout in force (an existing ordered queue stays ordered).
+    pub(crate) async fn ensure_queue(
         &self,
         queue: &str,
         subscriptions: &[String],
-    ) -> Result<(), NatsError> {
-        let name = self.names.queue_stream(queue);
-        let mut wanted = Vec::new();
-        for t in subscriptions {
-            wanted.push((self.names.event_stream(t), t.as_str()));
+        ordered: bool,
+    ) -> Result<bool, NatsError> {
+        let ordered = match self.layout(queue).await? {
+            Some(false) if ordered => return Err(self.not_ordered(queue)),
+            Some(existing) => existing,
+            None => ordered,
+        };
+        for part in self.parts(queue, ordered) {
+            self.ensure_part(queue, &part, subscriptions).await?;
         }
+        Ok(ordered)
+    }
+
+    fn not_ordered(&self, queue: &str) -> NatsError {
+        NatsError::Config(format!(
+            "queue `{queue}` exists on NATS unordered; an ordered queue needs its streams \
+             re-created (delete the queue's streams, then declare it ordered)"
+        ))
+    }
+
+    async fn ensure_part(
+        &self,
+        queue: &str,
+        part: &Part,
+        subscriptions: &[String],
+    ) -> Result<(), NatsError> {
+        let name = &part.stream;
         for attempt in 0..5 {
-            let existing = match self.js.get_stream(&name).await {
-                Ok(mut s) => Some(
-                    s.info()
-                        .await
-                        .map_err(|e| NatsError::request(format!("stream.info {name}"), e))?
-                        .config
-                        .clone(),
-                ),
-                Err(e) if is_not_found(&e) => None,
-                Err(e) => return Err(NatsError::request(format!("stream.info {name}"), e)),
-            };
-            if let Some(cfg) = &existing {
-                self.check_partitions(queue, cfg)?;
-            }
+            let existing = self.stream_config(name).await?;
             let mut sources = existing
                 .as_ref()
                 .and_then(|c| c.sources.clone())
                 .unwrap_or_default();
             let mut changed = false;
-            for (ev_stream, t) in &wanted {
-                if sources.iter().any(|s| &s.name == ev_stream) {
+            for t in subscriptions {
+                let ev_stream = self.names.event_stream(t);
+                if sources.iter().any(|s| s.name == ev_stream) {
                     continue;
                 }
                 let start = self.ensure_event_stream(t).await?;
                 sources.push(Source {
-                    name: ev_stream.clone(),
+                    name: ev_stream,
                     start_sequence: Some(start),
+                    filter_subject: part.partition.map(|n| self.names.event_subject(t, n)),
                     ..Default::default()
                 });
                 changed = true;
@@ -151,18 +217,25 @@ impl Shared {
             let result = match existing {
                 Some(mut cfg) if changed => {
                     cfg.sources = Some(sources);
-                    self.js.update_stream(cfg).await.map(|_| ()).map_err(|e| e.to_string())
+                    self.js
+                        .update_stream(cfg)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
                 }
                 Some(_) => return Ok(()),
                 None => self
                     .js
                     .create_stream(stream::Config {
                         name: name.clone(),
-                        subjects: vec![self.names.queue_subjects(queue)],
+                        subjects: vec![part.subject.clone()],
                         retention: RetentionPolicy::WorkQueue,
                         storage: self.storage(),
                         sources: (!sources.is_empty()).then_some(sources),
-                        description: Some(self.queue_description(queue)),
+                        description: Some(format!(
+                            "tidings queue `{queue}`; partitions={}",
+                            self.names.partitions
+                        )),
                         ..Default::default()
                     })
                     .await
@@ -176,7 +249,10 @@ impl Shared {
                 Err(e) => return Err(NatsError::request(format!("stream.declare {name}"), e)),
             }
         }
-        Err(NatsError::request(format!("stream.declare {name}"), "kept racing with another declarer"))
+        Err(NatsError::request(
+            format!("stream.declare {name}"),
+            "kept racing with another declarer",
+        ))
     }
 
     fn check_partitions(&self, queue: &str, cfg: &stream::Config) -> Result<(), NatsError> {
@@ -187,55 +263,37 @@ impl Shared {
             .and_then(|n| n.trim().parse::<u32>().ok());
         match theirs {
             Some(n) if n != self.names.partitions => Err(NatsError::Config(format!(
-                "queue `{queue}` was declared with partitions={n}, this transport uses {}",
+                "ordered queue `{queue}` was declared with partitions={n}, this transport uses {}",
                 self.names.partitions
             ))),
             _ => Ok(()),
         }
     }
 
-    /// Ensures the queue's consumers exist (ordered: one per partition), with
-    /// `ack_wait = lease` where a lease is given. Returns them.
+    /// The queue's consumers (one per stream), created where missing, with `ack_wait =
+    /// lease` where a lease is given. Returns them and whether the queue is ordered.
     pub(crate) async fn ensure_consumers(
         &self,
         queue: &str,
-        ordered: bool,
+        want_ordered: bool,
         lease: Option<Duration>,
     ) -> Result<(Vec<PullConsumer>, bool), NatsError> {
-        let stream_name = self.names.queue_stream(queue);
-        let stream = self.js.get_stream(&stream_name).await.map_err(|e| {
-            if is_not_found(&e) {
-                NatsError::UnknownQueue(queue.to_string())
-            } else {
-                NatsError::request(format!("stream.info {stream_name}"), e)
-            }
-        })?;
-        let names: Vec<String> = stream
-            .consumer_names()
-            .try_collect()
-            .await
-            .map_err(|e| NatsError::request(format!("consumer.names {stream_name}"), e))?;
-        let ordered = ordered || names.iter().any(|n| n.starts_with(PARTITION_CONSUMER));
-        if ordered && names.iter().any(|n| n == WORK_CONSUMER) {
-            stream
-                .delete_consumer(WORK_CONSUMER)
-                .await
-                .map_err(|e| NatsError::request("consumer.delete work", e))?;
-        }
-        let wanted: Vec<(String, Option<String>)> = if ordered {
-            (0..self.names.partitions)
-                .map(|n| (Names::partition_consumer(n), Some(self.names.partition_filter(n))))
-                .collect()
-        } else {
-            vec![(WORK_CONSUMER.to_string(), None)]
+        let ordered = match self.layout(queue).await? {
+            None => return Err(NatsError::UnknownQueue(queue.to_string())),
+            Some(false) if want_ordered => return Err(self.not_ordered(queue)),
+            Some(o) => o,
         };
-        let mut out = Vec::with_capacity(wanted.len());
-        for (name, filter) in wanted {
-            let current = if names.contains(&name) {
-                stream.get_consumer::<pull::Config>(&name).await.ok()
-            } else {
-                None
-            };
+        let mut out = Vec::new();
+        for part in self.parts(queue, ordered) {
+            let stream = self
+                .js
+                .get_stream_no_info(&part.stream)
+                .await
+                .map_err(|e| NatsError::request(format!("stream {}", part.stream), e))?;
+            let current = stream
+                .get_consumer::<pull::Config>(WORK_CONSUMER)
+                .await
+                .ok();
             let ack_wait = lease.unwrap_or_else(|| {
                 current
                     .as_ref()
@@ -249,28 +307,24 @@ impl Shared {
                 }
             }
             let config = pull::Config {
-                durable_name: Some(name.clone()),
+                durable_name: Some(WORK_CONSUMER.to_string()),
                 description: Some(format!("tidings consumer of `{queue}`")),
                 deliver_policy: DeliverPolicy::All,
                 ack_policy: AckPolicy::Explicit,
                 ack_wait,
                 max_deliver: -1,
-                filter_subject: filter.unwrap_or_default(),
                 max_ack_pending: if ordered { 1 } else { self.cfg.max_ack_pending },
                 max_waiting: 4096,
                 ..Default::default()
             };
-            let c = stream
-                .create_consumer(config)
-                .await
-                .map_err(|e| NatsError::request(format!("consumer.create {stream_name}/{name}"), e))?;
+            let c = stream.create_consumer(config).await.map_err(|e| {
+                NatsError::request(
+                    format!("consumer.create {}/{WORK_CONSUMER}", part.stream),
+                    e,
+                )
+            })?;
             out.push(c);
         }
         Ok((out, ordered))
     }
-}
-
-/// Whether a JetStream error says the stream or consumer does not exist.
-pub(crate) fn is_not_found(e: &impl std::fmt::Display) -> bool {
-    e.to_string().contains("not found")
 }

@@ -9,8 +9,8 @@ use async_nats::jetstream;
 use async_trait::async_trait;
 use futures::stream::TryStreamExt;
 use tidings_core::transport::{
-    check_sizes, DeadLetter, DeadLetterQuery, Outgoing, QueueStats, ReceiveOptions,
-    Receiver, Topology, Transport,
+    check_sizes, DeadLetter, DeadLetterQuery, Outgoing, QueueStats, ReceiveOptions, Receiver,
+    Topology, Transport,
 };
 use tidings_core::Result;
 
@@ -123,7 +123,10 @@ impl NatsTransport {
             .await
             .map_err(|e| NatsError::request("stream.names", e))?;
         let mut n = 0;
-        for s in names.into_iter().filter(|s| self.shared.names.owns_stream(s)) {
+        for s in names
+            .into_iter()
+            .filter(|s| self.shared.names.owns_stream(s))
+        {
             match self.shared.js.delete_stream(&s).await {
                 Ok(_) => n += 1,
                 Err(e) if is_not_found(&e) => {}
@@ -171,11 +174,12 @@ impl Transport for NatsTransport {
         self.shared.check_open()?;
         for spec in &topology.queues {
             self.shared.ensure_error_stream(&spec.name).await?;
-            self.shared
-                .ensure_queue_stream(&spec.name, &spec.subscriptions)
+            let ordered = self
+                .shared
+                .ensure_queue(&spec.name, &spec.subscriptions, spec.ordered)
                 .await?;
             self.shared
-                .ensure_consumers(&spec.name, spec.ordered, None)
+                .ensure_consumers(&spec.name, ordered, None)
                 .await?;
         }
         Ok(())
