@@ -1,4 +1,4 @@
-//! Core of Tidings: message contracts, the [`Envelope`], the [`Bus`](bus::Bus), endpoints
+//! Core of Tidings: message contracts, the [`Envelope`], the [`Bus`], endpoints
 //! and their consumer pipeline (tower layers), the [`Transport`](transport::Transport)
 //! trait with an in-memory transport, a test harness, and (feature `conformance`) the
 //! conformance suite every transport runs.
