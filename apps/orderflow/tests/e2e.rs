@@ -141,3 +141,69 @@ async fn five_hundred_orders_with_failures_and_duplicates_end_consistent() {
     );
     system.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_sqlite_transport_orders_settle_and_a_restart_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.gateway = GatewayConfig {
+        latency: Duration::from_millis(1),
+        fail_rate: 0.2,
+        decline_rate: 0.05,
+    };
+    config.redelivery = vec![
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+        Duration::from_secs(1),
+    ];
+    for round in 0..2 {
+        let system = System::start_sqlite(config.clone()).await.unwrap();
+        assert_eq!(system.bus.transport().name(), "sqlite");
+        let addr = http(&system, 0).await.unwrap();
+        let scope = Scope {
+            since_micros: chrono::Utc::now().timestamp_micros() - 1,
+        };
+        inject_poison(&system, 2).await.unwrap();
+        let load = place_orders(
+            &LoadConfig {
+                base_url: format!("http://{addr}"),
+                orders: 150,
+                clients: 8,
+                undeliverable_rate: 0.05,
+                retry_rate: 0.05,
+            },
+            &ProgressBar::hidden(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(load.placed.len(), 150);
+        assert!(
+            wait_until_settled(&system, scope, 150, Duration::from_secs(120), None)
+                .await
+                .unwrap()
+        );
+        let checks = settled_checks(&system, scope, Duration::from_secs(15))
+            .await
+            .unwrap();
+        for c in &checks {
+            eprintln!(
+                "round {round}: [{}] {} — {}",
+                if c.ok { "ok" } else { "FAILED" },
+                c.name,
+                c.detail
+            );
+        }
+        assert!(
+            checks.iter().all(|c| c.ok),
+            "an invariant failed in round {round}"
+        );
+        // the error queue is durable: it keeps the first round's poison too
+        let dl: u64 = report::error_queue(system.bus.transport().as_ref())
+            .await
+            .unwrap()
+            .values()
+            .sum();
+        assert_eq!(dl, 2 * (round + 1));
+        system.shutdown().await;
+    }
+}
