@@ -1,0 +1,84 @@
+//! The `tidings` command: operate Tidings on any transport by URL — `queues`, `dlq
+//! list|show|replay|purge`, `tail`, `topology`, `dashboard`.
+//!
+//! [`run`] connects by URL and writes to the terminal; [`execute`] runs a command on a
+//! transport you hand it, writing to any [`Io`] (tests use it with an in-memory transport).
+
+mod connect;
+mod dashboard;
+mod dlq;
+mod dlq_ops;
+mod format;
+pub mod opt;
+mod queues;
+mod tail;
+mod topology;
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tidings::transport::Transport;
+
+pub use connect::connect;
+pub use opt::Opt;
+
+/// Where a command writes, and whether it may ask questions.
+pub struct Io<'a> {
+    /// Standard output.
+    pub out: &'a mut (dyn Write + Send),
+    /// Whether stdin is a terminal a person can answer prompts on.
+    pub interactive: bool,
+    /// Whether to draw progress bars (on stderr).
+    pub progress: bool,
+}
+
+impl std::fmt::Debug for Io<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io")
+            .field("interactive", &self.interactive)
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the command `opt` names against the transport at `--url`, on the terminal.
+pub async fn run(opt: Opt) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout();
+    let mut io = Io {
+        out: &mut stdout,
+        interactive: std::io::stdin().is_terminal(),
+        progress: std::io::stderr().is_terminal(),
+    };
+    if let opt::Command::Topology(args) = &opt.command {
+        // Reads a file; needs no transport.
+        return topology::run(args, &mut io);
+    }
+    let url = opt.url.as_deref().context(
+        "no transport URL: pass --url (or set TIDINGS_URL), e.g. --url sqlite://tidings.db",
+    )?;
+    let transport = connect(url, opt.connect_timeout).await?;
+    let result = execute(&opt, transport.clone(), &mut io).await;
+    let _ = transport.close().await;
+    result.map_err(|e| connect::scrub(e, url))
+}
+
+/// Runs `opt`'s command on `transport`, writing to `io`.
+pub async fn execute(
+    opt: &Opt,
+    transport: Arc<dyn Transport>,
+    io: &mut Io<'_>,
+) -> anyhow::Result<()> {
+    use opt::{Command, DlqCommand};
+    let t = transport.as_ref();
+    match &opt.command {
+        Command::Queues(a) => queues::run(a, t, io).await,
+        Command::Dlq(DlqCommand::List(a)) => dlq::list(a, t, io).await,
+        Command::Dlq(DlqCommand::Show(a)) => dlq::show(a, t, io).await,
+        Command::Dlq(DlqCommand::Replay(a)) => dlq_ops::replay(a, t, io).await,
+        Command::Dlq(DlqCommand::Purge(a)) => dlq_ops::purge(a, t, io).await,
+        Command::Tail(a) => tail::run(a, t, io).await,
+        Command::Topology(a) => topology::run(a, io),
+        Command::Dashboard(a) => dashboard::run(a, transport.clone(), io).await,
+    }
+}

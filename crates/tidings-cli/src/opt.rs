@@ -1,0 +1,213 @@
+//! Command-line options ([`Opt`]), parsed with clap derive.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    tidings_admin::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn since(s: &str) -> Result<String, String> {
+    tidings_admin::parse_since(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `tidings`: operate a Tidings deployment — queues, dead letters, live tail, topology,
+/// admin dashboard — on any transport, chosen by URL.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tidings", version, about, long_about = None)]
+pub struct Opt {
+    /// Transport URL: sqlite://FILE, postgres://.., amqp://.., nats://.., memory://
+    #[arg(long, env = "TIDINGS_URL", global = true, hide_env_values = true)]
+    pub url: Option<String>,
+
+    /// Give up connecting after this long (30s, 1m).
+    #[arg(long, global = true, default_value = "10s", value_parser = duration)]
+    pub connect_timeout: Duration,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Per queue: ready, in flight, scheduled, oldest age, error depth, parked keys.
+    Queues(QueuesArgs),
+    /// Dead letters (error queues): list, show, replay, purge.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Prints published events live, from a temporary queue of its own (takes nothing
+    /// from other consumers).
+    Tail(TailArgs),
+    /// Prints an application's topology (from the JSON its bus wrote) as text, mermaid or DOT.
+    Topology(TopologyArgs),
+    /// Serves the admin API and web dashboard.
+    Dashboard(DashboardArgs),
+}
+
+/// `tidings queues`.
+#[derive(Debug, Clone, Args)]
+pub struct QueuesArgs {
+    /// Refresh until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+    /// Refresh interval with --watch.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub interval: Duration,
+    /// JSON output (one line per refresh with --watch).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Filters shared by the `dlq` commands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Only from this endpoint.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Only of this message type (contract name).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub message_type: Option<String>,
+    /// Only with this fault reason (handler-failed, undeserializable, panicked, timed-out, ...).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only dead-lettered within this long (30s, 15m, 1h, 2d) or since an RFC 3339 time.
+    #[arg(long, value_parser = since)]
+    pub since: Option<String>,
+    /// Only with this correlation id.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+}
+
+/// The `dlq` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCommand {
+    /// Lists dead letters, oldest first.
+    List(ListArgs),
+    /// Shows one dead letter: fault headers and body.
+    Show(ShowArgs),
+    /// Moves dead letters back to their queue (or --to another) to be handled again.
+    Replay(ReplayArgs),
+    /// Deletes dead letters for good.
+    Purge(PurgeArgs),
+}
+
+/// `tidings dlq list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// At most this many (0: all).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tidings dlq show`.
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// The message id.
+    pub id: String,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tidings dlq replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only these message ids (repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<String>,
+    /// At most this many (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Replay into this endpoint's queue instead of the original one.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub to: Option<String>,
+    /// Only list what would be replayed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `tidings dlq purge`.
+#[derive(Debug, Clone, Args)]
+pub struct PurgeArgs {
+    /// Filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only these message ids (repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<String>,
+    /// At most this many (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Do not ask; required when stdin is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `tidings tail`.
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    /// Event type to follow (repeatable), e.g. orderflow.order-placed.
+    #[arg(long = "event", value_name = "TYPE", required = true)]
+    pub events: Vec<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this long without end (30s, 5m).
+    #[arg(long, value_parser = duration)]
+    pub duration: Option<Duration>,
+    /// Characters of body to print (0: none).
+    #[arg(long, default_value_t = 120)]
+    pub body_chars: usize,
+    /// One JSON object per message.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Output format of `tidings topology`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopologyFormat {
+    /// One endpoint per paragraph.
+    Text,
+    /// Mermaid flowchart.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}
+
+/// `tidings topology`.
+#[derive(Debug, Clone, Args)]
+pub struct TopologyArgs {
+    /// JSON written by the application (`serde_json::to_string(bus.topology())`); `-` for stdin.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TopologyFormat::Text)]
+    pub format: TopologyFormat,
+}
+
+/// `tidings dashboard`.
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Address to listen on; non-loopback addresses need --token.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub bind: SocketAddr,
+    /// Bearer token the API requires.
+    #[arg(long, env = "TIDINGS_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
