@@ -113,12 +113,30 @@ async fn delete(sh: &Shared, f: &Found) -> Result<()> {
     }
 }
 
+/// Unparks the dead letter's key in its original queue: `clear` removes the marker,
+/// then (after the dead letter itself is back) the parked messages follow it.
+async fn unpark(sh: &Shared, f: &Found, clear: bool) -> Result<()> {
+    if let Some(key) = &f.dead_letter.envelope.partition_key {
+        if clear {
+            sh.clear_park_marker(&f.dead_letter.queue, key).await?;
+        } else {
+            sh.move_parked(&f.dead_letter.queue, key).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Publishes each match back to its queue (or `to`), marked replayed, then deletes it.
 pub(crate) async fn replay(
     sh: &Arc<Shared>,
     query: &DeadLetterQuery,
     to: Option<&str>,
 ) -> Result<u64> {
+    if let Some(to) = to {
+        if sh.layout(to).await?.is_none() {
+            return Err(NatsError::UnknownQueue(to.to_string()).into());
+        }
+    }
     let found = scan(sh, query).await?;
     let mut n = 0;
     for f in &found {
@@ -133,8 +151,10 @@ pub(crate) async fn replay(
         // A fresh de-duplication id: the original id is still in the queue's window.
         let msg_id = format!("{}:replay:{}:{}", env.id, f.stream, f.seq);
         let msg = sh.prepare(&Outgoing::to_queue(target, env), &msg_id)?;
+        unpark(sh, f, true).await?;
         sh.publish_all(vec![msg]).await?;
         delete(sh, f).await?;
+        unpark(sh, f, false).await?;
         n += 1;
     }
     Ok(n)
@@ -145,6 +165,8 @@ pub(crate) async fn purge(sh: &Shared, query: &DeadLetterQuery) -> Result<u64> {
     let found = scan(sh, query).await?;
     for f in &found {
         delete(sh, f).await?;
+        unpark(sh, f, true).await?;
+        unpark(sh, f, false).await?;
     }
     Ok(found.len() as u64)
 }

@@ -27,6 +27,7 @@ pub mod config;
 mod dead_letter;
 pub mod error;
 mod naming;
+mod park;
 mod publish;
 mod receiver;
 mod settle;

@@ -10,6 +10,7 @@
 //! | sends to ordered queue `q` | `<prefix>.q.<q>.<n>` | `<P>_O_<q>_<n>`, one per partition `n` |
 //! | events of type `t` | `<prefix>.ev.<t>.<partition>` | `<P>_EV_<t>` (limits, max age), sourced into subscribed queue streams |
 //! | error queue of `q` | `<prefix>.err.<q>` | `<P>_ERR_<q>` |
+//! | parked key `k` of ordered queue `q` | marker `<prefix>.pk.<q>.m.<k>`, messages `<prefix>.pk.<q>.k.<k>` | `<P>_PK_<q>` |
 //!
 //! `<P>` is the encoded prefix. The partition is `fnv1a(partition key or message id) %
 //! partitions`, chosen by the publisher whatever the queue's layout; an ordered queue's
@@ -133,6 +134,39 @@ impl Names {
         format!("{}_ERR_{}", self.stream_prefix, encode(queue))
     }
 
+    pub(crate) fn park_stream(&self, queue: &str) -> String {
+        format!("{}_PK_{}", self.stream_prefix, encode(queue))
+    }
+
+    pub(crate) fn park_subjects(&self, queue: &str) -> String {
+        format!("{}.pk.{}.>", self.subject_prefix, encode(queue))
+    }
+
+    /// Marker subject: a message here means `key` is parked.
+    pub(crate) fn park_marker(&self, queue: &str, key: &str) -> String {
+        format!(
+            "{}.pk.{}.m.{}",
+            self.subject_prefix,
+            encode(queue),
+            encode(key)
+        )
+    }
+
+    /// Filter of every marker of `queue`.
+    pub(crate) fn park_markers(&self, queue: &str) -> String {
+        format!("{}.pk.{}.m.*", self.subject_prefix, encode(queue))
+    }
+
+    /// Where messages of a parked key wait.
+    pub(crate) fn parked_subject(&self, queue: &str, key: &str) -> String {
+        format!(
+            "{}.pk.{}.k.{}",
+            self.subject_prefix,
+            encode(queue),
+            encode(key)
+        )
+    }
+
     /// The queue a queue stream (unordered, or a partition of an ordered one) belongs to.
     pub(crate) fn queue_of_stream(&self, stream: &str) -> Option<String> {
         let rest = stream.strip_prefix(&self.stream_prefix)?;
@@ -149,7 +183,7 @@ impl Names {
         stream
             .strip_prefix(&self.stream_prefix)
             .is_some_and(|rest| {
-                ["_Q_", "_O_", "_EV_", "_ERR_"]
+                ["_Q_", "_O_", "_EV_", "_ERR_", "_PK_"]
                     .iter()
                     .any(|p| rest.starts_with(p))
             })

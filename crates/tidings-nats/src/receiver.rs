@@ -57,6 +57,7 @@ pub(crate) struct NatsReceiver {
     permits: Arc<Semaphore>,
     lease: Duration,
     ordered: bool,
+    park: bool,
     closed: bool,
     backoff: Duration,
 }
@@ -120,6 +121,7 @@ impl NatsReceiver {
             permits: Arc::new(Semaphore::new(options.prefetch.max(1))),
             lease: options.lease,
             ordered,
+            park: ordered && options.park_on_dead_letter,
             closed: false,
             backoff: Duration::from_millis(50),
             shared,
@@ -169,6 +171,28 @@ impl NatsReceiver {
         }
     }
 
+    /// If the first buffered message's key is parked, moves it to the park stream and
+    /// says so. (It stays buffered until moved: a cancelled call loses nothing.)
+    async fn park_if_parked(&mut self) -> Result<bool> {
+        let Some(front) = self.buffer.front() else {
+            return Ok(false);
+        };
+        let Ok(env) = codec::decode(front.headers.as_ref(), front.payload.clone()) else {
+            return Ok(false);
+        };
+        let Some(key) = env.partition_key.clone() else {
+            return Ok(false);
+        };
+        if !self.shared.is_parked(&self.queue, &key).await? {
+            return Ok(false);
+        }
+        self.shared
+            .park_message(&self.queue, &key, front, &env)
+            .await?;
+        self.buffer.pop_front();
+        Ok(true)
+    }
+
     /// Turns a message into a delivery; `None` if it is not due yet (sent back with a delay).
     fn delivery(&self, msg: Message, permit: OwnedSemaphorePermit) -> Option<Delivery> {
         let (delivered, published, stream_seq) = match msg.info() {
@@ -205,6 +229,11 @@ impl NatsReceiver {
                 reply,
                 queue: self.queue.clone(),
                 dead_letter_id: format!("{}:dl:{stream_seq}", envelope.id),
+                park_key: if self.park {
+                    envelope.partition_key.clone()
+                } else {
+                    None
+                },
                 permit: Some(permit),
                 lease: self.lease,
                 keeper: std::sync::Mutex::new(None),
@@ -226,6 +255,9 @@ impl Receiver for NatsReceiver {
                 let Ok(permit) = self.permits.clone().acquire_owned().await else {
                     return Ok(None);
                 };
+                if self.park && self.park_if_parked().await? {
+                    continue;
+                }
                 let Some(msg) = self.buffer.pop_front() else {
                     continue;
                 };

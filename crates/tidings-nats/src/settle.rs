@@ -35,6 +35,8 @@ pub(crate) struct NatsSettle {
     pub(crate) dead_letter_id: String,
     /// A prefetch slot, given back when settled.
     pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// Park this key when dead-lettering (ordered queue, `park_on_dead_letter`).
+    pub(crate) park_key: Option<String>,
     /// The consumer's `ack_wait`.
     pub(crate) lease: Duration,
     /// Task renewing the lease (extend_lease beyond one `ack_wait`).
@@ -109,6 +111,10 @@ impl Settle for NatsSettle {
             &self.dead_letter_id,
         )?;
         self.shared.publish_all(vec![msg]).await?;
+        if let Some(key) = &self.park_key {
+            // Before TERM: the key's next message is held back until then, so it sees this.
+            self.shared.park_key(&self.queue, key).await?;
+        }
         // Confirmed: a lost TERM would redeliver and dead-letter twice.
         self.settle(AckKind::Term, true).await
     }

@@ -76,6 +76,7 @@ pub(crate) async fn stats(sh: &Shared) -> Result<Vec<QueueStats>, NatsError> {
             Err(e) if is_not_found(&e) => 0,
             Err(e) => return Err(NatsError::request("stream.info error stream", e)),
         };
+        s.parked_keys = sh.parked_keys(&queue).await?;
         s.oldest_age = oldest
             .get(&queue)
             .and_then(|t| (Utc::now() - *t).to_std().ok());

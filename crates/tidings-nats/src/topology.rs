@@ -34,13 +34,14 @@ pub(crate) struct Part {
     partition: Option<u32>,
 }
 
-/// Whether a JetStream error says the stream or consumer does not exist.
+/// Whether a JetStream error says the stream, consumer or message does not exist.
 pub(crate) fn is_not_found(e: &impl std::fmt::Display) -> bool {
-    e.to_string().contains("not found")
+    let m = e.to_string();
+    m.contains("not found") || m.contains("no message found")
 }
 
 impl Shared {
-    fn storage(&self) -> StorageType {
+    pub(crate) fn storage(&self) -> StorageType {
         if self.cfg.memory_storage {
             StorageType::Memory
         } else {
@@ -104,7 +105,7 @@ impl Shared {
     }
 
     /// Creates the stream if missing; returns its last sequence.
-    async fn ensure_stream(&self, config: stream::Config) -> Result<u64, NatsError> {
+    pub(crate) async fn ensure_stream(&self, config: stream::Config) -> Result<u64, NatsError> {
         let name = config.name.clone();
         let info = match self.js.get_stream(&name).await {
             Ok(mut s) => s.info().await.cloned(),

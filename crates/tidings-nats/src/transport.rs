@@ -178,6 +178,9 @@ impl Transport for NatsTransport {
                 .shared
                 .ensure_queue(&spec.name, &spec.subscriptions, spec.ordered)
                 .await?;
+            if ordered {
+                self.shared.ensure_park_stream(&spec.name).await?;
+            }
             self.shared
                 .ensure_consumers(&spec.name, ordered, None)
                 .await?;
