@@ -212,7 +212,7 @@ impl Work {
                 outbox
                     .enqueue(&mut self.tx, out)
                     .await
-                    .map_err(|e| HandlerError::from(tidings_core::Error::from(e)))?;
+                    .map_err(HandlerError::from)?;
             }
             self.tx.commit().await.map_err(db_err)?;
             if any {

@@ -105,7 +105,7 @@ async fn start(db: &Db, m: OrderPlaced, ctx: &ConsumeContext) -> Result<(), Hand
         channel: m.channel,
         ship_to: m.ship_to,
     };
-    let json = serde_json::to_string(&data).map_err(|e| HandlerError::permanent(e))?;
+    let json = serde_json::to_string(&data).map_err(HandlerError::permanent)?;
     let fresh = sqlx::query(
         "INSERT INTO saga_orders (order_id, state, data, version) VALUES (?, 'reserving', ?, 1) \
          ON CONFLICT DO NOTHING",
