@@ -282,6 +282,16 @@ impl NatsConfig {
     }
 }
 
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::None => "None",
+            Credentials::Token(_) => "Token(***)",
+            Credentials::UserPassword(..) => "UserPassword(***)",
+        })
+    }
+}
+
 fn decode_pct(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes())
         .next()
