@@ -481,3 +481,137 @@ async fn dead_letters_across_processes_on_sqlite() {
     assert_eq!((orders.ready, orders.error_depth), (1, 0));
     assert_eq!(t.dead_letters(&Default::default()).await.unwrap().len(), 0);
 }
+
+/// `tidings tail` in another process sees events published here (SQLite shares the file).
+#[tokio::test]
+async fn tail_across_processes_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let t = match tidings::connect(&url).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("skipped: sqlite transport not available through tidings::connect ({e})");
+            return;
+        }
+    };
+    declare(&t).await;
+    let child = bin()
+        .args([
+            "--url",
+            &url,
+            "tail",
+            "--event",
+            "shop.order-placed",
+            "--count",
+            "1",
+            "--duration",
+            "30s",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut declared = false;
+    for _ in 0..300 {
+        if t.stats()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.queue.starts_with("tidings-tail-"))
+        {
+            declared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(declared, "tail never declared its queue");
+    let mut env = Envelope::new("shop.order-placed", 1, r#"{"order_id":7}"#);
+    env.correlation_id = Some("corr-x".into());
+    t.send(vec![Outgoing::publish(env)]).await.unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(line["type"], "shop.order-placed");
+    assert_eq!(line["correlation_id"], "corr-x");
+    assert_eq!(line["body"]["order_id"], 7);
+    let stats = t.stats().await.unwrap();
+    assert_eq!(
+        stats.iter().find(|s| s.queue == "orders").unwrap().ready,
+        1,
+        "the real subscriber keeps its copy"
+    );
+}
+
+#[tokio::test]
+async fn dashboard_command_serves_and_refuses_public_bind_without_token() {
+    let o = bin()
+        .args(["--url", "memory://", "dashboard", "--bind", "0.0.0.0:0"])
+        .env_remove("TIDINGS_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("refusing to serve the admin API on 0.0.0.0:0 without a token"));
+
+    let mut child = bin()
+        .args([
+            "--url",
+            "memory://",
+            "dashboard",
+            "--bind",
+            "127.0.0.1:0",
+            "--token",
+            "tok",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    let http = http_get(&addr, "/healthz", None).await;
+    let queues_without = http_get(&addr, "/queues", None).await;
+    let queues_with = http_get(&addr, "/queues", Some("tok")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(http, (200, "ok".to_string()));
+    assert_eq!(queues_without.0, 401);
+    assert_eq!(queues_with, (200, "[]".to_string()));
+}
+
+/// A tiny HTTP/1.0 GET (no client dependency needed).
+async fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
