@@ -10,7 +10,20 @@
 //! tidings_core::conformance_tests!(Factory);
 //! ```
 //!
-//! Every case uses fresh, uniquely named queues, so a persistent broker can be reused.
+//! Every case uses fresh, uniquely named queues (`cf_<what>_<8 hex>`, message types
+//! `conformance.<what>_<8 hex>`), so a persistent broker can be reused; cases purge the
+//! dead letters they make but cannot delete queues (the trait has no such call).
+//!
+//! What the suite assumes of a transport beyond the [`Transport`] docs:
+//! - `create` may be called several times per case ("a second connection"); all handles
+//!   see the same queues. `close_rejects_further_calls` closes the handle it created.
+//! - Every wait is bounded (15 s for a delivery, stats or dead-letter listing to show up,
+//!   which are polled, so eventually-consistent stats are fine). A pending `recv` is only
+//!   cancelled where the case expects nothing more, so `recv` need not be cancel-safe.
+//! - Timestamps are compared at millisecond precision; headers must come back exactly
+//!   as sent (a transport strips any headers of its own).
+//! - A transport that maps a semantic differently (and documents it) names the case in
+//!   [`TransportFactory::unsupported`]; the case then prints `skipped: ..` and passes.
 
 pub mod cases;
 mod support;

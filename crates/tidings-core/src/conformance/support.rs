@@ -78,9 +78,11 @@ pub(crate) async fn fresh_queue(t: &dyn Transport, what: &str) -> String {
     name
 }
 
-/// An envelope of `message_type` carrying `seq` in a header and in its JSON body.
+/// An envelope of `message_type` carrying `seq` in a header and in its JSON body
+/// (`sent_at` in whole milliseconds, so it compares equal after a round trip).
 pub(crate) fn message(message_type: &str, seq: u64) -> Envelope {
     let mut e = Envelope::new(message_type, 1, format!("{{\"seq\":{seq}}}"));
+    e.sent_at = millis(e.sent_at);
     e.headers.insert(SEQ.into(), seq.to_string());
     e
 }
