@@ -21,6 +21,24 @@ impl Factory {
     }
 }
 
+impl Drop for Factory {
+    /// Drops the case's schema (on a thread of its own: the test's runtime is ending).
+    fn drop(&mut self) {
+        if !common::available() {
+            return;
+        }
+        let schema = self.schema.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(common::drop_schema_named(&schema));
+        })
+        .join();
+    }
+}
+
 #[async_trait::async_trait]
 impl tidings_core::conformance::TransportFactory for Factory {
     async fn create(&self) -> tidings_core::Result<Arc<dyn Transport>> {

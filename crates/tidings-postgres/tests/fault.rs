@@ -111,7 +111,9 @@ async fn survives_server_side_connection_kills() {
             while !stop.load(Ordering::Acquire) {
                 let next = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
                 let Ok(next) = next else { continue };
-                let d = next.expect("receiver recovers from transient errors").unwrap();
+                let d = next
+                    .expect("receiver recovers from transient errors")
+                    .unwrap();
                 let id = d.envelope.id;
                 *seen.lock().unwrap().deliveries.entry(id).or_default() += 1;
                 match d.ack().await {
@@ -138,7 +140,7 @@ async fn survives_server_side_connection_kills() {
         c.await.unwrap();
     }
 
-    let s = seen.lock().unwrap();
+    let s = std::mem::take(&mut *seen.lock().unwrap());
     let redelivered = s.deliveries.values().filter(|n| **n > 1).count();
     eprintln!(
         "fault: {} connections killed, {} send retries, {} redelivered, {} ack errors",
@@ -153,7 +155,11 @@ async fn survives_server_side_connection_kills() {
     );
     for id in &ids {
         assert!(s.deliveries.get(id).is_some_and(|n| *n >= 1), "lost {id}");
-        assert_eq!(s.acks.get(id).copied(), Some(1), "{id} not acked exactly once");
+        assert_eq!(
+            s.acks.get(id).copied(),
+            Some(1),
+            "{id} not acked exactly once"
+        );
     }
     assert_eq!(s.deliveries.len(), MESSAGES, "no unknown messages");
     let stats = t.stats().await.unwrap();

@@ -68,3 +68,14 @@ pub async fn drop_schema(t: &PostgresTransport) {
         .execute(t.pool())
         .await;
 }
+
+/// Drops `schema` over a connection of its own (best effort).
+pub async fn drop_schema_named(schema: &str) {
+    use sqlx::Connection;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&url()).await {
+        let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await;
+    }
+}
