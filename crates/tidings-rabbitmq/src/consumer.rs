@@ -116,6 +116,7 @@ impl RabbitReceiver {
                 ..Extra::default()
             };
             let again = Publish::delayed(
+                self.conn.config.queue_type,
                 DelayTarget::Queue(&self.queue),
                 remaining,
                 &decoded.envelope,

@@ -12,6 +12,7 @@ use lapin::{BasicProperties, Confirmation};
 use tidings_core::Envelope;
 
 use crate::codec::{self, Extra};
+use crate::config::QueueType;
 use crate::connection::Connector;
 use crate::error::RabbitMqError;
 use crate::topology::{self, DelayTarget};
@@ -64,6 +65,7 @@ impl Publish {
 
     /// Through the delay levels to `target`, due after `delay`.
     pub(crate) fn delayed(
+        queue_type: QueueType,
         target: DelayTarget<'_>,
         delay: Duration,
         env: &Envelope,
@@ -75,7 +77,10 @@ impl Publish {
         let (properties, body) = codec::encode(env, &extra);
         let key = topology::delay_routing_key(topology::delay_units(delay), target);
         Ok(Publish {
-            exchange: topology::short(&topology::delay_level(topology::DELAY_LEVELS - 1))?,
+            exchange: topology::short(&topology::delay_level(
+                queue_type,
+                topology::DELAY_LEVELS - 1,
+            ))?,
             routing_key: topology::short(&key)?,
             mandatory: false,
             properties,

@@ -205,7 +205,13 @@ impl Settle for RabbitSettle {
         let publish = if delay.is_zero() {
             Publish::to_queue(&self.queue, &p.envelope, &extra)?
         } else {
-            Publish::delayed(DelayTarget::Queue(&self.queue), delay, &p.envelope, &extra)?
+            Publish::delayed(
+                self.conn.config.queue_type,
+                DelayTarget::Queue(&self.queue),
+                delay,
+                &p.envelope,
+                &extra,
+            )?
         };
         self.move_to(p, publish).await
     }

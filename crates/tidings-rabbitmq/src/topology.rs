@@ -6,7 +6,7 @@
 //! Delayed redelivery and scheduled messages use [`DELAY_LEVELS`] fixed-TTL levels (the
 //! scheme NServiceBus uses on RabbitMQ): level `L` is a topic exchange and a queue whose
 //! messages all live `2^L × DELAY_UNIT` and then dead-letter to level `L-1`'s exchange
-//! (level 0 to `tidings_delay.deliver`). A delayed message is published to the top level
+//! (level 0 to `tidings_delay.deliver`; classic levels are named `tidings_delay_classic.*`). A delayed message is published to the top level
 //! with a routing key of the delay's bits, most significant first, then the destination:
 //! `0.1.…1.q.<queue>` or `…t.<event type>`. Each level either parks it in its queue (bit
 //! set) or passes it down at once (bit clear), so the total wait is the delay rounded up to
@@ -33,12 +33,23 @@ pub const DELAY_UNIT: Duration = Duration::from_millis(10);
 /// Number of delay levels: the longest single pass is `(2^29 - 1) × 10 ms` ≈ 62 days;
 /// longer delays take several passes (the receiver re-delays early arrivals).
 pub const DELAY_LEVELS: u32 = 29;
+/// Prefix of the delay infrastructure's names. Quorum and classic levels have different
+/// names, so processes configured differently can share a virtual host.
+fn delay_prefix(queue_type: QueueType) -> &'static str {
+    match queue_type {
+        QueueType::Quorum => "tidings_delay",
+        QueueType::Classic => "tidings_delay_classic",
+    }
+}
+
 /// Exchange the last delay level dead-letters into.
-pub(crate) const DELAY_DELIVER: &str = "tidings_delay.deliver";
+pub(crate) fn delay_deliver(queue_type: QueueType) -> String {
+    format!("{}.deliver", delay_prefix(queue_type))
+}
 
 /// Exchange of delay level `level`; also its queue's name.
-pub(crate) fn delay_level(level: u32) -> String {
-    format!("tidings_delay.{level}")
+pub(crate) fn delay_level(queue_type: QueueType, level: u32) -> String {
+    format!("{}.{level}", delay_prefix(queue_type))
 }
 
 /// Fanout exchange an event type is published to.
@@ -125,8 +136,9 @@ pub(crate) async fn declare_delay_infrastructure(
     config: &RabbitMqConfig,
 ) -> Result<(), RabbitMqError> {
     let err = |op, e: lapin::Error| RabbitMqError::amqp(op, &e, |s| config.redact(s));
+    let deliver = delay_deliver(config.queue_type);
     ch.exchange_declare(
-        DELAY_DELIVER.into(),
+        deliver.as_str().into(),
         ExchangeKind::Topic,
         durable_exchange(),
         FieldTable::default(),
@@ -134,11 +146,11 @@ pub(crate) async fn declare_delay_infrastructure(
     .await
     .map_err(|e| err("exchange.declare", e))?;
     for level in 0..DELAY_LEVELS {
-        let name = delay_level(level);
+        let name = delay_level(config.queue_type, level);
         let next = if level == 0 {
-            DELAY_DELIVER.to_string()
+            deliver.clone()
         } else {
-            delay_level(level - 1)
+            delay_level(config.queue_type, level - 1)
         };
         let ttl = (DELAY_UNIT.as_millis() as i64) << level;
         let mut args = queue_args(config.queue_type);
@@ -205,7 +217,7 @@ pub(crate) async fn declare_type_exchange(
     .map_err(|e| err("exchange.declare", e))?;
     ch.exchange_bind(
         exchange,
-        DELAY_DELIVER.into(),
+        delay_deliver(config.queue_type).as_str().into(),
         binding,
         ExchangeBindOptions::default(),
         FieldTable::default(),
@@ -247,7 +259,7 @@ pub(crate) async fn declare_queue(
     .map_err(|e| err("queue.declare", e))?;
     ch.queue_bind(
         name.clone(),
-        DELAY_DELIVER.into(),
+        delay_deliver(config.queue_type).as_str().into(),
         binding,
         QueueBindOptions::default(),
         FieldTable::default(),

@@ -119,12 +119,20 @@ impl Transport for RabbitMqTransport {
             let p = match (&m.destination, delay) {
                 (Destination::Queue(q), None) => Publish::to_queue(q, env, &extra)?,
                 (Destination::Topic, None) => Publish::to_topic(env, &extra)?,
-                (Destination::Queue(q), Some(d)) => {
-                    Publish::delayed(DelayTarget::Queue(q), d, env, &extra)?
-                }
-                (Destination::Topic, Some(d)) => {
-                    Publish::delayed(DelayTarget::Topic(&env.message_type), d, env, &extra)?
-                }
+                (Destination::Queue(q), Some(d)) => Publish::delayed(
+                    self.conn.config.queue_type,
+                    DelayTarget::Queue(q),
+                    d,
+                    env,
+                    &extra,
+                )?,
+                (Destination::Topic, Some(d)) => Publish::delayed(
+                    self.conn.config.queue_type,
+                    DelayTarget::Topic(&env.message_type),
+                    d,
+                    env,
+                    &extra,
+                )?,
             };
             publishes.push(p);
         }
