@@ -1,0 +1,199 @@
+//! [`BenchOpts`]: what to run (transports, scenarios, sizes), parsed with clap derive so the
+//! `tidings` command can flatten it into its `bench` subcommand.
+
+use std::fmt;
+use std::str::FromStr;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+/// A transport and its raw baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Tidings in-memory transport vs a tokio mpsc channel.
+    Memory,
+    /// Tidings SQLite (fsync) vs a raw sqlx queue table.
+    Sqlite,
+    /// Tidings PostgreSQL vs a raw `FOR UPDATE SKIP LOCKED` queue.
+    Postgres,
+    /// Tidings RabbitMQ vs raw lapin.
+    Rabbitmq,
+    /// Tidings NATS JetStream vs raw async-nats.
+    Nats,
+}
+
+impl TransportKind {
+    /// Every transport, in report order.
+    pub const ALL: [TransportKind; 5] = [
+        TransportKind::Memory,
+        TransportKind::Sqlite,
+        TransportKind::Postgres,
+        TransportKind::Rabbitmq,
+        TransportKind::Nats,
+    ];
+
+    /// Short name, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Memory => "memory",
+            TransportKind::Sqlite => "sqlite",
+            TransportKind::Postgres => "postgres",
+            TransportKind::Rabbitmq => "rabbitmq",
+            TransportKind::Nats => "nats",
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TransportKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "memory" | "mem" | "mpsc" => Ok(TransportKind::Memory),
+            "sqlite" => Ok(TransportKind::Sqlite),
+            "postgres" | "postgresql" | "pg" => Ok(TransportKind::Postgres),
+            "rabbitmq" | "rabbit" | "amqp" => Ok(TransportKind::Rabbitmq),
+            "nats" | "jetstream" => Ok(TransportKind::Nats),
+            other => Err(format!(
+                "unknown transport `{other}`: use memory, sqlite, postgres, rabbitmq or nats"
+            )),
+        }
+    }
+}
+
+/// Options of `tidings bench`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct BenchOpts {
+    /// Transports to run, comma-separated: memory, sqlite, postgres, rabbitmq, nats.
+    #[arg(long, value_delimiter = ',', default_value = "memory,sqlite")]
+    pub transports: Vec<TransportKind>,
+    /// Run every transport (those whose server does not answer are skipped with a reason).
+    #[arg(long)]
+    pub all: bool,
+    /// Messages in the saturated and fan-out scenarios.
+    #[arg(long, default_value_t = 100_000)]
+    pub n: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Offered rates of the paced scenario, msg/s (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub rate: Vec<u64>,
+    /// Seconds each paced run lasts.
+    #[arg(long, default_value_t = 3.0)]
+    pub paced_secs: f64,
+    /// Messages enqueued before the drain of the backlog scenario (0: skip it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: u64,
+    /// Runs per scenario (saturated, paced, fan-out); the report shows the median and the
+    /// min–max. The backlog scenario runs once.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Messages a producer keeps in flight (sent and not yet acknowledged by the transport).
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+    /// Prefetch of every consumer.
+    #[arg(long, default_value_t = 256)]
+    pub prefetch: usize,
+    /// Scenarios to run, comma-separated: saturated, paced, fanout, backlog.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "saturated,paced,fanout,backlog"
+    )]
+    pub scenarios: Vec<String>,
+    /// Smoke mode: small N, one run, small backlog; checks exactly-once, asserts no timing.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Print the report as JSON instead of markdown.
+    #[arg(long)]
+    pub json: bool,
+    /// PostgreSQL URL.
+    #[arg(
+        long,
+        env = "TIDINGS_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        hide_env_values = true
+    )]
+    pub postgres_url: String,
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        env = "TIDINGS_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// NATS URL.
+    #[arg(
+        long,
+        env = "TIDINGS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
+    )]
+    pub nats_url: String,
+    /// Draw progress on stderr.
+    #[arg(long)]
+    pub progress: bool,
+}
+
+impl Default for BenchOpts {
+    fn default() -> Self {
+        BenchOpts {
+            transports: vec![TransportKind::Memory, TransportKind::Sqlite],
+            all: false,
+            n: 100_000,
+            size: 256,
+            rate: vec![1000, 5000],
+            paced_secs: 3.0,
+            backlog: 1_000_000,
+            runs: 3,
+            window: 256,
+            prefetch: 256,
+            scenarios: ["saturated", "paced", "fanout", "backlog"]
+                .map(String::from)
+                .to_vec(),
+            smoke: false,
+            json: false,
+            postgres_url: "postgres://postgres@127.0.0.1:5432/test".into(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            progress: false,
+        }
+    }
+}
+
+impl BenchOpts {
+    /// Applies `--smoke` and `--all`: the options actually run.
+    pub fn effective(&self) -> BenchOpts {
+        let mut o = self.clone();
+        if o.all {
+            o.transports = TransportKind::ALL.to_vec();
+        }
+        o.transports.sort();
+        o.transports.dedup();
+        if o.smoke {
+            o.n = o.n.min(2_000);
+            o.runs = 1;
+            o.backlog = o.backlog.min(5_000);
+            o.paced_secs = o.paced_secs.min(0.5);
+        }
+        o.runs = o.runs.max(1);
+        o.window = o.window.max(1);
+        o.prefetch = o.prefetch.max(1);
+        o.size = o.size.max(crate::payload::HEADER);
+        o
+    }
+
+    /// Whether scenario `name` is selected.
+    pub fn wants(&self, name: &str) -> bool {
+        self.scenarios.iter().any(|s| s.trim() == name)
+    }
+}
