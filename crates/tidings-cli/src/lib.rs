@@ -1,9 +1,10 @@
 //! The `tidings` command: operate Tidings on any transport by URL — `queues`, `dlq
-//! list|show|replay|purge`, `tail`, `topology`, `dashboard`.
+//! list|show|replay|purge`, `tail`, `topology`, `dashboard`, `bench`.
 //!
 //! [`run`] connects by URL and writes to the terminal; [`execute`] runs a command on a
 //! transport you hand it, writing to any [`Io`] (tests use it with an in-memory transport).
 
+mod bench;
 mod connect;
 mod dashboard;
 mod dlq;
@@ -50,9 +51,13 @@ pub async fn run(opt: Opt) -> anyhow::Result<()> {
         interactive: std::io::stdin().is_terminal(),
         progress: std::io::stderr().is_terminal(),
     };
-    if let opt::Command::Topology(args) = &opt.command {
+    match &opt.command {
         // Reads a file; needs no transport.
-        return topology::run(args, &mut io);
+        opt::Command::Topology(args) => return topology::run(args, &mut io),
+        // Connect to what they measure themselves.
+        opt::Command::Bench(args) => return bench::run(args, &mut io).await,
+        opt::Command::BenchDrain(args) => return tidings_bench::drain_child(args.clone()).await,
+        _ => {}
     }
     let url = opt.url.as_deref().context(
         "no transport URL: pass --url (or set TIDINGS_URL), e.g. --url sqlite://tidings.db",
@@ -80,5 +85,7 @@ pub async fn execute(
         Command::Tail(a) => tail::run(a, t, io).await,
         Command::Topology(a) => topology::run(a, io),
         Command::Dashboard(a) => dashboard::run(a, transport.clone(), io).await,
+        Command::Bench(a) => bench::run(a, io).await,
+        Command::BenchDrain(a) => tidings_bench::drain_child(a.clone()).await,
     }
 }

@@ -49,6 +49,12 @@ pub enum Command {
     Topology(TopologyArgs),
     /// Serves the admin API and web dashboard.
     Dashboard(DashboardArgs),
+    /// Benchmarks Tidings against raw baselines (tokio mpsc, SQLite, PostgreSQL SKIP
+    /// LOCKED, lapin, async-nats), side by side in one run; needs no --url.
+    Bench(tidings_bench::BenchOpts),
+    /// Internal: the backlog drain child of `bench`.
+    #[command(name = "bench-drain", hide = true)]
+    BenchDrain(tidings_bench::DrainArgs),
 }
 
 /// `tidings queues`.
