@@ -62,12 +62,21 @@ pub(crate) struct NatsReceiver {
     backoff: Duration,
 }
 
-/// One pull: what is there now, else one message within [`PULL_EXPIRES`].
+/// One pull: what is there now, else one message within [`PULL_EXPIRES`]. Bounded in
+/// time even if the connection drops under it (a lost request gets no answer).
 async fn pull(consumer: PullConsumer, n: usize) -> PullResult {
+    match tokio::time::timeout(PULL_EXPIRES * 4, pull_once(consumer, n)).await {
+        Ok(r) => r,
+        Err(_) => Err("pull got no answer (connection lost?)".into()),
+    }
+}
+
+async fn pull_once(consumer: PullConsumer, n: usize) -> PullResult {
     let mut out = Vec::new();
     let mut batch = consumer
         .fetch()
         .max_messages(n)
+        .expires(PULL_EXPIRES)
         .messages()
         .await
         .map_err(|e| e.to_string())?;
