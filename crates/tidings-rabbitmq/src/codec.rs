@@ -135,12 +135,14 @@ pub(crate) struct Decoded {
 impl Decoded {
     /// Times delivered, this one included. Quorum queues count returns
     /// (`x-delivery-count`); classic queues only say "redelivered" (counted as one).
-    /// `given_back` returns that were no failure (release, shutdown) are not counted.
+    /// On quorum queues, `given_back` returns that were no failure (release, shutdown)
+    /// are not counted; a classic queue's flag cannot tell them apart.
     pub(crate) fn delivery_count(&self, redelivered: bool, given_back: u32) -> u32 {
-        let returns = self.broker_count.unwrap_or(u32::from(redelivered));
-        self.base_count
-            .saturating_add(returns.saturating_sub(given_back))
-            .saturating_add(1)
+        let returns = match self.broker_count {
+            Some(n) => n.saturating_sub(given_back),
+            None => u32::from(redelivered),
+        };
+        self.base_count.saturating_add(returns).saturating_add(1)
     }
 }
 
