@@ -23,6 +23,7 @@ pub mod saga;
 mod schema;
 mod store;
 pub mod transport;
+mod wake;
 mod writer;
 
 pub use writer::WriterStats;

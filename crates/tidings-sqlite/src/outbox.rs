@@ -21,10 +21,10 @@
 
 use std::sync::Arc;
 
+use crate::wake::Wake;
 use sqlx::{Sqlite, Transaction};
 use tidings_core::transport::{check_sizes, Outgoing};
 use tidings_core::{Command, Event, Message, Producer, Result, SendOptions};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::store::{insert_rows, resolve, Prepared};
@@ -34,7 +34,7 @@ use crate::transport::SqliteTransport;
 #[derive(Clone)]
 pub struct Outbox {
     producer: Producer,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     max_size: usize,
 }
 
@@ -113,6 +113,6 @@ impl Outbox {
     /// Wakes this process's receivers. Commits on [`SqliteTransport::pool`] do it by
     /// themselves; call this after committing on a connection of your own.
     pub fn notify(&self) {
-        self.wake.notify_waiters();
+        self.wake.wake();
     }
 }

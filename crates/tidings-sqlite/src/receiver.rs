@@ -14,18 +14,20 @@ use tidings_core::envelope::headers;
 use tidings_core::transport::{Delivery, ReceiveOptions, Receiver, Settle};
 use tidings_core::{Envelope, Result};
 use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 use crate::error::SqliteError;
 use crate::schema::now_ms;
 use crate::store::{ClaimSpec, Claimed, DeadRow};
-use crate::writer::{Op, Reply, WriterHandle};
+use crate::wake::Wake;
+use crate::writer::{ClaimResult, Op, Reply, WriterHandle};
 
 /// Most rows taken by one claim.
 const MAX_CLAIM: usize = 256;
 
 pub(crate) struct SqliteReceiver {
     pub(crate) writer: WriterHandle,
-    pub(crate) wake: Arc<Notify>,
+    pub(crate) wake: Arc<Wake>,
     pub(crate) transport_closed: Arc<AtomicBool>,
     pub(crate) poll: Duration,
     pub(crate) queue: String,
@@ -34,6 +36,13 @@ pub(crate) struct SqliteReceiver {
     pub(crate) buffer: VecDeque<(Claimed, i64)>,
     pub(crate) outstanding: Arc<AtomicUsize>,
     pub(crate) closed: bool,
+    /// A claim sent to the writer and not yet answered: kept here so that `recv` is
+    /// cancel-safe (a dropped `recv` future resumes waiting for it next time).
+    pub(crate) pending: Option<oneshot::Receiver<crate::Result<ClaimResult>>>,
+    /// After an empty claim: the wake epoch it saw and when to look again regardless.
+    pub(crate) idle: Option<(u64, Instant)>,
+    /// Signalled (with a stored permit) whenever one of our deliveries is settled.
+    pub(crate) slot_freed: Arc<Notify>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -61,6 +70,7 @@ impl SqliteReceiver {
                 queue: self.queue.clone(),
                 park: self.options.park_on_dead_letter && self.ordered,
                 outstanding: self.outstanding.clone(),
+                slot_freed: self.slot_freed.clone(),
                 settled: AtomicBool::new(false),
             }),
             envelope,
@@ -85,6 +95,7 @@ impl SqliteReceiver {
 #[async_trait]
 impl Receiver for SqliteReceiver {
     async fn recv(&mut self) -> Result<Option<Delivery>> {
+        // Cancel-safe: all state lives in `self` (pending claim, idle epoch and deadline).
         loop {
             if self.closed || self.transport_closed.load(Ordering::Acquire) {
                 return Ok(None);
@@ -99,36 +110,70 @@ impl Receiver for SqliteReceiver {
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let out = self.outstanding.load(Ordering::Acquire);
-            let mut wait = self.poll;
-            if out < self.options.prefetch.max(1) {
-                let spec = ClaimSpec {
-                    queue: self.queue.clone(),
-                    max: (self.options.prefetch.max(1) - out).min(MAX_CLAIM),
-                    lease_ms: ms(self.options.lease).max(1),
-                    ordered: self.ordered,
+            let epoch = wake.epoch();
+            let prefetch = self.options.prefetch.max(1);
+            let out = self.outstanding.load(Ordering::Acquire).min(prefetch);
+            // Claim when at least half the prefetch window is free: big claims under
+            // load, an immediate claim when idle.
+            let window_ok = self.pending.is_some() || prefetch - out >= prefetch.div_ceil(2);
+            let due = match self.idle {
+                Some((e, until)) => e != epoch || Instant::now() >= until,
+                None => true,
+            };
+            if window_ok && due {
+                let rx = match &mut self.pending {
+                    Some(rx) => rx,
+                    pending => {
+                        let spec = ClaimSpec {
+                            queue: self.queue.clone(),
+                            max: (prefetch - out).min(MAX_CLAIM),
+                            lease_ms: ms(self.options.lease).max(1),
+                            ordered: self.ordered,
+                        };
+                        let (tx, rx) = oneshot::channel();
+                        self.writer.fire(Op::Claim { spec, reply: tx });
+                        pending.insert(rx)
+                    }
                 };
-                let res = self.writer.call(|reply| Op::Claim { spec, reply }).await?;
-                if !res.rows.is_empty() {
+                let res = rx.await;
+                self.pending = None;
+                let res = res.map_err(|_| SqliteError::Closed)??;
+                if res.rows.is_empty() {
+                    let mut wait = self.poll;
+                    if let Some(at) = res.next_visible {
+                        wait = wait.min(Duration::from_millis((at - now_ms()).max(1) as u64));
+                    }
+                    self.idle = Some((epoch, Instant::now() + wait));
+                } else {
+                    self.idle = None;
                     self.outstanding.fetch_add(res.rows.len(), Ordering::AcqRel);
                     self.buffer
                         .extend(res.rows.into_iter().map(|r| (r, res.token)));
-                    continue;
                 }
-                if let Some(at) = res.next_visible {
-                    let until = Duration::from_millis((at - now_ms()).max(1) as u64);
-                    wait = wait.min(until);
-                }
+                continue;
             }
+            let until = match self.idle {
+                Some((_, until)) => until,
+                None => Instant::now() + self.poll,
+            };
+            let freed = self.slot_freed.clone();
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = freed.notified(), if !window_ok => {}
+                _ = tokio::time::sleep_until(until) => {}
             }
         }
     }
 
     async fn close(&mut self) -> Result<()> {
         self.closed = true;
+        if let Some(rx) = self.pending.take() {
+            if let Ok(Ok(res)) = rx.await {
+                self.outstanding.fetch_add(res.rows.len(), Ordering::AcqRel);
+                self.buffer
+                    .extend(res.rows.into_iter().map(|r| (r, res.token)));
+            }
+        }
         self.release_buffered();
         Ok(())
     }
@@ -137,6 +182,24 @@ impl Receiver for SqliteReceiver {
 impl Drop for SqliteReceiver {
     fn drop(&mut self) {
         self.release_buffered();
+        if let (Some(rx), Ok(rt)) = (self.pending.take(), tokio::runtime::Handle::try_current()) {
+            // A claim still on its way: give its rows back when it lands.
+            let writer = self.writer.clone();
+            rt.spawn(async move {
+                if let Ok(Ok(res)) = rx.await {
+                    for row in res.rows {
+                        writer.fire(Op::Requeue {
+                            id: row.id,
+                            token: res.token,
+                            visible_at: now_ms(),
+                            envelope: None,
+                            uncount: true,
+                            reply: None,
+                        });
+                    }
+                }
+            });
+        }
     }
 }
 
@@ -148,6 +211,7 @@ pub(crate) struct SqliteSettle {
     queue: String,
     park: bool,
     outstanding: Arc<AtomicUsize>,
+    slot_freed: Arc<Notify>,
     settled: AtomicBool,
 }
 
@@ -158,11 +222,17 @@ impl SqliteSettle {
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
+        self.free_slot();
         self.writer.fire(make(tx));
-        // After the op is queued, so a claim this frees up runs after it.
-        self.outstanding.fetch_sub(1, Ordering::AcqRel);
         rx.await.map_err(|_| SqliteError::Closed)??;
         Ok(())
+    }
+}
+
+impl SqliteSettle {
+    fn free_slot(&self) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        self.slot_freed.notify_one();
     }
 }
 
@@ -178,7 +248,7 @@ impl Drop for SqliteSettle {
                 uncount: false,
                 reply: None,
             });
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            self.free_slot();
         }
     }
 }

@@ -16,12 +16,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::wake::Wake;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
-use tokio::sync::Notify;
 
 use crate::config::{Durability, SqliteConfig};
 use crate::error::{sqlite_code, Result, SqliteError};
@@ -198,7 +198,7 @@ async fn migrate(conn: &mut SqliteConnection, path: &Path) -> Result<()> {
 /// Opens the pool for reads and application transactions. Each connection wakes
 /// in-process receivers when it commits a transaction that wrote `tidings_messages`
 /// (outbox inserts).
-pub(crate) async fn open_pool(cfg: &SqliteConfig, wake: Arc<Notify>) -> Result<SqlitePool> {
+pub(crate) async fn open_pool(cfg: &SqliteConfig, wake: Arc<Wake>) -> Result<SqlitePool> {
     let path = cfg.path.clone();
     SqlitePoolOptions::new()
         .max_connections(cfg.pool_size)
@@ -218,7 +218,7 @@ pub(crate) async fn open_pool(cfg: &SqliteConfig, wake: Arc<Notify>) -> Result<S
                 h.set_commit_hook(move || {
                     if d.swap(false, Ordering::Relaxed) {
                         // The writer's next claim waits for this commit's lock, then sees it.
-                        wake.notify_waiters();
+                        wake.wake();
                     }
                     true
                 });

@@ -221,8 +221,10 @@ pub(crate) async fn next_visible(conn: &mut SqliteConnection, queue: &str) -> Re
 /// Deletes acked rows: `pairs` is a JSON array of `[id, lease_token]`.
 pub(crate) async fn ack_many(conn: &mut SqliteConnection, pairs: &str) -> Result<()> {
     sqlx::query(
-        "DELETE FROM tidings_messages WHERE id IN (SELECT m.id FROM json_each(?1) j \
-         JOIN tidings_messages m ON m.id = j.value ->> 0 AND m.lease_token = j.value ->> 1)",
+        // CROSS JOIN: the JSON list drives, each row found by its id (never a table scan).
+        "DELETE FROM tidings_messages WHERE id IN (SELECT m.id FROM json_each(?1) AS j \
+         CROSS JOIN tidings_messages AS m \
+         WHERE m.id = j.value ->> 0 AND m.lease_token = j.value ->> 1)",
     )
     .bind(pairs)
     .execute(&mut *conn)

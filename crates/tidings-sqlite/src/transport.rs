@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::wake::Wake;
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use tidings_core::transport::{
@@ -13,7 +14,6 @@ use tidings_core::transport::{
     Topology, Transport,
 };
 use tidings_core::Result as CoreResult;
-use tokio::sync::Notify;
 
 use crate::admin;
 use crate::config::SqliteConfig;
@@ -27,7 +27,7 @@ pub(crate) struct Inner {
     pub(crate) config: SqliteConfig,
     pub(crate) pool: SqlitePool,
     pub(crate) writer: WriterHandle,
-    pub(crate) wake: Arc<Notify>,
+    pub(crate) wake: Arc<Wake>,
     pub(crate) closed: Arc<AtomicBool>,
 }
 
@@ -62,7 +62,7 @@ impl SqliteTransport {
     /// the writer and the inbox sweeper. Fails clearly on a missing directory, a read-only
     /// or corrupt file, or a schema newer than this build.
     pub async fn connect(config: SqliteConfig) -> Result<Self> {
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         let conn = open_writer(&config).await?;
         let pool = open_pool(&config, wake.clone()).await?;
         let writer = WriterHandle::spawn(conn, wake.clone(), config.max_batch);
@@ -96,7 +96,7 @@ impl SqliteTransport {
     /// Wakes this process's idle receivers (they look for new messages at once). Commits on
     /// [`SqliteTransport::pool`] that insert messages do this by themselves.
     pub fn notify(&self) {
-        self.inner.wake.notify_waiters();
+        self.inner.wake.wake();
     }
 
     /// Deletes inbox rows older than the configured retention; returns how many.
@@ -215,6 +215,9 @@ impl Transport for SqliteTransport {
             buffer: Default::default(),
             outstanding: Arc::new(AtomicUsize::new(0)),
             closed: false,
+            pending: None,
+            idle: None,
+            slot_freed: Default::default(),
         }))
     }
 
@@ -259,7 +262,7 @@ impl Transport for SqliteTransport {
             return Ok(());
         }
         self.inner.writer.close();
-        self.inner.wake.notify_waiters();
+        self.inner.wake.wake();
         self.inner.pool.close().await;
         Ok(())
     }

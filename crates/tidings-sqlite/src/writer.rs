@@ -16,7 +16,9 @@ use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
 use tidings_core::transport::Destination;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::wake::Wake;
 
 use crate::error::{Result, SqliteError};
 use crate::store::{self, ClaimSpec, Claimed, DeadRow, NewRow, Prepared};
@@ -99,7 +101,7 @@ pub(crate) struct WriterHandle {
 
 impl WriterHandle {
     /// Starts the writer task on `conn`.
-    pub(crate) fn spawn(conn: SqliteConnection, wake: Arc<Notify>, max_batch: usize) -> Self {
+    pub(crate) fn spawn(conn: SqliteConnection, wake: Arc<Wake>, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         tokio::spawn(run(conn, rx, wake, max_batch, counters.clone()));
@@ -161,7 +163,7 @@ impl WriterHandle {
 async fn run(
     mut conn: SqliteConnection,
     mut rx: mpsc::UnboundedReceiver<Op>,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     max_batch: usize,
     counters: Arc<Counters>,
 ) {
@@ -181,7 +183,7 @@ async fn run(
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters.operations.fetch_add(1, Ordering::Relaxed);
                 f(&mut conn).await;
-                wake.notify_waiters();
+                wake.wake();
             }
             op => {
                 let mut batch = vec![op];
@@ -217,7 +219,7 @@ async fn run_batch(
     conn: &mut SqliteConnection,
     cache: &mut TopologyCache,
     batch: Vec<Op>,
-    wake: &Notify,
+    wake: &Wake,
 ) {
     metrics::histogram!("tidings_sqlite_commit_batch_size").record(batch.len() as f64);
     let changes = batch
@@ -248,7 +250,7 @@ async fn run_batch(
         }
     }
     if changes {
-        wake.notify_waiters();
+        wake.wake();
     }
 }
 
