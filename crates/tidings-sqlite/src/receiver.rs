@@ -268,7 +268,8 @@ impl Settle for SqliteSettle {
     async fn nack(self: Box<Self>, delay: Duration, updated: Option<Envelope>) -> Result<()> {
         let envelope = updated.map(|e| e.to_json()).transpose()?;
         let (id, token) = (self.id, self.token);
-        let visible_at = now_ms() + ms(delay) + i64::from(delay.subsec_micros() % 1000 > 0);
+        let visible_at =
+            now_ms() + ms(delay) + i64::from(!delay.subsec_nanos().is_multiple_of(1_000_000));
         self.settle(|reply| Op::Requeue {
             id,
             token,
