@@ -147,9 +147,10 @@ pub(crate) async fn open_writer(cfg: &SqliteConfig) -> Result<SqliteConnection> 
         });
     }
     // The writer gets a bigger page cache (16 MiB): it touches the queue head and tail.
-    let mut conn = SqliteConnection::connect_with(&connect_options(cfg).pragma("cache_size", "-16384"))
-        .await
-        .map_err(|e| open_error(path, e))?;
+    let mut conn =
+        SqliteConnection::connect_with(&connect_options(cfg).pragma("cache_size", "-16384"))
+            .await
+            .map_err(|e| open_error(path, e))?;
     migrate(&mut conn, path).await.map_err(|e| match e {
         SqliteError::Database(d) => open_error(path, d),
         other => other,
