@@ -191,6 +191,7 @@ async fn connection_cut_mid_stream_loses_nothing() {
     let _ = rx.close().await;
     let _ = producer.close().await;
     let _ = consumer.close().await;
+    common::delete_queue(&queue).await;
 }
 
 /// A send whose connection is cut before every confirm arrived fails (transient), never
@@ -259,4 +260,5 @@ async fn send_cut_before_confirms_is_an_error_then_recovers() {
     .await
     .expect("send after reconnect");
     let _ = t.close().await;
+    common::delete_queue(&queue).await;
 }

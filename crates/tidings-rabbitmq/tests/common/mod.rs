@@ -52,3 +52,21 @@ pub async fn transport() -> RabbitMqTransport {
     let config = RabbitMqConfig::from_url(&amqp_url()).unwrap();
     RabbitMqTransport::connect(config).await.unwrap()
 }
+
+/// Deletes `queue` and its error queue (test cleanup; errors ignored).
+pub async fn delete_queue(queue: &str) {
+    use lapin::options::QueueDeleteOptions;
+    let Ok(conn) =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        for q in [queue.to_string(), format!("{queue}_error")] {
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+    let _ = conn.close(200, "OK".into()).await;
+}
