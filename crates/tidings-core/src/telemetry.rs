@@ -123,8 +123,8 @@ pub(crate) fn inject_current(env: &mut Envelope) {
         .insert(headers::TRACEPARENT.into(), ctx.to_header());
 }
 
-/// Counts a sent message.
-pub(crate) fn record_sent(env: &Envelope) {
+/// Counts a sent message (transports that enqueue outside the bus, e.g. an outbox, call it too).
+pub fn record_sent(env: &Envelope) {
     metrics::counter!(names::SENT, "message_type" => env.message_type.clone()).increment(1);
 }
 
