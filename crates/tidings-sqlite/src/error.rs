@@ -2,6 +2,7 @@
 //! [`tidings_core::Error`] (busy / locked / I/O are transient, the rest permanent).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tidings_core::ErrorKind;
 
@@ -63,6 +64,14 @@ pub enum SqliteError {
     /// The transport has been closed.
     #[error("the sqlite transport is closed")]
     Closed,
+    /// A closure given to [`SqliteTransport::write`](crate::SqliteTransport::write)
+    /// panicked; its writes were rolled back, the rest of the batch committed.
+    #[error("a write closure panicked: {0}")]
+    Panicked(String),
+    /// The group-commit transaction a write closure ran in failed as a whole (its writes
+    /// were rolled back with the batch); the inner error says why.
+    #[error("group commit failed: {0}")]
+    GroupCommit(Arc<SqliteError>),
 }
 
 impl SqliteError {
@@ -71,6 +80,7 @@ impl SqliteError {
         match self {
             SqliteError::Database(e) => db_kind(e),
             SqliteError::Conflict { .. } => ErrorKind::Transient,
+            SqliteError::GroupCommit(e) => e.kind(),
             _ => ErrorKind::Permanent,
         }
     }
@@ -102,6 +112,14 @@ fn db_kind(e: &sqlx::Error) -> ErrorKind {
             Some(5 | 6 | 10 | 13 | 15) => ErrorKind::Transient,
             _ => ErrorKind::Permanent,
         },
+    }
+}
+
+/// For handler closures given to [`SqliteTransport::write`](crate::SqliteTransport::write):
+/// transient (busy, I/O, a failed group commit) stays retryable, the rest is permanent.
+impl From<SqliteError> for tidings_core::HandlerError {
+    fn from(e: SqliteError) -> Self {
+        tidings_core::HandlerError::from(tidings_core::Error::from(e))
     }
 }
 

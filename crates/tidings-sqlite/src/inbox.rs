@@ -1,9 +1,10 @@
 //! Exactly-once effects on at-least-once delivery.
 //!
-//! - [`transactional`] wraps a closure into a [`Handler`]: it gets a transaction in which
-//!   the inbox row `(message id, endpoint)`, its business writes and its outgoing messages
-//!   (through an [`Outbox`](crate::Outbox)) commit together; the consumer acks the delivery
-//!   after that commit. A duplicate delivery finds the inbox row and returns `Ok` without
+//! - [`transactional`] wraps a closure into a [`Handler`]: it gets the writer's connection
+//!   inside a transaction in which the inbox row `(message id, endpoint)`, its business
+//!   writes and its outgoing messages (through an [`Outbox`](crate::Outbox)) commit
+//!   together, in the writer's group commit; the consumer acks the delivery after that
+//!   commit. A duplicate delivery finds the inbox row and returns `Ok` without
 //!   running the closure.
 //! - [`SqliteInbox`] is the plain dedup store (`try_record`), also usable as the core
 //!   pipeline's [`InboxStore`].
@@ -11,21 +12,18 @@
 //! Inbox rows older than [`SqliteConfig::inbox_retention`](crate::SqliteConfig) are deleted
 //! by a background sweeper (or [`SqliteTransport::sweep_inbox`]).
 
-use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{Sqlite, Transaction};
 use tidings_core::pipeline::inbox::InboxStore;
-use tidings_core::{ConsumeContext, ErrorKind, Handler, HandlerError, Message};
+use tidings_core::{ConsumeContext, Handler, HandlerError, Message};
 use uuid::Uuid;
 
 use crate::error::SqliteError;
 use crate::schema::now_ms;
 use crate::transport::SqliteTransport;
-
-/// A transaction of the transport's pool, handed to a transactional handler and back.
-pub type Tx = Transaction<'static, Sqlite>;
 
 /// Records `(message_id, endpoint)` in `conn`'s transaction; `false` if it was there already.
 pub async fn record_in(
@@ -62,9 +60,7 @@ impl SqliteInbox {
     pub async fn try_record(&self, message_id: Uuid, endpoint: &str) -> Result<bool, SqliteError> {
         let endpoint = endpoint.to_string();
         self.transport
-            .inner
-            .writer
-            .exclusive(move |conn| {
+            .write(move |conn: &mut SqliteConnection| {
                 Box::pin(async move { record_in(conn, message_id, &endpoint).await })
             })
             .await
@@ -98,7 +94,7 @@ impl InboxStore for SqliteInbox {
 /// [`transactional`].
 pub struct Transactional<F> {
     transport: SqliteTransport,
-    f: F,
+    f: Arc<F>,
 }
 
 impl<F> std::fmt::Debug for Transactional<F> {
@@ -109,10 +105,14 @@ impl<F> std::fmt::Debug for Transactional<F> {
 
 /// Wraps `f` into a transactional, deduplicating [`Handler`].
 ///
-/// `f` gets the message, its context and an open transaction (`BEGIN IMMEDIATE` on
-/// [`SqliteTransport::pool`], with the inbox row already written), does its writes and
-/// outbox sends in it, and returns it; the wrapper commits. An `Err` rolls everything back
-/// (the inbox row too), so the delivery is retried per the endpoint's policies.
+/// `f` gets the message, its context and the writer's connection inside a transaction
+/// (see [`SqliteTransport::write`]) in which the inbox row is already written; it does its
+/// business writes and outbox sends ([`Outbox`](crate::Outbox) on the same connection)
+/// there. They commit together — in the writer's group commit, so many handlers share one
+/// commit and one fsync — and the delivery is acked after that commit. An `Err` (or a
+/// panic) rolls back everything `f` wrote, the inbox row too, so the delivery is retried
+/// per the endpoint's policies. A duplicate delivery finds the inbox row and returns `Ok`
+/// without calling `f`.
 ///
 /// ```no_run
 /// # use tidings_core::{Message, HandlerError};
@@ -120,61 +120,66 @@ impl<F> std::fmt::Debug for Transactional<F> {
 /// # #[message(name = "shop.pay", version = 1, kind = "command")]
 /// # struct Pay { order: String }
 /// # fn f(transport: tidings_sqlite::SqliteTransport) {
-/// let handler = tidings_sqlite::transactional(transport, |msg: Pay, _ctx, mut tx| async move {
-///     sqlx::query("INSERT INTO payments (order_id) VALUES (?)")
-///         .bind(&msg.order)
-///         .execute(&mut *tx)
-///         .await
-///         .map_err(HandlerError::transient)?;
-///     Ok(tx)
+/// let handler = tidings_sqlite::transactional(transport, |msg: Pay, _ctx, conn| {
+///     Box::pin(async move {
+///         sqlx::query("INSERT INTO payments (order_id) VALUES (?)")
+///             .bind(&msg.order)
+///             .execute(&mut *conn)
+///             .await
+///             .map_err(HandlerError::transient)?;
+///         Ok(())
+///     })
 /// });
 /// # }
 /// ```
 ///
-/// Keep these handlers short: SQLite has one writer at a time, and the transaction holds
-/// the write lock from its first statement to its commit.
-pub fn transactional<M, F, Fut>(transport: SqliteTransport, f: F) -> Transactional<F>
+/// `f` runs on the transport's single writer, inside the shared write batch: it must do
+/// database work only — no network calls, no sleeps, no waiting on other tasks — or every
+/// write of the process waits for it. Call remote services in a plain handler first, then
+/// record their answer in a [`SqliteTransport::write`] job.
+pub fn transactional<M, F>(transport: SqliteTransport, f: F) -> Transactional<F>
 where
     M: Message,
-    F: Fn(M, ConsumeContext, Tx) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Tx, HandlerError>> + Send + 'static,
+    F: for<'c> Fn(M, ConsumeContext, &'c mut SqliteConnection) -> BoxFuture<'c, HandlerResult>
+        + Send
+        + Sync
+        + 'static,
 {
-    Transactional { transport, f }
+    Transactional {
+        transport,
+        f: Arc::new(f),
+    }
 }
 
-fn transient(e: impl Into<SqliteError>) -> HandlerError {
-    let e: SqliteError = e.into();
-    match e.kind() {
-        ErrorKind::Permanent => HandlerError::permanent(&e),
-        _ => HandlerError::transient(&e),
-    }
-    .with_source(e)
-}
+type HandlerResult = Result<(), HandlerError>;
 
 #[async_trait]
-impl<M, F, Fut> Handler<M> for Transactional<F>
+impl<M, F> Handler<M> for Transactional<F>
 where
     M: Message,
-    F: Fn(M, ConsumeContext, Tx) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Tx, HandlerError>> + Send + 'static,
+    F: for<'c> Fn(M, ConsumeContext, &'c mut SqliteConnection) -> BoxFuture<'c, HandlerResult>
+        + Send
+        + Sync
+        + 'static,
 {
     async fn handle(&self, msg: M, ctx: ConsumeContext) -> Result<(), HandlerError> {
-        let mut tx = self
+        let f = self.f.clone();
+        let (message_id, endpoint) = (ctx.message_id(), ctx.endpoint().to_string());
+        let handled = self
             .transport
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(transient)?;
-        if !record_in(&mut tx, ctx.message_id(), ctx.endpoint())
-            .await
-            .map_err(transient)?
-        {
-            tracing::debug!(message_id = %ctx.message_id(), endpoint = ctx.endpoint(), "duplicate delivery skipped (inbox)");
-            tx.rollback().await.map_err(transient)?;
-            return Ok(());
+            .write(move |conn: &mut SqliteConnection| {
+                Box::pin(async move {
+                    if !record_in(conn, message_id, &endpoint).await? {
+                        return Ok(false);
+                    }
+                    f(msg, ctx, conn).await?;
+                    Ok::<_, HandlerError>(true)
+                })
+            })
+            .await?;
+        if !handled {
+            tracing::debug!(%message_id, "duplicate delivery skipped (inbox)");
         }
-        let tx = (self.f)(msg, ctx, tx).await?;
-        tx.commit().await.map_err(transient)?;
         Ok(())
     }
 }

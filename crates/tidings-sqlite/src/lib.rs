@@ -5,8 +5,12 @@
 //!   delays, per-key order and parking, error queues — one file that several processes of
 //!   one machine may share. Every write of a process goes through one writer task that
 //!   group-commits (one transaction + one fsync per batch).
-//! - [`Outbox`]: enqueue in the caller's own `sqlx::Transaction<'_, Sqlite>` — on this
-//!   transport that insert *is* the send, so business rows and messages commit together.
+//! - [`SqliteTransport::write`]: the caller's own transactional work (a closure on the
+//!   writer's connection) joins the group commit — many business transactions share one
+//!   commit, and never fight the transport for SQLite's single write lock.
+//! - [`Outbox`]: enqueue in the caller's transaction (a `write` closure's connection) — on
+//!   this transport that insert *is* the send, so business rows and messages commit
+//!   together.
 //! - [`transactional`]: a handler whose inbox row, business writes and outgoing messages
 //!   commit in one transaction; duplicates are skipped.
 //! - [`SagaStore`]: saga state with optimistic concurrency.
@@ -17,6 +21,7 @@ mod admin;
 pub mod config;
 pub mod error;
 pub mod inbox;
+mod job;
 pub mod outbox;
 mod receiver;
 pub mod saga;
@@ -30,7 +35,7 @@ pub use writer::WriterStats;
 
 pub use config::{Durability, SqliteConfig};
 pub use error::{Result, SqliteError};
-pub use inbox::{transactional, SqliteInbox, Transactional, Tx};
+pub use inbox::{transactional, SqliteInbox, Transactional};
 pub use outbox::Outbox;
 pub use saga::SagaStore;
 pub use schema::SCHEMA_VERSION;

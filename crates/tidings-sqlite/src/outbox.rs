@@ -1,6 +1,10 @@
-//! [`Outbox`]: sends and publishes inside the caller's own `sqlx` transaction. On the SQLite
-//! transport the insert *is* the enqueue: the business rows and the messages commit
-//! together or not at all, and there is no relay.
+//! [`Outbox`]: sends and publishes inside the caller's own transaction on the transport's
+//! database. On the SQLite transport the insert *is* the enqueue: the business rows and the
+//! messages commit together or not at all, and there is no relay.
+//!
+//! Write in a [`SqliteTransport::write`] closure: the business rows and the messages then
+//! join the writer's group commit (no second writer fighting for SQLite's lock), and the
+//! messages are delivered as soon as the batch commits.
 //!
 //! ```no_run
 //! # use tidings_core::{Producer, Message};
@@ -8,21 +12,29 @@
 //! # #[message(name = "shop.order-placed", version = 1, kind = "event")]
 //! # struct OrderPlaced { id: String }
 //! # async fn f(transport: tidings_sqlite::SqliteTransport, producer: Producer) -> anyhow::Result<()> {
+//! use sqlx::sqlite::SqliteConnection;
 //! let outbox = tidings_sqlite::Outbox::new(&transport, producer);
-//! let mut tx = transport.pool().begin().await?;
-//! sqlx::query("INSERT INTO orders (id) VALUES (?)").bind("o-1").execute(&mut *tx).await?;
-//! outbox.publish(&mut tx, &OrderPlaced { id: "o-1".into() }).await?;
-//! tx.commit().await?; // both or neither
+//! transport
+//!     .write(move |conn: &mut SqliteConnection| Box::pin(async move {
+//!         sqlx::query("INSERT INTO orders (id) VALUES (?)").bind("o-1").execute(&mut *conn).await?;
+//!         outbox.publish(conn, &OrderPlaced { id: "o-1".into() }).await?;
+//!         Ok::<_, anyhow::Error>(())
+//!     }))
+//!     .await?; // both or neither
 //! # Ok(()) }
 //! ```
 //!
-//! Saga timeouts are scheduled messages: `outbox.dispatch(&mut tx, &timeout,
+//! A transaction of [`SqliteTransport::pool`] works too (`outbox.publish(&mut tx, ..)`),
+//! but it is a second writer: it waits for the group-commit writer's lock, and makes it
+//! wait.
+//!
+//! Saga timeouts are scheduled messages: `outbox.dispatch(conn, &timeout,
 //! SendOptions::default().delay(d))` in the transaction that saves the saga state.
 
 use std::sync::Arc;
 
 use crate::wake::Wake;
-use sqlx::{Sqlite, Transaction};
+use sqlx::sqlite::SqliteConnection;
 use tidings_core::transport::{check_sizes, Outgoing};
 use tidings_core::{Command, Event, Message, Producer, Result, SendOptions};
 use uuid::Uuid;
@@ -62,42 +74,34 @@ impl Outbox {
         &self.producer
     }
 
-    /// Publishes `event` when `tx` commits.
-    pub async fn publish<E: Event>(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        event: &E,
-    ) -> Result<Uuid> {
-        self.dispatch(tx, event, SendOptions::default()).await
+    /// Publishes `event` when `conn`'s transaction commits.
+    pub async fn publish<E: Event>(&self, conn: &mut SqliteConnection, event: &E) -> Result<Uuid> {
+        self.dispatch(conn, event, SendOptions::default()).await
     }
 
-    /// Sends `cmd` to the endpoint that receives it when `tx` commits.
-    pub async fn send<C: Command>(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        cmd: &C,
-    ) -> Result<Uuid> {
-        self.dispatch(tx, cmd, SendOptions::default()).await
+    /// Sends `cmd` to the endpoint that receives it when `conn`'s transaction commits.
+    pub async fn send<C: Command>(&self, conn: &mut SqliteConnection, cmd: &C) -> Result<Uuid> {
+        self.dispatch(conn, cmd, SendOptions::default()).await
     }
 
     /// Sends (command) or publishes (event) with options (schedule, partition key, ...).
     pub async fn dispatch<M: Message>(
         &self,
-        tx: &mut Transaction<'_, Sqlite>,
+        conn: &mut SqliteConnection,
         msg: &M,
         opts: SendOptions,
     ) -> Result<Uuid> {
         let out = self.producer.outgoing(msg, opts)?;
         let id = out.envelope.id;
-        self.enqueue(tx, vec![out]).await?;
+        self.enqueue(conn, vec![out]).await?;
         Ok(id)
     }
 
-    /// Enqueues already-built messages in `tx`. Fails with `UnknownQueue` for a queue that
+    /// Enqueues already-built messages in `conn`'s transaction. Fails with `UnknownQueue` for a queue that
     /// is not declared; a published event goes to every queue subscribed right now.
     pub async fn enqueue(
         &self,
-        tx: &mut Transaction<'_, Sqlite>,
+        conn: &mut SqliteConnection,
         messages: Vec<Outgoing>,
     ) -> Result<()> {
         check_sizes(&messages, self.max_size)?;
@@ -105,13 +109,14 @@ impl Outbox {
             .iter()
             .map(Prepared::new)
             .collect::<crate::Result<Vec<_>>>()?;
-        let rows = resolve(tx, &prepared).await?;
-        insert_rows(tx, &rows).await?;
+        let rows = resolve(conn, &prepared).await?;
+        insert_rows(conn, &rows).await?;
         Ok(())
     }
 
-    /// Wakes this process's receivers. Commits on [`SqliteTransport::pool`] do it by
-    /// themselves; call this after committing on a connection of your own.
+    /// Wakes this process's receivers. [`SqliteTransport::write`] batches and commits on
+    /// [`SqliteTransport::pool`] do it by themselves; call this after committing on a
+    /// connection of your own.
     pub fn notify(&self) {
         self.wake.wake();
     }

@@ -3,25 +3,23 @@
 //! in between, it fails with [`SqliteError::Conflict`] and overwrites nothing.
 //!
 //! Save the state in the same transaction as the saga's outgoing messages (an
-//! [`Outbox`](crate::Outbox)), so state and messages commit together. A saga *timeout* is a
+//! [`Outbox`](crate::Outbox) on the connection of a
+//! [`SqliteTransport::write`](crate::SqliteTransport::write) job), so state and messages
+//! commit together. A saga *timeout* is a
 //! scheduled message sent in that transaction:
-//! `outbox.dispatch(&mut tx, &PaymentTimedOut { .. }, SendOptions::default().delay(d))`;
+//! `outbox.dispatch(conn, &PaymentTimedOut { .. }, SendOptions::default().delay(d))`;
 //! when it arrives, the handler loads the saga and ignores it if the saga moved on.
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{Executor, Sqlite, Transaction};
+use sqlx::{Executor, Sqlite};
 
 use crate::error::{Result, SqliteError};
 use crate::schema::now_ms;
 use crate::transport::SqliteTransport;
-
-/// Most attempts [`SagaStore::update`] makes before giving up with the conflict.
-const MAX_UPDATE_ATTEMPTS: u32 = 32;
 
 /// State of one kind of saga.
 pub struct SagaStore<S> {
@@ -108,11 +106,11 @@ impl<S: Serialize + DeserializeOwned + Send> SagaStore<S> {
         }
     }
 
-    /// Saves `state` in `tx` if the stored version is `expected` (`None`: the saga must not
+    /// Saves `state` in `conn`'s transaction if the stored version is `expected` (`None`: the saga must not
     /// exist yet). Returns the new version; fails with [`SqliteError::Conflict`] otherwise.
     pub async fn save(
         &self,
-        tx: &mut Transaction<'_, Sqlite>,
+        conn: &mut SqliteConnection,
         key: &str,
         state: &S,
         expected: Option<i64>,
@@ -128,7 +126,7 @@ impl<S: Serialize + DeserializeOwned + Send> SagaStore<S> {
             .bind(key)
             .bind(&json)
             .bind(now_ms())
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?
             .rows_affected(),
             Some(v) => sqlx::query(
@@ -141,21 +139,21 @@ impl<S: Serialize + DeserializeOwned + Send> SagaStore<S> {
             .bind(&self.name)
             .bind(key)
             .bind(v)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?
             .rows_affected(),
         };
         if n == 0 {
-            let found = version_of(&mut **tx, &self.name, key).await?;
+            let found = version_of(&mut *conn, &self.name, key).await?;
             return Err(self.conflict(key, expected, found));
         }
         Ok(new_version)
     }
 
-    /// Deletes the saga (it completed) in `tx` if its version is `expected`.
+    /// Deletes the saga (it completed) in `conn`'s transaction if its version is `expected`.
     pub async fn delete(
         &self,
-        tx: &mut Transaction<'_, Sqlite>,
+        conn: &mut SqliteConnection,
         key: &str,
         expected: i64,
     ) -> Result<()> {
@@ -163,50 +161,45 @@ impl<S: Serialize + DeserializeOwned + Send> SagaStore<S> {
             .bind(&self.name)
             .bind(key)
             .bind(expected)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?
             .rows_affected();
         if n == 0 {
-            let found = version_of(&mut **tx, &self.name, key).await?;
+            let found = version_of(&mut *conn, &self.name, key).await?;
             return Err(self.conflict(key, Some(expected), found));
         }
         Ok(())
     }
 
-    /// Loads, applies `f`, and saves in a transaction of its own (`BEGIN IMMEDIATE`: the
-    /// load and the save see no writer in between), retrying on conflict.
+    /// Loads, applies `f`, and saves in one [`SqliteTransport::write`] job (the load and
+    /// the save see no writer in between, and share the writer's group commit).
     /// `f` gets the current state (`None`: no saga yet) and returns the new one (`None`:
     /// the saga is complete — it is deleted). Returns what was stored with its version.
+    /// `f` runs on the writer: keep it to computing the new state.
     pub async fn update<F>(&self, key: &str, mut f: F) -> Result<Option<(S, i64)>>
     where
-        F: FnMut(Option<S>) -> Option<S> + Send,
+        S: Sync + 'static,
+        F: FnMut(Option<S>) -> Option<S> + Send + 'static,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let r = async {
-                let mut tx = self.transport.pool().begin_with("BEGIN IMMEDIATE").await?;
-                let current = self.load_in(&mut tx, key).await?;
-                let version = current.as_ref().map(|(_, v)| *v);
-                let next = f(current.map(|(s, _)| s));
-                let v = match (&next, version) {
-                    (Some(s), _) => Some(self.save(&mut tx, key, s, version).await?),
-                    (None, Some(v)) => {
-                        self.delete(&mut tx, key, v).await?;
-                        None
-                    }
-                    (None, None) => None,
-                };
-                tx.commit().await?;
-                Ok::<_, SqliteError>(next.zip(v))
-            }
-            .await;
-            match r {
-                Err(e) if e.is_conflict() && attempt < MAX_UPDATE_ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(10)))).await;
-                }
-                r => return r,
-            }
-        }
+        let store = self.clone();
+        let key = key.to_string();
+        self.transport
+            .write(move |conn: &mut SqliteConnection| {
+                Box::pin(async move {
+                    let current = store.load_in(conn, &key).await?;
+                    let version = current.as_ref().map(|(_, v)| *v);
+                    let next = f(current.map(|(s, _)| s));
+                    let v = match (&next, version) {
+                        (Some(s), _) => Some(store.save(conn, &key, s, version).await?),
+                        (None, Some(v)) => {
+                            store.delete(conn, &key, v).await?;
+                            None
+                        }
+                        (None, None) => None,
+                    };
+                    Ok(next.zip(v))
+                })
+            })
+            .await
     }
 }

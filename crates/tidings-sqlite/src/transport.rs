@@ -1,5 +1,6 @@
 //! [`SqliteTransport`]: the embedded durable transport. One database file; every write of
-//! this process goes through one group-committing writer; reads use a small pool that the
+//! this process goes through one group-committing writer — the application's own
+//! transactions too ([`SqliteTransport::write`]); reads use a small pool that the
 //! application shares for its own tables (see [`SqliteTransport::pool`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use crate::wake::Wake;
 use async_trait::async_trait;
+use futures::future::BoxFuture;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::SqlitePool;
 use tidings_core::transport::{
     check_sizes, DeadLetter, DeadLetterQuery, Outgoing, QueueStats, ReceiveOptions, Receiver,
@@ -37,7 +40,8 @@ pub(crate) struct Inner {
 /// # async fn f() -> Result<(), tidings_sqlite::SqliteError> {
 /// use tidings_sqlite::{SqliteConfig, SqliteTransport};
 /// let transport = SqliteTransport::connect(SqliteConfig::from_url("sqlite://data/app.db")?).await?;
-/// // Business tables live in the same file: the outbox is one transaction.
+/// // Business tables live in the same file: the outbox is one transaction
+/// // (`transport.write(|conn| ..)`, see `SqliteTransport::write`).
 /// sqlx::query("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY)")
 ///     .execute(transport.pool())
 ///     .await?;
@@ -82,8 +86,10 @@ impl SqliteTransport {
         Self::connect(SqliteConfig::from_url(url)?).await
     }
 
-    /// The connection pool on the same database file, for the application's own tables and
-    /// for outbox transactions (`pool().begin()`).
+    /// The connection pool on the same database file, for reading the application's own
+    /// tables (and for schema set-up). Write through [`SqliteTransport::write`]: a
+    /// transaction on this pool is a second writer that waits for the group-commit
+    /// writer's lock (SQLite's busy handler sleeps) and makes it wait.
     pub fn pool(&self) -> &SqlitePool {
         &self.inner.pool
     }
@@ -91,6 +97,52 @@ impl SqliteTransport {
     /// The configuration it was opened with.
     pub fn config(&self) -> &SqliteConfig {
         &self.inner.config
+    }
+
+    /// Runs `f` on the writer's connection inside its next group-commit transaction and
+    /// returns `f`'s value once that transaction has committed — the way
+    /// `sqlx::Connection::transaction` does, but shared: many callers' closures run one
+    /// after the other in ONE transaction with ONE commit (one fsync), next to the sends,
+    /// claims and acks of the same batch. This is how a business transaction joins the
+    /// transport's single writer instead of fighting it for SQLite's write lock.
+    ///
+    /// ```no_run
+    /// # async fn f(transport: tidings_sqlite::SqliteTransport) -> Result<(), tidings_sqlite::SqliteError> {
+    /// use sqlx::sqlite::SqliteConnection;
+    /// let id: i64 = transport
+    ///     .write(|conn: &mut SqliteConnection| Box::pin(async move {
+    ///         sqlx::query("INSERT INTO orders (customer) VALUES ('c-1')").execute(&mut *conn).await?;
+    ///         let id = sqlx::query_scalar("SELECT last_insert_rowid()").fetch_one(&mut *conn).await?;
+    ///         Ok::<_, tidings_sqlite::SqliteError>(id)
+    ///     }))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// - Atomic: `f` runs inside a `SAVEPOINT`. `Ok` releases it (its writes commit with
+    ///   the batch); `Err` or a panic rolls back to it, so only `f`'s own writes are undone
+    ///   and the rest of the batch commits. A panic is answered with
+    ///   [`SqliteError::Panicked`].
+    /// - Messages enqueued by `f` (an [`Outbox`](crate::Outbox) on `conn`) are visible to
+    ///   this process's receivers as soon as the batch commits (they are woken then).
+    /// - If the batch fails as a whole (disk full, I/O error), every closure of it gets
+    ///   [`SqliteError::GroupCommit`] (transient when the cause is) and nothing it wrote
+    ///   was committed; `f` is never run twice.
+    /// - **Only database work inside `f`**: no network calls, no sleeps, no waiting on
+    ///   other tasks. `f` runs on the single writer while it holds SQLite's write lock —
+    ///   every other write of the process (sends, claims, acks, other closures) waits for
+    ///   it. Call remote services before (and record their answer in a job after).
+    /// - Do not `BEGIN`, `COMMIT` or `ROLLBACK` in `f` (nested `SAVEPOINT`s are fine).
+    pub async fn write<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<SqliteError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, std::result::Result<T, E>>
+            + Send
+            + 'static,
+    {
+        self.check_open().map_err(E::from)?;
+        self.inner.writer.write(f).await
     }
 
     /// Wakes this process's idle receivers (they look for new messages at once). Commits on

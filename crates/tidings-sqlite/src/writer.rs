@@ -5,8 +5,13 @@
 //! queue fills while the previous batch fsyncs, so throughput grows with concurrency instead
 //! of being capped by the fsync rate; and readers (claims) never fight writers for the lock.
 //!
+//! Callers' own transactional work joins the batch as a [`Job`](crate::job::Job): a closure
+//! run on the writer's connection inside the batch transaction, fenced by a savepoint, so
+//! handlers' business writes and outbox rows share the batch's single commit.
+//!
 //! If a batch fails as a whole, its operations are retried one by one, so one bad operation
-//! does not fail its neighbours.
+//! does not fail its neighbours (a job whose closure already ran cannot run again: it is
+//! answered with the batch's error).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +23,7 @@ use sqlx::Connection;
 use tidings_core::transport::Destination;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::job::{self, run_in_savepoint, Job};
 use crate::wake::Wake;
 
 use crate::error::{Result, SqliteError};
@@ -71,6 +77,8 @@ pub(crate) enum Op {
         row: DeadRow,
         reply: Reply<()>,
     },
+    /// A caller's closure inside the batch transaction (its own savepoint).
+    Job(Job),
     /// Runs alone in its own transaction (declare, replay, purge, sweeps).
     Exclusive(Exclusive),
     Close,
@@ -126,6 +134,23 @@ impl WriterHandle {
     /// Queues an operation without waiting (used from `Drop`).
     pub(crate) fn fire(&self, op: Op) {
         let _ = self.tx.send(op);
+    }
+
+    /// Runs `f` inside the next group-commit transaction, in a savepoint of its own;
+    /// answers after that transaction commits (see `SqliteTransport::write`).
+    pub(crate) async fn write<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<SqliteError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, std::result::Result<T, E>>
+            + Send
+            + 'static,
+    {
+        let (job, rx) = job::job(f);
+        self.tx
+            .send(Op::Job(job))
+            .map_err(|_| E::from(SqliteError::Closed))?;
+        rx.await.map_err(|_| E::from(SqliteError::Closed))?
     }
 
     /// Runs `f` alone in its own `BEGIN IMMEDIATE` transaction on the writer connection.
@@ -240,12 +265,21 @@ async fn run_batch(
         Err(e) => {
             tracing::debug!(error = %e, "group commit failed; retrying operations one by one");
             cache.invalidate();
+            let e = Arc::new(e);
             for op in batch {
-                let o = match exec(conn, cache, std::slice::from_ref(&op)).await {
-                    Ok(mut os) => os.pop().unwrap_or(Outcome::Unit(Ok(()))),
-                    Err(e) => Outcome::Unit(Err(e)),
-                };
-                answer(op, o);
+                match op {
+                    Op::Job(job) if job.ran() => {
+                        job.finish(Some(e.clone()));
+                        continue;
+                    }
+                    op => {
+                        let o = match exec(conn, cache, std::slice::from_ref(&op)).await {
+                            Ok(mut os) => os.pop().unwrap_or(Outcome::Unit(Ok(()))),
+                            Err(e) => Outcome::Unit(Err(e)),
+                        };
+                        answer(op, o);
+                    }
+                }
             }
         }
     }
@@ -275,6 +309,7 @@ fn answer(op: Op, o: Outcome) {
             };
             let _ = reply.send(r);
         }
+        Op::Job(job) => job.finish(unit(o).err().map(Arc::new)),
         Op::Exclusive(_) | Op::Close => {}
     }
 }
@@ -338,6 +373,14 @@ async fn exec(
             _ => continue,
         }
         outcomes[i] = Some(Outcome::Unit(Ok(())));
+    }
+    // Callers' jobs, in order, each in its own savepoint; before the claims, so that
+    // messages they enqueue can be claimed in this very batch.
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Job(job) = op {
+            run_in_savepoint(&mut tx, job).await?;
+            outcomes[i] = Some(Outcome::Unit(Ok(())));
+        }
     }
     for (i, op) in ops.iter().enumerate() {
         if let Op::Claim { spec, .. } = op {

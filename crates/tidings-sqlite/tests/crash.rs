@@ -33,13 +33,15 @@ fn producer(t: &SqliteTransport) -> Producer {
 }
 
 fn handler(t: &SqliteTransport) -> impl Handler<Job> {
-    transactional(t.clone(), |job: Job, _ctx, mut tx| async move {
-        sqlx::query("INSERT INTO effects (n) VALUES (?)")
-            .bind(job.n)
-            .execute(&mut *tx)
-            .await
-            .map_err(HandlerError::transient)?;
-        Ok(tx)
+    transactional(t.clone(), |job: Job, _ctx, conn| {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO effects (n) VALUES (?)")
+                .bind(job.n)
+                .execute(&mut *conn)
+                .await
+                .map_err(HandlerError::transient)?;
+            Ok(())
+        })
     })
 }
 
@@ -90,14 +92,19 @@ fn crash_child() {
                 .unwrap();
             loop {
                 n += 1;
-                let mut tx = tp.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
-                sqlx::query("INSERT INTO sent (n) VALUES (?)")
-                    .bind(n)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-                outbox.send(&mut tx, &Job { n }).await.unwrap();
-                tx.commit().await.unwrap();
+                let outbox = outbox.clone();
+                tp.write(move |conn: &mut sqlx::SqliteConnection| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO sent (n) VALUES (?)")
+                            .bind(n)
+                            .execute(&mut *conn)
+                            .await?;
+                        outbox.send(conn, &Job { n }).await?;
+                        Ok::<_, anyhow::Error>(())
+                    })
+                })
+                .await
+                .unwrap();
             }
         });
         consume(t, || false).await;

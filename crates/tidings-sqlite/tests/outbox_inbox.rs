@@ -186,19 +186,19 @@ async fn transactional_handler_commits_once_and_skips_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let t = open(&dir).await;
     let t2 = t.clone();
-    let handler = transactional(t.clone(), move |m: Charge, ctx: ConsumeContext, mut tx| {
+    let handler = transactional(t.clone(), move |m: Charge, ctx: ConsumeContext, conn| {
         let t = t2.clone();
-        async move {
+        Box::pin(async move {
             sqlx::query("INSERT INTO charges (id) VALUES (?)")
                 .bind(m.id)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(HandlerError::transient)?;
             Outbox::new(&t, ctx.producer().clone())
-                .dispatch(&mut tx, &OrderPlaced { id: m.id }, ctx.follow_up())
+                .dispatch(conn, &OrderPlaced { id: m.id }, ctx.follow_up())
                 .await?;
-            Ok(tx)
-        }
+            Ok(())
+        })
     });
     let env = Envelope::new(
         Charge::NAME,
@@ -228,19 +228,19 @@ async fn transactional_handler_error_rolls_back_everything() {
     let t = open(&dir).await;
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let f2 = fail.clone();
-    let handler = transactional(t.clone(), move |m: Charge, _ctx, mut tx| {
+    let handler = transactional(t.clone(), move |m: Charge, _ctx, conn| {
         let fail = f2.clone();
-        async move {
+        Box::pin(async move {
             sqlx::query("INSERT INTO charges (id) VALUES (?)")
                 .bind(m.id)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(HandlerError::transient)?;
             if fail.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(HandlerError::transient("boom"));
             }
-            Ok(tx)
-        }
+            Ok(())
+        })
     });
     let env = Envelope::new(Charge::NAME, 1, &b"{}"[..]);
     assert!(handler
@@ -261,13 +261,15 @@ async fn transactional_handler_error_rolls_back_everything() {
 async fn bus_endpoint_with_transactional_handler() {
     let dir = tempfile::tempdir().unwrap();
     let t = open(&dir).await;
-    let handler = transactional(t.clone(), |m: Charge, _ctx, mut tx| async move {
-        sqlx::query("INSERT INTO charges (id) VALUES (?)")
-            .bind(m.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(HandlerError::transient)?;
-        Ok(tx)
+    let handler = transactional(t.clone(), |m: Charge, _ctx, conn| {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO charges (id) VALUES (?)")
+                .bind(m.id)
+                .execute(&mut *conn)
+                .await
+                .map_err(HandlerError::transient)?;
+            Ok(())
+        })
     });
     let bus = tidings_core::Bus::builder(Arc::new(t.clone()))
         .endpoint(Endpoint::new("billing").handle(handler))
