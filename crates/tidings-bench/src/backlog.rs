@@ -40,6 +40,9 @@ pub struct DrainArgs {
     /// Consumer prefetch.
     #[arg(long, default_value_t = 256)]
     pub prefetch: usize,
+    /// Tidings on SQLite: with the inbox.
+    #[arg(long)]
+    pub inbox: bool,
 }
 
 /// What the child reports.
@@ -63,6 +66,7 @@ pub async fn drain_child(args: DrainArgs) -> anyhow::Result<()> {
         fanout: locator.queues.len(),
         trackers: vec![tracker.clone()],
         attach: Some(locator.clone()),
+        inbox: args.inbox,
     };
     let start = Instant::now();
     let sys = baseline::open(kind, locator.raw, &locator.url, &setup).await?;
@@ -102,10 +106,19 @@ fn vm_hwm(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-async fn run_child(locator: &Locator, n: u64, prefetch: usize) -> anyhow::Result<(f64, u64)> {
+async fn run_child(
+    locator: &Locator,
+    n: u64,
+    prefetch: usize,
+    inbox: bool,
+) -> anyhow::Result<(f64, u64)> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .arg(CHILD_COMMAND)
+    let mut cmd = Command::new(exe);
+    cmd.arg(CHILD_COMMAND);
+    if inbox {
+        cmd.arg("--inbox");
+    }
+    let mut child = cmd
         .arg("--locator")
         .arg(serde_json::to_string(locator)?)
         .arg("--n")
@@ -156,6 +169,7 @@ async fn run(kind: TransportKind, raw: bool, opts: &BenchOpts) -> anyhow::Result
         fanout: 1,
         trackers: Vec::new(),
         attach: None,
+        inbox: !opts.no_inbox,
     };
     let sys = baseline::open(kind, raw, baseline::url(kind, opts), &setup).await?;
     let outcome = async {
@@ -168,11 +182,11 @@ async fn run(kind: TransportKind, raw: bool, opts: &BenchOpts) -> anyhow::Result
             seq = end;
         }
         let enqueue_s = start.elapsed().as_secs_f64();
-        let (drain_s, hwm) = run_child(&sys.locator(), n, opts.prefetch).await?;
+        let (drain_s, hwm) = run_child(&sys.locator(), n, opts.prefetch, !opts.no_inbox).await?;
         anyhow::Ok((enqueue_s, drain_s, hwm))
     }
     .await;
-    let finished = sys.finish(true).await;
+    let finished = crate::scenario::finish(sys).await;
     let (enqueue_s, drain_s, hwm) = outcome?;
     finished?;
     row.enqueue_msgs_per_sec = Some(n as f64 / enqueue_s.max(1e-9));

@@ -87,6 +87,14 @@ pub async fn run(opts: BenchOpts) -> anyhow::Result<Report> {
             }
         }
     }
+    if o.no_inbox {
+        for r in rows
+            .iter_mut()
+            .filter(|r| !r.raw && r.transport == TransportKind::Sqlite)
+        {
+            r.system = "Tidings SQLite (no inbox)".into();
+        }
+    }
     let mut report = Report {
         opts: o,
         started_at,

@@ -80,6 +80,12 @@ pub struct BenchOpts {
     /// Messages in the saturated and fan-out scenarios.
     #[arg(long, default_value_t = 100_000)]
     pub n: u64,
+    /// Messages in the fan-out scenario (default: --n).
+    #[arg(long)]
+    pub fanout_n: Option<u64>,
+    /// Tidings on SQLite without the inbox (to see what the inbox costs).
+    #[arg(long)]
+    pub no_inbox: bool,
     /// Body size in bytes.
     #[arg(long, default_value_t = 256)]
     pub size: usize,
@@ -150,6 +156,8 @@ impl Default for BenchOpts {
             transports: vec![TransportKind::Memory, TransportKind::Sqlite],
             all: false,
             n: 100_000,
+            fanout_n: None,
+            no_inbox: false,
             size: 256,
             rate: vec![1000, 5000],
             paced_secs: 3.0,
@@ -181,6 +189,7 @@ impl BenchOpts {
         o.transports.dedup();
         if o.smoke {
             o.n = o.n.min(2_000);
+            o.fanout_n = Some(o.fanout_n.unwrap_or(o.n).min(o.n));
             o.runs = 1;
             o.backlog = o.backlog.min(5_000);
             o.paced_secs = o.paced_secs.min(0.5);

@@ -49,7 +49,8 @@ impl Scenario {
     pub fn n(self, opts: &BenchOpts) -> u64 {
         match self {
             Scenario::Paced(r) => ((r as f64 * opts.paced_secs).round() as u64).max(1),
-            _ => opts.n,
+            Scenario::Fanout => opts.fanout_n.unwrap_or(opts.n),
+            Scenario::Saturated => opts.n,
         }
     }
 }
@@ -71,6 +72,7 @@ async fn run_once(
         fanout: scenario.fanout(),
         trackers: trackers.clone(),
         attach: None,
+        inbox: !opts.no_inbox,
     };
     let sys = baseline::open(kind, raw, baseline::url(kind, opts), &setup).await?;
     let rate = match scenario {
@@ -78,7 +80,7 @@ async fn run_once(
         _ => None,
     };
     let outcome = async {
-        let driven = drive(sys.as_ref(), n, rate, opts.window).await?;
+        let driven = drive(sys.as_ref(), n, rate, opts.window, STALL).await?;
         let mut last = driven.sent;
         for t in &trackers {
             last = last.max(t.wait(STALL).await?);
@@ -88,7 +90,7 @@ async fn run_once(
         anyhow::Ok((driven, last))
     }
     .await;
-    let finished = sys.finish(true).await;
+    let finished = finish(sys).await;
     let (driven, last) = outcome?;
     finished?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -108,6 +110,17 @@ async fn run_once(
         p99_us: hist.value_at_quantile(0.99),
         max_us: hist.max(),
     })
+}
+
+/// Stops and cleans up `sys`, giving up after a minute.
+pub async fn finish(sys: Box<dyn crate::system::System>) -> anyhow::Result<()> {
+    match tokio::time::timeout(STALL, sys.finish(true)).await {
+        Ok(r) => r,
+        Err(_) => anyhow::bail!(
+            "stopping and cleaning up took more than {}s",
+            STALL.as_secs()
+        ),
+    }
 }
 
 /// All runs of `scenario` on Tidings or the baseline of `kind`.

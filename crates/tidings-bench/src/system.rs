@@ -42,6 +42,8 @@ pub struct Setup {
     pub trackers: Vec<Arc<Tracker>>,
     /// Attach to an existing queue instead of making a new one (backlog child).
     pub attach: Option<Locator>,
+    /// Tidings on SQLite: with the inbox.
+    pub inbox: bool,
 }
 
 /// A system under test.
@@ -81,6 +83,7 @@ pub async fn drive(
     n: u64,
     rate: Option<u64>,
     window: usize,
+    stall: Duration,
 ) -> anyhow::Result<Driven> {
     let batch = sys.batch_hint().max(1) as u64;
     let max_chunks = (window as u64 / batch).max(1) as usize;
@@ -119,6 +122,9 @@ pub async fn drive(
         tokio::select! {
             Some(r) = inflight.next(), if !inflight.is_empty() => r?,
             _ = tokio::time::sleep(wait), if timed => {}
+            _ = tokio::time::sleep(stall) => {
+                anyhow::bail!("producer stalled: no send accepted for {}s ({next} of {n} sent)", stall.as_secs())
+            }
         }
     }
     Ok(Driven {

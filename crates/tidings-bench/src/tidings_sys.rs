@@ -82,7 +82,9 @@ impl TidingsSystem {
                 locator.url = path.display().to_string();
                 let cfg = SqliteConfig::new(&path).durability(Durability::Fsync);
                 let t = SqliteTransport::connect(cfg).await?;
-                inbox = Some(Arc::new(SqliteInbox::new(t.clone())));
+                if setup.inbox {
+                    inbox = Some(Arc::new(SqliteInbox::new(t.clone())));
+                }
                 let cleanup = dir.map_or(Cleanup::Nothing, Cleanup::Dir);
                 (Arc::new(t), cleanup)
             }
