@@ -1,65 +1,129 @@
-//! The business database (SQLite, one file in the data dir): pools, schema, and the
-//! transactional unit of work ([`Work`]) every service handler uses — inbox row, business
-//! writes and outgoing messages (outbox rows) commit in one transaction.
+//! The business database (SQLite, one file in the data dir): where its writes go, the
+//! read pool, the schema, and [`Db::write`] — the one door every write goes through.
+//!
+//! - On the SQLite transport ([`Db::on_transport`]) the business tables live in the
+//!   transport's own database file, and every write is a [`SqliteTransport::write`] job:
+//!   it runs on the transport's single writer, inside its group commit, next to the
+//!   sends, claims and acks. There is no second writer to fight for SQLite's write lock,
+//!   many handlers share one commit, and outgoing messages are enqueued in the same
+//!   transaction (no relay).
+//! - On other transports ([`Db::open`]) writes run on a one-connection pool, and outgoing
+//!   messages go to the `outbox` table that the relay ships after commit.
+//!
+//! Handlers use the unit of work in [`crate::work`] ([`Db::work`]).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
-use tidings_core::transport::{Destination, Outgoing};
-use tidings_core::{ConsumeContext, HandlerError, Message, Producer, SendOptions};
+use futures::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::SqlitePool;
+use tidings_core::{HandlerError, Producer};
+use tidings_sqlite::{SqliteError, SqliteTransport};
 use tokio::sync::Notify;
 
-/// Pools on the business database.
+pub use crate::work::Work;
+
+/// Where writes go.
+#[derive(Clone, Debug)]
+enum Writer {
+    /// The SQLite transport's group-committing writer, and its outbox (only its
+    /// `enqueue` is used: envelopes are built by the handler's producer).
+    Transport(SqliteTransport, tidings_sqlite::Outbox),
+    /// One connection (SQLite has one writer; queuing here beats busy retries).
+    Pool(SqlitePool),
+}
+
+/// The business database.
 #[derive(Clone, Debug)]
 pub struct Db {
-    /// One connection: SQLite has one writer; queuing writers here beats busy retries.
-    pub write: SqlitePool,
+    writer: Writer,
     /// Readers (WAL lets them run beside the writer).
     pub read: SqlitePool,
-    /// Wakes the outbox relay after a commit.
+    /// Wakes the outbox relay after a commit (not on the SQLite transport).
     pub outbox_ready: Arc<Notify>,
-    /// On the SQLite transport: its outbox, so outgoing messages are enqueued in the
-    /// business transaction itself (no relay hop). Set once the bus has started.
-    pub sqlite_outbox: Arc<OnceLock<tidings_sqlite::Outbox>>,
 }
 
 const SCHEMA: &str = include_str!("schema.sql");
 
+/// A write that did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The SQLite transport's writer failed (its group commit, or it is closed).
+    #[error(transparent)]
+    Transport(#[from] SqliteError),
+    /// A statement, `BEGIN` or `COMMIT` on the write pool failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<WriteError> for HandlerError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Transport(e) => HandlerError::from(e),
+            WriteError::Database(e) => db_err(e),
+        }
+    }
+}
+
+fn connect_options(path: &Path, fsync: bool) -> anyhow::Result<SqliteConnectOptions> {
+    let url = format!("sqlite://{}", path.display());
+    Ok(SqliteConnectOptions::from_str(&url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(if fsync {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true))
+}
+
+async fn read_pool(opts: SqliteConnectOptions) -> anyhow::Result<SqlitePool> {
+    Ok(SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await?)
+}
+
 impl Db {
-    /// Opens (creating if needed) `path` and applies the schema.
-    /// `fsync`: every commit reaches the disk (`synchronous=FULL`); otherwise commits
-    /// survive a process crash but not a power loss (`synchronous=NORMAL`).
+    /// Opens (creating if needed) `path` with a write pool of its own and applies the
+    /// schema (for transports other than SQLite). `fsync`: every commit reaches the disk
+    /// (`synchronous=FULL`); otherwise commits survive a process crash but not a power
+    /// loss (`synchronous=NORMAL`).
     pub async fn open(path: &Path, fsync: bool) -> anyhow::Result<Db> {
-        let url = format!("sqlite://{}", path.display());
-        let opts = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if fsync {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            })
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+        let opts = connect_options(path, fsync)?;
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(120))
             .connect_with(opts.clone())
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
         Ok(Db {
-            write,
-            read,
+            writer: Writer::Pool(write),
+            read: read_pool(opts).await?,
             outbox_ready: Arc::new(Notify::new()),
-            sqlite_outbox: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// The business tables in `transport`'s database file, written through its writer
+    /// ([`SqliteTransport::write`]); applies the schema.
+    pub async fn on_transport(transport: &SqliteTransport) -> anyhow::Result<Db> {
+        // Start-up DDL, before anything else writes.
+        sqlx::raw_sql(SCHEMA).execute(transport.pool()).await?;
+        let opts = connect_options(&transport.config().path, false)?;
+        let producer = Producer::new(Arc::new(transport.clone()), HashMap::new(), None);
+        let outbox = tidings_sqlite::Outbox::new(transport, producer);
+        Ok(Db {
+            writer: Writer::Transport(transport.clone(), outbox),
+            read: read_pool(opts).await?,
+            outbox_ready: Arc::new(Notify::new()),
         })
     }
 
@@ -68,21 +132,77 @@ impl Db {
     pub fn lazy() -> anyhow::Result<Db> {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
         Ok(Db {
-            write: SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_lazy_with(opts.clone()),
+            writer: Writer::Pool(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(opts.clone()),
+            ),
             read: SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_lazy_with(opts),
             outbox_ready: Arc::new(Notify::new()),
-            sqlite_outbox: Arc::new(OnceLock::new()),
         })
     }
 
-    /// Closes both pools.
+    /// On the SQLite transport: its outbox, which enqueues messages in business
+    /// transactions (no outbox table, no relay). `None` on other transports.
+    pub fn sqlite_outbox(&self) -> Option<&tidings_sqlite::Outbox> {
+        match &self.writer {
+            Writer::Transport(_, outbox) => Some(outbox),
+            Writer::Pool(_) => None,
+        }
+    }
+
+    /// Runs `f` in a write transaction and returns its value once committed; an `Err` from
+    /// `f` rolls back what it wrote.
+    ///
+    /// On the SQLite transport `f` runs on the transport's single writer inside its group
+    /// commit: **database work only** — no network calls, no sleeps (call remote services
+    /// first, then record their answer here).
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<WriteError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    {
+        match &self.writer {
+            Writer::Transport(t, _) => t
+                .write(move |conn: &mut SqliteConnection| {
+                    Box::pin(async move { f(conn).await.map_err(Failed::User) })
+                })
+                .await
+                .map_err(|e| match e {
+                    Failed::User(e) => e,
+                    Failed::Writer(e) => E::from(WriteError::Transport(e)),
+                }),
+            Writer::Pool(pool) => {
+                let wrap = |e: sqlx::Error| E::from(WriteError::Database(e));
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(wrap)?;
+                let v = f(&mut tx).await?;
+                tx.commit().await.map_err(wrap)?;
+                Ok(v)
+            }
+        }
+    }
+
+    /// Closes the pools (the SQLite transport is closed by its owner).
     pub async fn close(&self) {
-        self.write.close().await;
+        if let Writer::Pool(p) = &self.writer {
+            p.close().await;
+        }
         self.read.close().await;
+    }
+}
+
+/// The error of a closure run by the transport's writer, or of the writer itself.
+enum Failed<E> {
+    User(E),
+    Writer(SqliteError),
+}
+
+impl<E> From<SqliteError> for Failed<E> {
+    fn from(e: SqliteError) -> Self {
+        Failed::Writer(e)
     }
 }
 
@@ -100,143 +220,5 @@ pub fn db_err(e: sqlx::Error) -> HandlerError {
         HandlerError::transient(format!("database: {e}"))
     } else {
         HandlerError::permanent(format!("database: {e}"))
-    }
-}
-
-/// One transaction: inbox row (for handlers), business writes, outgoing messages.
-///
-/// Outgoing messages are written to the `outbox` table in the same transaction and shipped
-/// to the transport by the relay after commit, so a rollback sends nothing and a commit
-/// never loses a message.
-pub struct Work {
-    tx: Transaction<'static, Sqlite>,
-    producer: Producer,
-    opts: SendOptions,
-    outgoing: Vec<Outgoing>,
-    notify: Arc<Notify>,
-    sqlite: Arc<OnceLock<tidings_sqlite::Outbox>>,
-}
-
-impl std::fmt::Debug for Work {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Work")
-            .field("outgoing", &self.outgoing.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Work {
-    /// Starts a handler's transaction. `None` when the inbox already holds this message for
-    /// this endpoint: a duplicate delivery, to be acked without effect.
-    pub async fn for_message(db: &Db, ctx: &ConsumeContext) -> Result<Option<Work>, HandlerError> {
-        let mut tx = db
-            .write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)?;
-        let inserted = sqlx::query(
-            "INSERT INTO inbox (message_id, consumer, handled_at) VALUES (?, ?, ?) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(ctx.message_id().to_string())
-        .bind(ctx.endpoint())
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if inserted == 0 {
-            tracing::debug!(message_id = %ctx.message_id(), "duplicate skipped by the inbox");
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(None);
-        }
-        Ok(Some(Work {
-            tx,
-            producer: ctx.producer().clone(),
-            opts: ctx.follow_up(),
-            outgoing: Vec::new(),
-            notify: db.outbox_ready.clone(),
-            sqlite: db.sqlite_outbox.clone(),
-        }))
-    }
-
-    /// Starts an application transaction (no inbox), sending with `opts`.
-    pub async fn begin(
-        db: &Db,
-        producer: Producer,
-        opts: SendOptions,
-    ) -> Result<Work, sqlx::Error> {
-        Ok(Work {
-            tx: db.write.begin_with("BEGIN IMMEDIATE").await?,
-            producer,
-            opts,
-            outgoing: Vec::new(),
-            notify: db.outbox_ready.clone(),
-            sqlite: db.sqlite_outbox.clone(),
-        })
-    }
-
-    /// The transaction, for business writes: `.execute(work.conn())`.
-    pub fn conn(&mut self) -> &mut sqlx::SqliteConnection {
-        &mut self.tx
-    }
-
-    /// Publishes (event) or sends (command) `msg` when the transaction commits.
-    pub fn emit<M: Message>(&mut self, msg: &M) -> Result<(), HandlerError> {
-        let out = self.producer.outgoing(msg, self.opts.clone())?;
-        self.outgoing.push(out);
-        Ok(())
-    }
-
-    /// Like [`Work::emit`], delivered after `delay`.
-    pub fn emit_delayed<M: Message>(
-        &mut self,
-        msg: &M,
-        delay: Duration,
-    ) -> Result<(), HandlerError> {
-        // Outside the partition's order: on an ordered queue a scheduled message with a
-        // key would hold back the key's later messages until it is due.
-        let mut opts = self.opts.clone().delay(delay);
-        opts.partition_key = None;
-        let out = self.producer.outgoing(msg, opts)?;
-        self.outgoing.push(out);
-        Ok(())
-    }
-
-    /// Writes the outbox rows and commits.
-    pub async fn commit(mut self) -> Result<(), HandlerError> {
-        if let Some(outbox) = self.sqlite.get() {
-            let out = std::mem::take(&mut self.outgoing);
-            let any = !out.is_empty();
-            if any {
-                outbox
-                    .enqueue(&mut self.tx, out)
-                    .await
-                    .map_err(HandlerError::from)?;
-            }
-            self.tx.commit().await.map_err(db_err)?;
-            if any {
-                outbox.notify();
-            }
-            return Ok(());
-        }
-        for out in &self.outgoing {
-            let queue = match &out.destination {
-                Destination::Queue(q) => Some(q.as_str()),
-                Destination::Topic => None,
-            };
-            let env = out.envelope.to_json()?;
-            sqlx::query("INSERT INTO outbox (destination, envelope) VALUES (?, ?)")
-                .bind(queue)
-                .bind(env)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(db_err)?;
-        }
-        self.tx.commit().await.map_err(db_err)?;
-        if !self.outgoing.is_empty() {
-            self.notify.notify_one();
-        }
-        Ok(())
     }
 }

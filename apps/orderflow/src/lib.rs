@@ -14,6 +14,7 @@ pub mod run;
 pub mod services;
 pub mod summary;
 pub mod system;
+pub mod work;
 
 pub use opt::Opts;
 pub use run::run;

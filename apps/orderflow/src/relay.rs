@@ -1,5 +1,6 @@
-//! The outbox relay: ships rows committed to the `outbox` table to the transport, in
-//! commit order, then deletes them. At-least-once: a crash between send and delete sends a
+//! The outbox relay (transports other than SQLite — there the business transaction
+//! enqueues the messages itself): ships rows committed to the `outbox` table to the
+//! transport, in commit order, then deletes them. At-least-once: a crash between send and delete sends a
 //! row again, which the consumers' inboxes absorb.
 
 use std::sync::Arc;
@@ -62,9 +63,15 @@ pub async fn ship_batch(db: &Db, transport: &Arc<dyn Transport>) -> anyhow::Resu
         });
     }
     transport.send(out).await?;
-    sqlx::query("DELETE FROM outbox WHERE seq <= ?")
-        .bind(last)
-        .execute(&db.write)
-        .await?;
+    db.write(move |conn| {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM outbox WHERE seq <= ?")
+                .bind(last)
+                .execute(conn)
+                .await?;
+            Ok::<_, anyhow::Error>(())
+        })
+    })
+    .await?;
     Ok(rows.len())
 }

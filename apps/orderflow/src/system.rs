@@ -1,5 +1,5 @@
-//! Wiring: the database, the transport, every service's endpoint and the outbox relay in
-//! one [`System`]. `Services` picks which endpoints run in this process (the others are
+//! Wiring: the database, the transport, every service's endpoint and (off the SQLite
+//! transport) the outbox relay in one [`System`]. `Services` picks which endpoints run in this process (the others are
 //! reached through routes).
 
 use std::path::PathBuf;
@@ -199,13 +199,17 @@ pub fn bus_builder(
 }
 
 impl System {
-    /// Opens the database in `config.data_dir`, seeds the catalog, starts the bus and relay.
+    /// Opens the database in `config.data_dir` (writes on a pool of its own), seeds the
+    /// catalog, starts the bus on `transport` and the outbox relay.
     pub async fn start(config: Config, transport: Arc<dyn Transport>) -> anyhow::Result<System> {
-        Self::start_with(config, transport, None).await
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db = Db::open(&config.db_path(), config.fsync).await?;
+        Self::start_with(config, transport, db, true).await
     }
 
-    /// Starts on the embedded SQLite transport in the same database file as the business
-    /// tables: messages are enqueued in the business transactions (outbox = the send).
+    /// Starts on the embedded SQLite transport, with the business tables in its database
+    /// file: every business transaction is a job of the transport's group-committing
+    /// writer, and enqueues its messages itself (outbox = the send; no relay).
     pub async fn start_sqlite(config: Config) -> anyhow::Result<System> {
         std::fs::create_dir_all(&config.data_dir)?;
         let durability = if config.fsync {
@@ -219,29 +223,26 @@ impl System {
                 .busy_timeout(Duration::from_secs(30)),
         )
         .await?;
-        Self::start_with(config, Arc::new(sqlite.clone()), Some(sqlite)).await
+        let db = Db::on_transport(&sqlite).await?;
+        Self::start_with(config, Arc::new(sqlite), db, false).await
     }
 
     async fn start_with(
         config: Config,
         transport: Arc<dyn Transport>,
-        sqlite: Option<tidings_sqlite::SqliteTransport>,
+        db: Db,
+        relay: bool,
     ) -> anyhow::Result<System> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        let db = Db::open(&config.db_path(), config.fsync).await?;
         seed(&db).await?;
         let sink: Arc<dyn Sink> = Arc::new(FileSink::open(config.notifications_path())?);
         let bus = bus_builder(transport.clone(), &config, &db, sink)
             .start()
             .await?;
-        if let Some(sqlite) = &sqlite {
-            let _ = db
-                .sqlite_outbox
-                .set(tidings_sqlite::Outbox::new(sqlite, bus.producer().clone()));
-        }
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(crate::relay::run(db.clone(), transport, stop.clone()));
+        if relay {
+            tasks.spawn(crate::relay::run(db.clone(), transport, stop.clone()));
+        }
         Ok(System {
             bus,
             db,
@@ -263,14 +264,20 @@ impl System {
 
 /// Seeds catalog (API) and stock (inventory), keeping what a previous run left.
 pub async fn seed(db: &Db) -> anyhow::Result<()> {
-    for (id, name, price, _) in CATALOG {
-        sqlx::query("INSERT INTO api_catalog (product_id, name, price_cents) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(*id)
-            .bind(*name)
-            .bind(*price)
-            .execute(&db.write)
-            .await?;
-    }
+    db.write(|conn| {
+        Box::pin(async move {
+            for (id, name, price, _) in CATALOG {
+                sqlx::query("INSERT INTO api_catalog (product_id, name, price_cents) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                    .bind(*id)
+                    .bind(*name)
+                    .bind(*price)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+    })
+    .await?;
     let stock: Vec<(&str, i64)> = CATALOG.iter().map(|(id, _, _, s)| (*id, *s)).collect();
     inventory::seed(db, &stock).await
 }

@@ -16,7 +16,7 @@ use super::correlation::CorrelationId;
 use super::problem::Problem;
 use super::AppState;
 use crate::contracts::{Channel, OrderLine, OrderPlaced};
-use crate::db::Work;
+use crate::db::{db_err, Work};
 
 /// The idempotency header.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -201,63 +201,83 @@ pub async fn place_order(
     let opts = SendOptions::default()
         .correlation_id(correlation.clone())
         .partition_key(id.to_string());
-    let mut work = Work::begin(&state.db, state.producer.clone(), opts)
+    let json = serde_json::to_string(&order).map_err(Problem::internal)?;
+    let corr = correlation.clone();
+    let stored = state
+        .db
+        .transact(state.producer.clone(), opts, move |work: &mut Work<'_>| {
+            Box::pin(async move {
+                if let Some(k) = &key {
+                    // checked again inside the (serialized) write transaction: two racing
+                    // retries
+                    if let Some(found) = key_row(work.conn(), k).await.map_err(db_err)? {
+                        return Ok(Some(found));
+                    }
+                    sqlx::query("INSERT INTO api_idempotency (key, order_id) VALUES (?, ?)")
+                        .bind(k)
+                        .bind(id.to_string())
+                        .execute(work.conn())
+                        .await
+                        .map_err(db_err)?;
+                }
+                sqlx::query(
+                    "INSERT INTO api_orders (order_id, customer_id, total_cents, body, correlation_id, placed_at) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(id.to_string())
+                .bind(&order.customer_id)
+                .bind(total)
+                .bind(json)
+                .bind(&corr)
+                .bind(placed_at.timestamp_micros())
+                .execute(work.conn())
+                .await
+                .map_err(db_err)?;
+                work.emit(&OrderPlaced {
+                    order_id: id,
+                    customer_id: order.customer_id,
+                    lines: order.lines,
+                    total_cents: total,
+                    channel: order.notify_via.unwrap_or(Channel::Email),
+                    ship_to: order.ship_to.unwrap_or_else(|| "US".into()),
+                    placed_at,
+                })?;
+                Ok(None)
+            })
+        })
         .await
         .map_err(Problem::internal)?;
-    if let Some(k) = &key {
-        // checked again inside the (serialized) write transaction: two racing retries
-        if let Some((id, total)) = by_key(work.conn(), k).await? {
-            return Ok(accepted(id, total, &correlation, true));
-        }
-        sqlx::query("INSERT INTO api_idempotency (key, order_id) VALUES (?, ?)")
-            .bind(k)
-            .bind(id.to_string())
-            .execute(work.conn())
-            .await
-            .map_err(Problem::internal)?;
+    match stored {
+        Some((id, total)) => Ok(accepted(
+            id.parse().map_err(Problem::internal)?,
+            total,
+            &correlation,
+            true,
+        )),
+        None => Ok(accepted(id, total, &correlation, false)),
     }
-    let json = serde_json::to_string(&order).map_err(Problem::internal)?;
-    sqlx::query(
-        "INSERT INTO api_orders (order_id, customer_id, total_cents, body, correlation_id, placed_at) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+}
+
+/// The order a key was used for (order id, total).
+async fn key_row<'c, E>(db: E, key: &str) -> Result<Option<(String, i64)>, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    sqlx::query_as(
+        "SELECT o.order_id, o.total_cents FROM api_idempotency k JOIN api_orders o ON o.order_id = k.order_id WHERE k.key = ?",
     )
-    .bind(id.to_string())
-    .bind(&order.customer_id)
-    .bind(total)
-    .bind(json)
-    .bind(&correlation)
-    .bind(placed_at.timestamp_micros())
-    .execute(work.conn())
+    .bind(key)
+    .fetch_optional(db)
     .await
-    .map_err(Problem::internal)?;
-    work.emit(&OrderPlaced {
-        order_id: id,
-        customer_id: order.customer_id,
-        lines: order.lines,
-        total_cents: total,
-        channel: order.notify_via.unwrap_or(Channel::Email),
-        ship_to: order.ship_to.unwrap_or_else(|| "US".into()),
-        placed_at,
-    })
-    .map_err(Problem::internal)?;
-    work.commit().await.map_err(Problem::internal)?;
-    Ok(accepted(id, total, &correlation, false))
 }
 
 async fn by_key<'c, E>(db: E, key: &str) -> Result<Option<(Uuid, i64)>, Problem>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
-    let row = sqlx::query(
-        "SELECT o.order_id, o.total_cents FROM api_idempotency k JOIN api_orders o ON o.order_id = k.order_id WHERE k.key = ?",
-    )
-    .bind(key)
-    .fetch_optional(db)
-    .await
-    .map_err(Problem::internal)?;
-    let Some(row) = row else { return Ok(None) };
-    let id: String = row.try_get(0).map_err(Problem::internal)?;
-    let total: i64 = row.try_get(1).map_err(Problem::internal)?;
+    let Some((id, total)) = key_row(db, key).await.map_err(Problem::internal)? else {
+        return Ok(None);
+    };
     Ok(Some((id.parse().map_err(Problem::internal)?, total)))
 }
 

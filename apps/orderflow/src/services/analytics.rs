@@ -29,17 +29,21 @@ async fn count(
     outcome: &str,
     cents: i64,
 ) -> Result<(), HandlerError> {
-    let Some(mut work) = Work::for_message(db, ctx).await? else {
-        return Ok(());
-    };
-    sqlx::query(
-        "INSERT INTO stats_outcomes (outcome, orders, cents) VALUES (?, 1, ?) \
-         ON CONFLICT (outcome) DO UPDATE SET orders = orders + 1, cents = cents + excluded.cents",
-    )
-    .bind(outcome)
-    .bind(cents)
-    .execute(work.conn())
-    .await
-    .map_err(db_err)?;
-    work.commit().await
+    let outcome = outcome.to_string();
+    db.work(ctx, move |work: &mut Work<'_>| {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO stats_outcomes (outcome, orders, cents) VALUES (?, 1, ?) \
+                 ON CONFLICT (outcome) DO UPDATE SET orders = orders + 1, cents = cents + excluded.cents",
+            )
+            .bind(outcome)
+            .bind(cents)
+            .execute(work.conn())
+            .await
+            .map_err(db_err)?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(())
 }

@@ -2,14 +2,15 @@
 //! charging the same intent twice returns the first outcome and never charges twice. Its
 //! ledger (`gw_ledger`) stands for the bank's records. Latency, transient failures (some
 //! of them *after* the charge went through, as when a response is lost) and declines are
-//! configurable.
+//! configurable. The latency is spent before the ledger is touched: the ledger write is a
+//! short job of its own ([`Db::write`]), never holding the database while "the bank" thinks.
 
 use std::time::Duration;
 
 use rand::Rng;
 use sqlx::Row;
 
-use crate::db::Db;
+use crate::db::{Db, WriteError};
 
 /// How the simulated gateway behaves.
 #[derive(Debug, Clone)]
@@ -50,6 +51,9 @@ pub enum GatewayError {
     /// The ledger could not be written.
     #[error("gateway ledger: {0}")]
     Ledger(#[from] sqlx::Error),
+    /// The ledger's write did not commit.
+    #[error("gateway ledger: {0}")]
+    Write(#[from] WriteError),
 }
 
 /// The simulated gateway.
@@ -77,41 +81,46 @@ impl Gateway {
                 "connection reset before charging",
             ));
         }
-        let prior = sqlx::query(
-            "SELECT kind FROM gw_ledger WHERE intent = ? AND kind IN ('charge', 'decline')",
-        )
-        .bind(intent)
-        .fetch_optional(&self.db.read)
-        .await?;
-        let outcome = match prior {
-            Some(row) => {
-                let kind: String = row.try_get("kind")?;
-                if kind == "charge" {
-                    Charge::Captured
-                } else {
-                    Charge::Declined
-                }
-            }
-            None => {
-                let declined = self.roll(self.config.decline_rate);
-                let kind = if declined { "decline" } else { "charge" };
-                sqlx::query(
-                    "INSERT INTO gw_ledger (intent, kind, amount_cents, at) VALUES (?, ?, ?, ?) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(intent)
-                .bind(kind)
-                .bind(if declined { 0 } else { amount_cents })
-                .bind(chrono::Utc::now().timestamp_millis())
-                .execute(&self.db.write)
-                .await?;
-                if declined {
-                    Charge::Declined
-                } else {
-                    Charge::Captured
-                }
-            }
-        };
+        let declined = self.roll(self.config.decline_rate);
+        let intent = intent.to_string();
+        // Look up and record in one write: two racing charges of an intent see one outcome.
+        let outcome = self
+            .db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let prior: Option<String> = sqlx::query(
+                        "SELECT kind FROM gw_ledger WHERE intent = ? AND kind IN ('charge', 'decline')",
+                    )
+                    .bind(&intent)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(|row| row.try_get("kind"))
+                    .transpose()?;
+                    let kind = match prior {
+                        Some(kind) => kind,
+                        None => {
+                            let kind = if declined { "decline" } else { "charge" };
+                            sqlx::query(
+                                "INSERT INTO gw_ledger (intent, kind, amount_cents, at) \
+                                 VALUES (?, ?, ?, ?)",
+                            )
+                            .bind(&intent)
+                            .bind(kind)
+                            .bind(if declined { 0 } else { amount_cents })
+                            .bind(chrono::Utc::now().timestamp_millis())
+                            .execute(&mut *conn)
+                            .await?;
+                            kind.to_string()
+                        }
+                    };
+                    Ok::<_, GatewayError>(if kind == "charge" {
+                        Charge::Captured
+                    } else {
+                        Charge::Declined
+                    })
+                })
+            })
+            .await?;
         if self.roll(self.config.fail_rate / 2.0) {
             return Err(GatewayError::Unavailable("response lost after charging"));
         }
@@ -126,27 +135,33 @@ impl Gateway {
                 "connection reset before refunding",
             ));
         }
-        let mut tx = self.db.write.begin_with("BEGIN IMMEDIATE").await?;
-        let charged: Option<i64> =
-            sqlx::query("SELECT amount_cents FROM gw_ledger WHERE intent = ? AND kind = 'charge'")
-                .bind(intent)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-        let amount = charged.unwrap_or(0);
-        if amount > 0 {
-            sqlx::query(
-                "INSERT INTO gw_ledger (intent, kind, amount_cents, at) VALUES (?, 'refund', ?, ?) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(intent)
-            .bind(amount)
-            .bind(chrono::Utc::now().timestamp_millis())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(amount)
+        let intent = intent.to_string();
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let charged: Option<i64> = sqlx::query(
+                        "SELECT amount_cents FROM gw_ledger WHERE intent = ? AND kind = 'charge'",
+                    )
+                    .bind(&intent)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                    let amount = charged.unwrap_or(0);
+                    if amount > 0 {
+                        sqlx::query(
+                            "INSERT INTO gw_ledger (intent, kind, amount_cents, at) \
+                             VALUES (?, 'refund', ?, ?) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(&intent)
+                        .bind(amount)
+                        .bind(chrono::Utc::now().timestamp_millis())
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok::<_, GatewayError>(amount)
+                })
+            })
+            .await
     }
 }

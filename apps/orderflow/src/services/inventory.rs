@@ -14,18 +14,24 @@ pub const QUEUE: &str = "inventory";
 
 /// Seeds stock for `products` (id, units) unless already present.
 pub async fn seed(db: &Db, products: &[(&str, i64)]) -> anyhow::Result<()> {
-    for (id, units) in products {
-        sqlx::query(
-            "INSERT INTO inv_stock (product_id, initial, available) VALUES (?, ?, ?) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(*id)
-        .bind(*units)
-        .bind(*units)
-        .execute(&db.write)
-        .await?;
-    }
-    Ok(())
+    let products: Vec<(String, i64)> = products.iter().map(|(p, u)| (p.to_string(), *u)).collect();
+    db.write(move |conn| {
+        Box::pin(async move {
+            for (id, units) in products {
+                sqlx::query(
+                    "INSERT INTO inv_stock (product_id, initial, available) VALUES (?, ?, ?) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(units)
+                .bind(units)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+    })
+    .await
 }
 
 /// The inventory endpoint.
@@ -54,9 +60,12 @@ async fn reserve(db: &Db, m: ReserveStock, ctx: &ConsumeContext) -> Result<(), H
             m.order_id
         )));
     }
-    let Some(mut work) = Work::for_message(db, ctx).await? else {
-        return Ok(());
-    };
+    db.work(ctx, move |work| Box::pin(reserve_in(work, m)))
+        .await?;
+    Ok(())
+}
+
+async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
     let already: i64 = sqlx::query("SELECT COUNT(*) FROM inv_reservations WHERE order_id = ?")
         .bind(&order)
@@ -65,10 +74,9 @@ async fn reserve(db: &Db, m: ReserveStock, ctx: &ConsumeContext) -> Result<(), H
         .and_then(|r| r.try_get(0))
         .map_err(db_err)?;
     if already > 0 {
-        work.emit(&StockReserved {
+        return work.emit(&StockReserved {
             order_id: m.order_id,
-        })?;
-        return work.commit().await;
+        });
     }
     sqlx::query("SAVEPOINT reserve")
         .execute(work.conn())
@@ -120,13 +128,16 @@ async fn reserve(db: &Db, m: ReserveStock, ctx: &ConsumeContext) -> Result<(), H
         .execute(work.conn())
         .await
         .map_err(db_err)?;
-    work.commit().await
+    Ok(())
 }
 
 async fn release(db: &Db, m: ReleaseStock, ctx: &ConsumeContext) -> Result<(), HandlerError> {
-    let Some(mut work) = Work::for_message(db, ctx).await? else {
-        return Ok(());
-    };
+    db.work(ctx, move |work| Box::pin(release_in(work, m)))
+        .await?;
+    Ok(())
+}
+
+async fn release_in(work: &mut Work<'_>, m: ReleaseStock) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
     let rows = sqlx::query(
         "SELECT product_id, quantity FROM inv_reservations WHERE order_id = ? AND released = 0",
@@ -152,6 +163,5 @@ async fn release(db: &Db, m: ReleaseStock, ctx: &ConsumeContext) -> Result<(), H
         .map_err(db_err)?;
     work.emit(&StockReleased {
         order_id: m.order_id,
-    })?;
-    work.commit().await
+    })
 }

@@ -112,22 +112,27 @@ async fn notify(
     n: Notification,
     ctx: &ConsumeContext,
 ) -> Result<(), HandlerError> {
-    let Some(mut work) = Work::for_message(db, ctx).await? else {
-        return Ok(());
-    };
-    let fresh = sqlx::query(
-        "INSERT INTO notif_sent (order_id, kind, channel) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(n.order_id.to_string())
-    .bind(n.kind)
-    .bind(n.channel.as_str())
-    .execute(work.conn())
-    .await
-    .map_err(db_err)?
-    .rows_affected()
-        == 1;
-    work.commit().await?;
-    if fresh {
+    let (order_id, kind, channel) = (n.order_id.to_string(), n.kind, n.channel.as_str());
+    let fresh = db
+        .work(ctx, move |work: &mut Work<'_>| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "INSERT INTO notif_sent (order_id, kind, channel) VALUES (?, ?, ?) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(order_id)
+                .bind(kind)
+                .bind(channel)
+                .execute(work.conn())
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                Ok(n == 1)
+            })
+        })
+        .await?;
+    // After the commit (a duplicate delivery is `None`): at most one notification.
+    if fresh == Some(true) {
         sink.deliver(&n)
             .map_err(|e| HandlerError::permanent(format!("notification sink: {e}")))?;
     }

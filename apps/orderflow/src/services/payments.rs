@@ -48,7 +48,7 @@ async fn status(db: &Db, order: &str) -> Result<Option<(String, i64)>, HandlerEr
 }
 
 async fn set_status(
-    work: &mut Work,
+    work: &mut Work<'_>,
     order: &str,
     status: &str,
     amount: i64,
@@ -67,6 +67,15 @@ async fn set_status(
     Ok(())
 }
 
+/// What a recorded payment status means for the saga.
+fn outcome_of(status: &str) -> Result<(), String> {
+    match status {
+        "voided" | "refunded" => Err("voided: the order was cancelled before capture".to_string()),
+        "declined" => Err("payment-declined".to_string()),
+        _ => Ok(()),
+    }
+}
+
 async fn capture(
     db: &Db,
     gw: &Gateway,
@@ -74,13 +83,11 @@ async fn capture(
     ctx: &ConsumeContext,
 ) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
+    // The gateway is called outside any transaction (it takes time); it is idempotent by
+    // payment intent (the order id), so a redelivery never charges twice.
     let prior = status(db, &order).await?;
-    let outcome = match prior.as_ref().map(|(s, _)| s.as_str()) {
-        Some("voided") | Some("refunded") => {
-            Err("voided: the order was cancelled before capture".to_string())
-        }
-        Some("declined") => Err("payment-declined".to_string()),
-        Some(_) => Ok(()),
+    let outcome = match prior.as_ref() {
+        Some((s, _)) => outcome_of(s),
         None => match gw.charge(&order, m.amount_cents).await {
             Ok(Charge::Captured) => Ok(()),
             Ok(Charge::Declined) => Err("payment-declined".to_string()),
@@ -90,30 +97,61 @@ async fn capture(
             }
         },
     };
-    let Some(mut work) = Work::for_message(db, ctx).await? else {
-        return Ok(());
+    let fresh = prior.is_none();
+    db.work(ctx, move |work| {
+        Box::pin(record_capture(work, m, order, fresh, outcome))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Records the gateway's answer (first answer wins) and tells the saga.
+async fn record_capture(
+    work: &mut Work<'_>,
+    m: CapturePayment,
+    order: String,
+    fresh: bool,
+    outcome: Result<(), String>,
+) -> Result<(), HandlerError> {
+    let outcome = if fresh {
+        let (status, amount) = match &outcome {
+            Ok(()) => ("captured", m.amount_cents),
+            Err(_) => ("declined", 0),
+        };
+        // Conditional: never overwrites a recorded outcome — except a void, when money did
+        // move (then the saga, already cancelled, asks for the refund).
+        sqlx::query(
+            "INSERT INTO pay_payments (order_id, status, amount_cents, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at \
+             WHERE pay_payments.status = 'voided' AND excluded.status = 'captured'",
+        )
+        .bind(&order)
+        .bind(status)
+        .bind(amount)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(work.conn())
+        .await
+        .map_err(db_err)?;
+        let recorded: String =
+            sqlx::query_scalar("SELECT status FROM pay_payments WHERE order_id = ?")
+                .bind(&order)
+                .fetch_one(work.conn())
+                .await
+                .map_err(db_err)?;
+        outcome_of(&recorded)
+    } else {
+        outcome
     };
     match outcome {
-        Ok(()) => {
-            if prior.is_none() {
-                set_status(&mut work, &order, "captured", m.amount_cents).await?;
-            }
-            work.emit(&PaymentCaptured {
-                order_id: m.order_id,
-                amount_cents: m.amount_cents,
-            })?;
-        }
-        Err(reason) => {
-            if prior.is_none() {
-                set_status(&mut work, &order, "declined", 0).await?;
-            }
-            work.emit(&PaymentFailed {
-                order_id: m.order_id,
-                reason,
-            })?;
-        }
+        Ok(()) => work.emit(&PaymentCaptured {
+            order_id: m.order_id,
+            amount_cents: m.amount_cents,
+        }),
+        Err(reason) => work.emit(&PaymentFailed {
+            order_id: m.order_id,
+            reason,
+        }),
     }
-    work.commit().await
 }
 
 async fn refund(
@@ -128,20 +166,35 @@ async fn refund(
         Some("captured") => Some(gw.refund(&order).await.map_err(HandlerError::transient)?),
         _ => None,
     };
-    let Some(mut work) = Work::for_message(db, ctx).await? else {
-        return Ok(());
-    };
-    match (prior, refunded) {
-        (Some(_), Some(amount)) => {
-            set_status(&mut work, &order, "refunded", amount).await?;
-            work.emit(&PaymentRefunded {
-                order_id: m.order_id,
-                amount_cents: amount,
-            })?;
-        }
-        (None, _) => set_status(&mut work, &order, "voided", 0).await?,
-        _ => {}
-    }
+    let known = prior.is_some();
     tracing::info!(reason = %m.reason, "refund handled");
-    work.commit().await
+    db.work(ctx, move |work: &mut Work<'_>| {
+        Box::pin(async move {
+            match (known, refunded) {
+                (true, Some(amount)) => {
+                    set_status(work, &order, "refunded", amount).await?;
+                    work.emit(&PaymentRefunded {
+                        order_id: m.order_id,
+                        amount_cents: amount,
+                    })?;
+                }
+                // No capture yet: void the intent, so a late capture is refused.
+                (false, _) => {
+                    sqlx::query(
+                        "INSERT INTO pay_payments (order_id, status, amount_cents, updated_at) \
+                         VALUES (?, 'voided', 0, ?) ON CONFLICT (order_id) DO NOTHING",
+                    )
+                    .bind(&order)
+                    .bind(chrono::Utc::now().timestamp_millis())
+                    .execute(work.conn())
+                    .await
+                    .map_err(db_err)?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(())
 }

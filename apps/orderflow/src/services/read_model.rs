@@ -52,16 +52,26 @@ async fn advance(
         3 => upsert!("shipped_at"),
         _ => upsert!("final_at"),
     };
-    sqlx::query(sql)
-        .bind(order.to_string())
-        .bind(status)
-        .bind(rank)
-        .bind(reason)
-        .bind(at.timestamp_micros())
-        .execute(&db.write)
-        .await
-        .map_err(db_err)?;
-    Ok(())
+    let (order, status, reason) = (
+        order.to_string(),
+        status.to_string(),
+        reason.map(str::to_string),
+    );
+    db.write(move |conn| {
+        Box::pin(async move {
+            sqlx::query(sql)
+                .bind(order)
+                .bind(status)
+                .bind(rank)
+                .bind(reason)
+                .bind(at.timestamp_micros())
+                .execute(conn)
+                .await
+                .map_err(db_err)?;
+            Ok::<_, HandlerError>(())
+        })
+    })
+    .await
 }
 
 fn sent(ctx: &ConsumeContext) -> DateTime<Utc> {

@@ -55,7 +55,7 @@ enum Input {
     Timeout,
 }
 
-async fn load(work: &mut Work, order_id: Uuid) -> Result<Option<Saga>, HandlerError> {
+async fn load(work: &mut Work<'_>, order_id: Uuid) -> Result<Option<Saga>, HandlerError> {
     let row = sqlx::query("SELECT state, data, version FROM saga_orders WHERE order_id = ?")
         .bind(order_id.to_string())
         .fetch_optional(work.conn())
@@ -72,7 +72,7 @@ async fn load(work: &mut Work, order_id: Uuid) -> Result<Option<Saga>, HandlerEr
     }))
 }
 
-async fn save(work: &mut Work, saga: &Saga, reason: Option<&str>) -> Result<(), HandlerError> {
+async fn save(work: &mut Work<'_>, saga: &Saga, reason: Option<&str>) -> Result<(), HandlerError> {
     let saved = sqlx::query(
         "UPDATE saga_orders SET state = ?, reason = COALESCE(?, reason), version = version + 1 \
          WHERE order_id = ? AND version = ?",
@@ -95,9 +95,12 @@ async fn save(work: &mut Work, saga: &Saga, reason: Option<&str>) -> Result<(), 
 }
 
 async fn start(db: &Db, m: OrderPlaced, ctx: &ConsumeContext) -> Result<(), HandlerError> {
-    let Some(mut work) = Work::for_message(db, ctx).await? else {
-        return Ok(());
-    };
+    db.work(ctx, move |work| Box::pin(start_in(work, m)))
+        .await?;
+    Ok(())
+}
+
+async fn start_in(work: &mut Work<'_>, m: OrderPlaced) -> Result<(), HandlerError> {
     let data = SagaData {
         customer_id: m.customer_id,
         lines: m.lines.clone(),
@@ -123,7 +126,7 @@ async fn start(db: &Db, m: OrderPlaced, ctx: &ConsumeContext) -> Result<(), Hand
             lines: m.lines,
         })?;
     }
-    work.commit().await
+    Ok(())
 }
 
 async fn step(
@@ -133,10 +136,20 @@ async fn step(
     input: Input,
     payment_timeout: Duration,
 ) -> Result<(), HandlerError> {
-    let Some(mut work) = Work::for_message(db, ctx).await? else {
-        return Ok(());
-    };
-    let Some(mut saga) = load(&mut work, order_id).await? else {
+    db.work(ctx, move |work| {
+        Box::pin(step_in(work, order_id, input, payment_timeout))
+    })
+    .await?;
+    Ok(())
+}
+
+async fn step_in(
+    work: &mut Work<'_>,
+    order_id: Uuid,
+    input: Input,
+    payment_timeout: Duration,
+) -> Result<(), HandlerError> {
+    let Some(mut saga) = load(work, order_id).await? else {
         return Err(HandlerError::transient(format!(
             "no saga for order {order_id} yet"
         )));
@@ -222,9 +235,9 @@ async fn step(
             tracing::info!(reason = %r, "order cancelled");
         }
         saga.state = next.to_string();
-        save(&mut work, &saga, reason.as_deref()).await?;
+        save(work, &saga, reason.as_deref()).await?;
     }
-    work.commit().await
+    Ok(())
 }
 
 /// The saga endpoint; a payment not answered within `payment_timeout` cancels the order.

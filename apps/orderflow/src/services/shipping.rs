@@ -26,15 +26,17 @@ pub fn endpoint(db: Db) -> Endpoint {
 }
 
 async fn create(db: &Db, m: CreateShipment, ctx: &ConsumeContext) -> Result<(), HandlerError> {
-    let Some(mut work) = Work::for_message(db, ctx).await? else {
-        return Ok(());
-    };
+    db.work(ctx, move |work| Box::pin(create_in(work, m)))
+        .await?;
+    Ok(())
+}
+
+async fn create_in(work: &mut Work<'_>, m: CreateShipment) -> Result<(), HandlerError> {
     if UNSERVED.contains(&m.ship_to.as_str()) {
-        work.emit(&ShipmentFailed {
+        return work.emit(&ShipmentFailed {
             order_id: m.order_id,
             reason: format!("undeliverable: we do not ship to {}", m.ship_to),
-        })?;
-        return work.commit().await;
+        });
     }
     let tracking = format!("TRK-{}", &m.order_id.simple().to_string()[..16]);
     sqlx::query(
@@ -49,6 +51,5 @@ async fn create(db: &Db, m: CreateShipment, ctx: &ConsumeContext) -> Result<(), 
     work.emit(&ShipmentCreated {
         order_id: m.order_id,
         tracking,
-    })?;
-    work.commit().await
+    })
 }

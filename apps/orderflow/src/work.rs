@@ -1,0 +1,191 @@
+//! The unit of work every service handler (and the API) writes in: inbox row (for
+//! handlers), business writes and outgoing messages commit in one transaction.
+//!
+//! ```text
+//! let fresh = db
+//!     .work(&ctx, move |w| Box::pin(async move {
+//!         sqlx::query("INSERT ..").execute(w.conn()).await.map_err(db_err)?;
+//!         w.emit(&Something { .. })?;
+//!         Ok(())
+//!     }))
+//!     .await?; // None: a duplicate delivery, skipped by the inbox
+//! ```
+//!
+//! On the SQLite transport the closure runs inside the transport's group commit (see
+//! [`Db::write`]): database work only. Outgoing messages are enqueued in the same
+//! transaction ([`tidings_sqlite::Outbox`]) and delivered once it commits; on other
+//! transports they are written to the `outbox` table and shipped by the relay.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::sqlite::SqliteConnection;
+use tidings_core::transport::{Destination, Outgoing};
+use tidings_core::{ConsumeContext, HandlerError, Message, Producer, SendOptions};
+
+use crate::db::{db_err, Db};
+
+/// One transaction's business writes and outgoing messages.
+pub struct Work<'c> {
+    conn: &'c mut SqliteConnection,
+    producer: Producer,
+    opts: SendOptions,
+    outgoing: Vec<Outgoing>,
+}
+
+impl std::fmt::Debug for Work<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Work")
+            .field("outgoing", &self.outgoing.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Work<'_> {
+    /// The transaction, for business writes: `.execute(work.conn())`.
+    pub fn conn(&mut self) -> &mut SqliteConnection {
+        &mut *self.conn
+    }
+
+    /// Publishes (event) or sends (command) `msg` when the transaction commits.
+    pub fn emit<M: Message>(&mut self, msg: &M) -> Result<(), HandlerError> {
+        let out = self.producer.outgoing(msg, self.opts.clone())?;
+        self.outgoing.push(out);
+        Ok(())
+    }
+
+    /// Like [`Work::emit`], delivered after `delay`.
+    pub fn emit_delayed<M: Message>(
+        &mut self,
+        msg: &M,
+        delay: Duration,
+    ) -> Result<(), HandlerError> {
+        // Outside the partition's order: on an ordered queue a scheduled message with a
+        // key would hold back the key's later messages until it is due.
+        let mut opts = self.opts.clone().delay(delay);
+        opts.partition_key = None;
+        let out = self.producer.outgoing(msg, opts)?;
+        self.outgoing.push(out);
+        Ok(())
+    }
+}
+
+impl Db {
+    /// A handler's unit of work for the message of `ctx`: `None` when the inbox already
+    /// holds this message for this endpoint (a duplicate delivery, to be acked without
+    /// effect) — then `f` does not run.
+    pub async fn work<T, F>(&self, ctx: &ConsumeContext, f: F) -> Result<Option<T>, HandlerError>
+    where
+        T: Send + 'static,
+        F: for<'w, 'c> FnOnce(&'w mut Work<'c>) -> BoxFuture<'w, Result<T, HandlerError>>
+            + Send
+            + 'static,
+    {
+        let inbox = (ctx.message_id().to_string(), ctx.endpoint().to_string());
+        let v = self
+            .unit(ctx.producer().clone(), ctx.follow_up(), Some(inbox), f)
+            .await?;
+        if v.is_none() {
+            tracing::debug!(message_id = %ctx.message_id(), "duplicate skipped by the inbox");
+        }
+        Ok(v)
+    }
+
+    /// An application unit of work (no inbox), sending with `opts`.
+    pub async fn transact<T, F>(
+        &self,
+        producer: Producer,
+        opts: SendOptions,
+        f: F,
+    ) -> Result<T, HandlerError>
+    where
+        T: Send + 'static,
+        F: for<'w, 'c> FnOnce(&'w mut Work<'c>) -> BoxFuture<'w, Result<T, HandlerError>>
+            + Send
+            + 'static,
+    {
+        self.unit(producer, opts, None, f)
+            .await?
+            .ok_or_else(|| HandlerError::permanent("a unit of work without inbox was skipped"))
+    }
+
+    async fn unit<T, F>(
+        &self,
+        producer: Producer,
+        opts: SendOptions,
+        inbox: Option<(String, String)>,
+        f: F,
+    ) -> Result<Option<T>, HandlerError>
+    where
+        T: Send + 'static,
+        F: for<'w, 'c> FnOnce(&'w mut Work<'c>) -> BoxFuture<'w, Result<T, HandlerError>>
+            + Send
+            + 'static,
+    {
+        let outbox = self.sqlite_outbox().cloned();
+        let embedded = outbox.is_some();
+        let done = self
+            .write(move |conn: &mut SqliteConnection| {
+                Box::pin(async move {
+                    if let Some((message_id, consumer)) = inbox {
+                        let inserted = sqlx::query(
+                            "INSERT INTO inbox (message_id, consumer, handled_at) VALUES (?, ?, ?) \
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(message_id)
+                        .bind(consumer)
+                        .bind(chrono::Utc::now().timestamp_millis())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                        if inserted == 0 {
+                            return Ok::<_, HandlerError>(None);
+                        }
+                    }
+                    let mut work = Work {
+                        conn,
+                        producer,
+                        opts,
+                        outgoing: Vec::new(),
+                    };
+                    let v = f(&mut work).await?;
+                    let Work { conn, outgoing, .. } = work;
+                    let shipped = !outgoing.is_empty();
+                    match &outbox {
+                        Some(outbox) => outbox.enqueue(conn, outgoing).await?,
+                        None => to_outbox_table(conn, &outgoing).await?,
+                    }
+                    Ok::<_, HandlerError>(Some((v, shipped)))
+                })
+            })
+            .await?;
+        Ok(done.map(|(v, shipped)| {
+            if shipped && !embedded {
+                self.outbox_ready.notify_one();
+            }
+            v
+        }))
+    }
+}
+
+/// Writes outgoing messages to the `outbox` table (shipped by the relay after commit).
+async fn to_outbox_table(
+    conn: &mut SqliteConnection,
+    outgoing: &[Outgoing],
+) -> Result<(), HandlerError> {
+    for out in outgoing {
+        let queue = match &out.destination {
+            Destination::Queue(q) => Some(q.as_str()),
+            Destination::Topic => None,
+        };
+        let env = out.envelope.to_json()?;
+        sqlx::query("INSERT INTO outbox (destination, envelope) VALUES (?, ?)")
+            .bind(queue)
+            .bind(env)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
