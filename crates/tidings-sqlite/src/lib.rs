@@ -23,6 +23,7 @@ pub mod error;
 pub mod inbox;
 mod job;
 pub mod outbox;
+mod park;
 mod receiver;
 pub mod saga;
 mod schema;

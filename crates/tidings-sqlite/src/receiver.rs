@@ -1,11 +1,13 @@
-//! [`SqliteReceiver`]: claims batches of up to `prefetch` rows through the writer, hands
-//! them out one by one, and sleeps until woken (in-process commit), until the next row
-//! becomes visible, or for the poll interval (writes of other processes).
+//! [`SqliteReceiver`]: claims batches of up to `prefetch` rows through the writer and hands
+//! them out one by one. A claim that finds nothing is parked with the writer (see
+//! [`crate::park`]): it is answered in the very transaction that enqueues the next
+//! message, or empty after the poll interval (writes of other processes) or when the next
+//! row becomes visible.
 //! [`SqliteSettle`] settles one delivery by its row id and lease token: a settlement
 //! whose lease has run out (and been taken by another consumer) changes nothing.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +45,14 @@ pub(crate) struct SqliteReceiver {
     pub(crate) idle: Option<(u64, Instant)>,
     /// Signalled (with a stored permit) whenever one of our deliveries is settled.
     pub(crate) slot_freed: Arc<Notify>,
+    /// This receiver's id for parked claims (see [`crate::park`]).
+    pub(crate) park_id: u64,
+}
+
+/// Ids of receivers' parked claims.
+pub(crate) fn next_park_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn ms(d: Duration) -> i64 {
@@ -131,14 +141,22 @@ impl Receiver for SqliteReceiver {
                             ordered: self.ordered,
                         };
                         let (tx, rx) = oneshot::channel();
-                        self.writer.fire(Op::Claim { spec, reply: tx });
+                        self.writer.fire(Op::Claim {
+                            spec,
+                            reply: tx,
+                            park: Some((self.park_id, self.poll)),
+                        });
                         pending.insert(rx)
                     }
                 };
                 let res = rx.await;
                 self.pending = None;
                 let res = res.map_err(|_| SqliteError::Closed)??;
-                if res.rows.is_empty() {
+                if res.rows.is_empty() && res.waited {
+                    // It was parked for the poll interval (or until the next row's time):
+                    // look again at once (it parks again).
+                    self.idle = None;
+                } else if res.rows.is_empty() {
                     let mut wait = self.poll;
                     if let Some(at) = res.next_visible {
                         wait = wait.min(Duration::from_millis((at - now_ms()).max(1) as u64));
@@ -168,6 +186,7 @@ impl Receiver for SqliteReceiver {
     async fn close(&mut self) -> Result<()> {
         self.closed = true;
         if let Some(rx) = self.pending.take() {
+            self.writer.fire(Op::Unpark { id: self.park_id });
             if let Ok(Ok(res)) = rx.await {
                 self.outstanding.fetch_add(res.rows.len(), Ordering::AcqRel);
                 self.buffer
@@ -183,7 +202,8 @@ impl Drop for SqliteReceiver {
     fn drop(&mut self) {
         self.release_buffered();
         if let (Some(rx), Ok(rt)) = (self.pending.take(), tokio::runtime::Handle::try_current()) {
-            // A claim still on its way: give its rows back when it lands.
+            // A claim still on its way (or parked): give its rows back when it lands.
+            self.writer.fire(Op::Unpark { id: self.park_id });
             let writer = self.writer.clone();
             rt.spawn(async move {
                 if let Ok(Ok(res)) = rx.await {

@@ -173,6 +173,11 @@ pub(crate) struct ClaimSpec {
     pub(crate) ordered: bool,
 }
 
+/// A fresh lease token.
+pub(crate) fn new_token() -> i64 {
+    (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64
+}
+
 /// Claims up to `spec.max` visible rows under lease `token`, oldest first.
 pub(crate) async fn claim(
     conn: &mut SqliteConnection,

@@ -270,6 +270,7 @@ impl Transport for SqliteTransport {
             pending: None,
             idle: None,
             slot_freed: Default::default(),
+            park_id: crate::receiver::next_park_id(),
         }))
     }
 

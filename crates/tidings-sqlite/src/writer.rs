@@ -16,6 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
@@ -24,6 +25,7 @@ use tidings_core::transport::Destination;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::job::{self, run_in_savepoint, Job};
+use crate::park::{Found, ParkedClaims};
 use crate::wake::Wake;
 
 use crate::error::{Result, SqliteError};
@@ -42,6 +44,8 @@ pub(crate) struct ClaimResult {
     pub(crate) token: i64,
     /// When something in the queue becomes visible next (only when `rows` is empty).
     pub(crate) next_visible: Option<i64>,
+    /// It was parked (and waited for messages) before being answered.
+    pub(crate) waited: bool,
 }
 
 /// One write.
@@ -53,6 +57,13 @@ pub(crate) enum Op {
     Claim {
         spec: ClaimSpec,
         reply: Reply<ClaimResult>,
+        /// If it finds nothing: park it under this id for at most this long (see
+        /// [`crate::park`]) instead of answering empty.
+        park: Option<(u64, Duration)>,
+    },
+    /// Answers parked claim `id` at once (its receiver is closing).
+    Unpark {
+        id: u64,
     },
     Ack {
         id: i64,
@@ -194,29 +205,67 @@ async fn run(
 ) {
     let mut cache = TopologyCache::default();
     let mut pending: Option<Op> = None;
+    let mut parked = ParkedClaims::default();
+    // Wake-ups not caused by our own batches (commits on the pool, exclusive operations)
+    // make parked claims look again.
+    let mut seen_epoch = wake.epoch();
     loop {
         let first = match pending.take() {
-            Some(op) => op,
-            None => match rx.recv().await {
-                Some(op) => op,
-                None => break,
-            },
+            Some(op) => Some(op),
+            None => {
+                let notified = wake.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let deadline = parked.deadline();
+                if deadline.is_some() && wake.epoch() != seen_epoch {
+                    None
+                } else {
+                    let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+                    tokio::select! {
+                        biased;
+                        op = rx.recv() => match op {
+                            Some(op) => Some(op),
+                            None => break,
+                        },
+                        _ = &mut notified, if deadline.is_some() => None,
+                        _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => None,
+                    }
+                }
+            }
         };
         match first {
-            Op::Close => break,
-            Op::Exclusive(f) => {
+            None => {
+                // Look again for parked receivers (woken, or a deadline passed).
+                seen_epoch = wake.epoch();
+                run_batch(&mut conn, &mut cache, Vec::new(), &wake, &mut parked, true).await;
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Op::Close) => break,
+            Some(Op::Unpark { id }) => parked.unpark(id),
+            Some(Op::Exclusive(f)) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters.operations.fetch_add(1, Ordering::Relaxed);
                 f(&mut conn).await;
                 wake.wake();
             }
-            op => {
+            Some(op) => {
                 let mut batch = vec![op];
                 while batch.len() < max_batch {
                     match rx.try_recv() {
                         Ok(op @ (Op::Exclusive(_) | Op::Close)) => {
                             pending = Some(op);
                             break;
+                        }
+                        Ok(Op::Unpark { id }) => {
+                            parked.unpark(id);
+                            // Its claim may still be in this batch: answer it, don't park it.
+                            for op in &mut batch {
+                                if let Op::Claim { park, .. } = op {
+                                    if park.is_some_and(|(p, _)| p == id) {
+                                        *park = None;
+                                    }
+                                }
+                            }
                         }
                         Ok(op) => batch.push(op),
                         Err(_) => break,
@@ -226,10 +275,12 @@ async fn run(
                 counters
                     .operations
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                run_batch(&mut conn, &mut cache, batch, &wake).await;
+                run_batch(&mut conn, &mut cache, batch, &wake, &mut parked, false).await;
+                seen_epoch = wake.epoch();
             }
         }
     }
+    parked.release_all();
     rx.close();
     let _ = conn.close().await;
 }
@@ -240,20 +291,28 @@ enum Outcome {
     Claim(Result<ClaimResult>),
 }
 
+/// Runs `batch` in one transaction — and, when it changes something (or `recheck`), the
+/// parked claims too — then answers.
 async fn run_batch(
     conn: &mut SqliteConnection,
     cache: &mut TopologyCache,
     batch: Vec<Op>,
     wake: &Wake,
+    parked: &mut ParkedClaims,
+    recheck: bool,
 ) {
-    metrics::histogram!("tidings_sqlite_commit_batch_size").record(batch.len() as f64);
+    if !batch.is_empty() {
+        metrics::histogram!("tidings_sqlite_commit_batch_size").record(batch.len() as f64);
+    }
     let changes = batch
         .iter()
         .any(|op| !matches!(op, Op::Claim { .. } | Op::Extend { .. }));
-    match exec(conn, cache, &batch).await {
-        Ok(outcomes) => {
+    let with_parked = (changes || recheck) && !parked.is_empty();
+    match exec(conn, cache, &batch, with_parked.then_some(&*parked)).await {
+        Ok((outcomes, found)) => {
+            parked.answer(found);
             for (op, o) in batch.into_iter().zip(outcomes) {
-                answer(op, o);
+                answer_or_park(op, o, parked);
             }
         }
         Err(e) if batch.len() == 1 => {
@@ -273,8 +332,8 @@ async fn run_batch(
                         continue;
                     }
                     op => {
-                        let o = match exec(conn, cache, std::slice::from_ref(&op)).await {
-                            Ok(mut os) => os.pop().unwrap_or(Outcome::Unit(Ok(()))),
+                        let o = match exec(conn, cache, std::slice::from_ref(&op), None).await {
+                            Ok((mut os, _)) => os.pop().unwrap_or(Outcome::Unit(Ok(()))),
                             Err(e) => Outcome::Unit(Err(e)),
                         };
                         answer(op, o);
@@ -285,6 +344,21 @@ async fn run_batch(
     }
     if changes {
         wake.wake();
+    }
+}
+
+/// Answers `op` — or parks it: a parking claim that found nothing.
+fn answer_or_park(op: Op, o: Outcome, parked: &mut ParkedClaims) {
+    match (op, o) {
+        (
+            Op::Claim {
+                spec,
+                reply,
+                park: Some((id, wait)),
+            },
+            Outcome::Claim(Ok(res)),
+        ) if res.rows.is_empty() => parked.park(id, spec, reply, wait, res.next_visible),
+        (op, o) => answer(op, o),
     }
 }
 
@@ -310,7 +384,7 @@ fn answer(op: Op, o: Outcome) {
             let _ = reply.send(r);
         }
         Op::Job(job) => job.finish(unit(o).err().map(Arc::new)),
-        Op::Exclusive(_) | Op::Close => {}
+        Op::Unpark { .. } | Op::Exclusive(_) | Op::Close => {}
     }
 }
 
@@ -320,7 +394,8 @@ async fn exec(
     conn: &mut SqliteConnection,
     cache: &mut TopologyCache,
     ops: &[Op],
-) -> Result<Vec<Outcome>> {
+    parked: Option<&ParkedClaims>,
+) -> Result<(Vec<Outcome>, Found)> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
     if ops.iter().any(|o| matches!(o, Op::Send { .. })) {
@@ -384,7 +459,7 @@ async fn exec(
     }
     for (i, op) in ops.iter().enumerate() {
         if let Op::Claim { spec, .. } = op {
-            let token = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
+            let token = store::new_token();
             let rows = store::claim(&mut tx, spec, token).await?;
             let next_visible = if rows.is_empty() {
                 store::next_visible(&mut tx, &spec.queue).await?
@@ -395,14 +470,21 @@ async fn exec(
                 rows,
                 token,
                 next_visible,
+                waited: false,
             })));
         }
     }
+    // Parked receivers last: they see everything this batch enqueued or freed.
+    let found = match parked {
+        Some(p) => p.claim_in(&mut tx).await?,
+        None => Vec::new(),
+    };
     tx.commit().await?;
-    Ok(outcomes
+    let outcomes = outcomes
         .into_iter()
         .map(|o| o.unwrap_or(Outcome::Unit(Ok(()))))
-        .collect())
+        .collect();
+    Ok((outcomes, found))
 }
 
 /// The queues and subscriptions, cached while `tidings_schema.topology_gen` stays the same
