@@ -16,6 +16,8 @@ use sqlx::sqlite::SqliteConnection;
 use tokio::sync::oneshot;
 
 use crate::error::SqliteError;
+use crate::store::NewRow;
+use crate::topology::{Deferred, Topo, DEFERRED};
 
 /// Answers a job's caller: `None` when the batch committed, else why it failed.
 pub(crate) type Finish = Box<dyn FnOnce(Option<Arc<SqliteError>>) + Send>;
@@ -133,29 +135,47 @@ where
     )
 }
 
-/// Runs `job` inside the open transaction on `conn`, fenced by a savepoint: released
-/// when the closure succeeds, rolled back (and released) when it fails or panics.
+/// Runs `jobs` in order inside the open transaction on `conn`, each fenced by a savepoint:
+/// released when its closure succeeds, rolled back (and released) when it fails or panics.
+/// One round trip between two jobs (`RELEASE …; SAVEPOINT …`). Returns the message rows the
+/// successful jobs enqueued (their outboxes defer to the writer, see [`crate::topology`]).
 /// An `Err` means the transaction itself is broken (the batch must fail).
-pub(crate) async fn run_in_savepoint(
+pub(crate) async fn run_jobs(
     conn: &mut SqliteConnection,
-    job: &Job,
-) -> Result<(), SqliteError> {
-    let Some(run) = job.take_run() else {
-        return Ok(());
-    };
-    sqlx::query("SAVEPOINT tidings_job")
-        .execute(&mut *conn)
-        .await?;
-    let ran = run(conn).await;
-    let ok = ran.ok;
-    job.set_finish(ran.finish);
-    if !ok {
-        sqlx::query("ROLLBACK TO tidings_job")
-            .execute(&mut *conn)
-            .await?;
+    jobs: &[&Job],
+    topo: Arc<Topo>,
+) -> Result<Vec<NewRow>, SqliteError> {
+    let mut rows = Vec::new();
+    if jobs.is_empty() {
+        return Ok(rows);
     }
-    sqlx::query("RELEASE tidings_job")
+    sqlx::raw_sql("SAVEPOINT tidings_job")
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    for (k, job) in jobs.iter().enumerate() {
+        let mut ok = true;
+        if let Some(run) = job.take_run() {
+            let deferred = Deferred {
+                topo: topo.clone(),
+                rows: Arc::new(Mutex::new(Vec::new())),
+            };
+            let ran = DEFERRED.scope(deferred.clone(), run(&mut *conn)).await;
+            ok = ran.ok;
+            job.set_finish(ran.finish);
+            if ok {
+                if let Ok(mut mine) = deferred.rows.lock() {
+                    rows.append(&mut mine);
+                }
+            }
+        }
+        let last = k + 1 == jobs.len();
+        let sql = match (ok, last) {
+            (true, false) => "RELEASE tidings_job; SAVEPOINT tidings_job",
+            (false, false) => "ROLLBACK TO tidings_job; RELEASE tidings_job; SAVEPOINT tidings_job",
+            (true, true) => "RELEASE tidings_job",
+            (false, true) => "ROLLBACK TO tidings_job; RELEASE tidings_job",
+        };
+        sqlx::raw_sql(sql).execute(&mut *conn).await?;
+    }
+    Ok(rows)
 }

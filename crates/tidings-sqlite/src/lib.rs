@@ -28,6 +28,7 @@ mod receiver;
 pub mod saga;
 mod schema;
 mod store;
+mod topology;
 pub mod transport;
 mod wake;
 mod writer;

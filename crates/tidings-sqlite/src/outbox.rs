@@ -109,6 +109,11 @@ impl Outbox {
             .iter()
             .map(Prepared::new)
             .collect::<crate::Result<Vec<_>>>()?;
+        // Inside a write job the writer inserts the rows with the batch's (one statement
+        // for all its jobs); elsewhere, resolve and insert here.
+        if let Some(r) = crate::topology::defer(&prepared) {
+            return Ok(r?);
+        }
         let rows = resolve(conn, &prepared).await?;
         insert_rows(conn, &rows).await?;
         Ok(())

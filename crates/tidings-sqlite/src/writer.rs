@@ -13,7 +13,6 @@
 //! does not fail its neighbours (a job whose closure already ran cannot run again: it is
 //! answered with the batch's error).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,15 +20,15 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
-use tidings_core::transport::Destination;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::job::{self, run_in_savepoint, Job};
+use crate::job::{self, run_jobs, Job};
 use crate::park::{Found, ParkedClaims};
+use crate::topology::TopologyCache;
 use crate::wake::Wake;
 
 use crate::error::{Result, SqliteError};
-use crate::store::{self, ClaimSpec, Claimed, DeadRow, NewRow, Prepared};
+use crate::store::{self, ClaimSpec, Claimed, DeadRow, Prepared};
 
 /// Where a caller's answer goes.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
@@ -398,12 +397,22 @@ async fn exec(
 ) -> Result<(Vec<Outcome>, Found)> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
-    if ops.iter().any(|o| matches!(o, Op::Send { .. })) {
-        cache.refresh(&mut tx).await?;
+    let topo = if ops
+        .iter()
+        .any(|o| matches!(o, Op::Send { .. } | Op::Job(_)))
+    {
+        Some(cache.refresh(&mut tx).await?)
+    } else {
+        None
+    };
+    if let Some(topo) = topo
+        .as_ref()
+        .filter(|_| ops.iter().any(|o| matches!(o, Op::Send { .. })))
+    {
         let mut rows = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             if let Op::Send { msgs, .. } = op {
-                outcomes[i] = Some(Outcome::Unit(cache.resolve(msgs).map(|mut r| {
+                outcomes[i] = Some(Outcome::Unit(topo.resolve(msgs).map(|mut r| {
                     rows.append(&mut r);
                 })));
             }
@@ -451,10 +460,20 @@ async fn exec(
     }
     // Callers' jobs, in order, each in its own savepoint; before the claims, so that
     // messages they enqueue can be claimed in this very batch.
-    for (i, op) in ops.iter().enumerate() {
-        if let Op::Job(job) = op {
-            run_in_savepoint(&mut tx, job).await?;
-            outcomes[i] = Some(Outcome::Unit(Ok(())));
+    if let Some(topo) = topo {
+        let jobs: Vec<&Job> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Job(job) => Some(job),
+                _ => None,
+            })
+            .collect();
+        let rows = run_jobs(&mut tx, &jobs, topo).await?;
+        store::insert_rows(&mut tx, &rows).await?;
+        for (i, op) in ops.iter().enumerate() {
+            if let Op::Job(_) = op {
+                outcomes[i] = Some(Outcome::Unit(Ok(())));
+            }
         }
     }
     for (i, op) in ops.iter().enumerate() {
@@ -485,67 +504,4 @@ async fn exec(
         .map(|o| o.unwrap_or(Outcome::Unit(Ok(()))))
         .collect();
     Ok((outcomes, found))
-}
-
-/// The queues and subscriptions, cached while `tidings_schema.topology_gen` stays the same
-/// (every declare, in any process, bumps it).
-#[derive(Default)]
-struct TopologyCache {
-    gen: Option<i64>,
-    queues: HashSet<String>,
-    subs: HashMap<String, Vec<String>>,
-}
-
-impl TopologyCache {
-    fn invalidate(&mut self) {
-        self.gen = None;
-    }
-
-    async fn refresh(&mut self, conn: &mut SqliteConnection) -> Result<()> {
-        let gen: i64 = sqlx::query_scalar("SELECT topology_gen FROM tidings_schema WHERE id = 1")
-            .fetch_one(&mut *conn)
-            .await?;
-        if self.gen == Some(gen) {
-            return Ok(());
-        }
-        self.queues = sqlx::query_scalar("SELECT name FROM tidings_queues")
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
-        self.subs.clear();
-        let subs: Vec<(String, String)> = sqlx::query_as(
-            "SELECT message_type, queue FROM tidings_subscriptions ORDER BY message_type, queue",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        for (t, q) in subs {
-            self.subs.entry(t).or_default().push(q);
-        }
-        self.gen = Some(gen);
-        Ok(())
-    }
-
-    /// Rows for `msgs`, or an unknown-queue error (then nothing of `msgs` is sent).
-    fn resolve(&self, msgs: &[Prepared]) -> Result<Vec<NewRow>> {
-        for p in msgs {
-            if let Destination::Queue(q) = &p.destination {
-                if !self.queues.contains(q) {
-                    return Err(SqliteError::UnknownQueue(q.clone()));
-                }
-            }
-        }
-        let mut rows = Vec::with_capacity(msgs.len());
-        for p in msgs {
-            match &p.destination {
-                Destination::Queue(q) => store::fan_out(p, std::slice::from_ref(q), &mut rows),
-                Destination::Topic => {
-                    if let Some(t) = self.subs.get(&p.message_type) {
-                        store::fan_out(p, t, &mut rows);
-                    }
-                }
-            }
-        }
-        Ok(rows)
-    }
 }

@@ -161,3 +161,60 @@ async fn a_job_after_close_fails_with_closed() {
         .await;
     assert!(matches!(r, Err(SqliteError::Closed)), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_failed_job_sends_nothing_and_unknown_queues_fail_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open(&dir, Duration::from_millis(50)).await;
+    let routes = HashMap::from([(Ping::NAME.to_string(), "pings".to_string())]);
+    let outbox = Outbox::new(&t, Producer::new(Arc::new(t.clone()), routes, None));
+    let o = outbox.clone();
+    let r = t
+        .write(move |conn: &mut SqliteConnection| {
+            Box::pin(async move {
+                o.send(conn, &Ping { n: 1 }).await?;
+                anyhow::bail!("changed my mind");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+        })
+        .await;
+    assert!(r.is_err());
+    // a later job in another batch commits its own message only
+    let o = outbox.clone();
+    t.write(move |conn: &mut SqliteConnection| {
+        Box::pin(async move {
+            o.send(conn, &Ping { n: 2 }).await?;
+            Ok::<_, anyhow::Error>(())
+        })
+    })
+    .await
+    .unwrap();
+    let stats = t.stats().await.unwrap();
+    let pings = stats.iter().find(|s| s.queue == "pings").unwrap();
+    assert_eq!(
+        pings.ready, 1,
+        "only the committed job's message: {stats:?}"
+    );
+
+    let nowhere = Outbox::new(
+        &t,
+        Producer::new(
+            Arc::new(t.clone()),
+            HashMap::from([(Ping::NAME.to_string(), "nowhere".to_string())]),
+            None,
+        ),
+    );
+    let r = t
+        .write(move |conn: &mut SqliteConnection| {
+            Box::pin(async move {
+                nowhere.send(conn, &Ping { n: 3 }).await?;
+                Ok::<_, tidings_core::Error>(())
+            })
+        })
+        .await;
+    assert!(
+        matches!(r, Err(tidings_core::Error::UnknownQueue(ref q)) if q == "nowhere"),
+        "{r:?}"
+    );
+}
