@@ -89,7 +89,7 @@ impl Config {
                 Duration::from_secs(2),
                 Duration::from_secs(5),
             ],
-            concurrency: 16,
+            concurrency: 64,
             service: Service::All,
             fsync: false,
         }
