@@ -71,10 +71,17 @@ async fn topology() -> anyhow::Result<()> {
 pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
+    // The admin API and dashboard of Tidings, mounted under /admin/ (loopback only here).
+    let mut admin = tidings_admin::AdminState::new(system.bus.transport().clone());
+    match tidings_admin::install_recorder() {
+        Ok(handle) => admin = admin.metrics(handle),
+        Err(e) => tracing::warn!(error = %e, "no Prometheus recorder: /admin/metrics is off"),
+    }
     let router = app(AppState {
         db: system.db.clone(),
         producer: system.bus.producer().clone(),
-    });
+    })
+    .nest("/admin", tidings_admin::router(admin));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "HTTP server stopped");
@@ -89,6 +96,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.no_api {
         let addr = http(&system, args.common.port).await?;
         println!("OrderFlow API on http://{addr} (OpenAPI: http://{addr}/openapi.json)");
+        println!(
+            "Tidings dashboard on http://{addr}/admin/ (metrics: http://{addr}/admin/metrics)"
+        );
     }
     println!("services: {:?}; Ctrl-C to stop", args.service);
     tokio::signal::ctrl_c().await?;
@@ -235,7 +245,7 @@ async fn job(args: RunArgs) -> anyhow::Result<()> {
     let summary = crate::summary::Summary::gather(&system, scope, &load, settled, &checks).await?;
     print!("{}", summary.render(&data));
     if args.serve {
-        println!("serving on http://{addr} — Ctrl-C to stop");
+        println!("serving on http://{addr} (dashboard: http://{addr}/admin/) — Ctrl-C to stop");
         tokio::signal::ctrl_c().await?;
     }
     system.shutdown().await;

@@ -133,15 +133,19 @@ impl Summary {
         } else {
             let _ = writeln!(o, "inspect and replay the error queues:");
         }
+        let _ = writeln!(
+            o,
+            "  (tidings = `cargo run --release -p tidings-cli --`, or `cargo install --path crates/tidings-cli`)"
+        );
         let _ = writeln!(o, "  tidings dlq list   --url {url}");
         let _ = writeln!(o, "  tidings dlq show   --url {url} <message-id>");
         let _ = writeln!(
             o,
-            "  tidings dlq replay --url {url} --queue inventory --reason handler-failed"
+            "  tidings dlq replay --url {url} --endpoint inventory --reason handler-failed"
         );
         let _ = writeln!(
             o,
-            "  tidings dlq purge  --url {url} --queue inventory --reason undeserializable"
+            "  tidings dlq purge  --url {url} --endpoint inventory --reason undeserializable"
         );
         o
     }
