@@ -145,9 +145,6 @@ pub struct BenchOpts {
         hide_env_values = true
     )]
     pub nats_url: String,
-    /// Draw progress on stderr.
-    #[arg(long)]
-    pub progress: bool,
 }
 
 impl Default for BenchOpts {
@@ -173,7 +170,6 @@ impl Default for BenchOpts {
             postgres_url: "postgres://postgres@127.0.0.1:5432/test".into(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             nats_url: "nats://127.0.0.1:4222".into(),
-            progress: false,
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn durability(kind: TransportKind) -> &'static str {
     match kind {
         TransportKind::Memory => "none (in memory)",
         TransportKind::Sqlite => "fsync before ack (WAL, synchronous=FULL)",
-        TransportKind::Postgres => "server commit (see synchronous_commit/fsync below)",
+        TransportKind::Postgres => "server commit (synchronous_commit, fsync: see above)",
         TransportKind::Rabbitmq => "fsync before confirm (quorum queue, persistent)",
         TransportKind::Nats => "no fsync before ack (file storage, server sync_interval)",
     }
