@@ -25,6 +25,7 @@ mod retry;
 pub mod saga;
 mod schema;
 mod send;
+mod send_writer;
 mod settle;
 pub mod transport;
 mod wake;

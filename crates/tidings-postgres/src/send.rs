@@ -1,19 +1,27 @@
 //! Enqueueing: one `INSERT .. SELECT unnest(..)` for a whole batch, fanning published
-//! events out through `subscriptions` and notifying the queues that got a message. Shared
-//! by [`PostgresTransport::send`](tidings_core::transport::Transport::send) and the outbox
-//! (which runs it on the caller's transaction).
+//! events out through `subscriptions` and notifying the queues that got a message. The
+//! outbox runs it on the caller's transaction; [`PostgresTransport::send`] checks and
+//! encodes here, then hands the columns to the group-commit writer (`send_writer.rs`).
+//!
+//! [`PostgresTransport::send`]: tidings_core::transport::Transport::send
+
+use std::ops::Range;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres};
 use tidings_core::transport::{check_sizes, Destination, Outgoing};
 use tidings_core::{Error, Result};
 use uuid::Uuid;
 
 use crate::error::PgError;
+use crate::schema::Sql;
 use crate::transport::Shared;
 
-/// The batch as column arrays.
-struct Columns {
+/// A batch as column arrays (the binds of the `send` statement).
+#[derive(Debug, Default)]
+pub(crate) struct Columns {
     dest: Vec<Option<String>>,
     id: Vec<Uuid>,
     message_type: Vec<String>,
@@ -23,7 +31,43 @@ struct Columns {
     envelope: Vec<Vec<u8>>,
 }
 
-fn columns(messages: &[Outgoing]) -> Result<Columns> {
+impl Columns {
+    /// Rows in the batch.
+    pub(crate) fn len(&self) -> usize {
+        self.id.len()
+    }
+
+    /// Moves `other`'s rows to the end of `self`.
+    pub(crate) fn append(&mut self, mut other: Columns) {
+        self.dest.append(&mut other.dest);
+        self.id.append(&mut other.id);
+        self.message_type.append(&mut other.message_type);
+        self.partition_key.append(&mut other.partition_key);
+        self.visible_at.append(&mut other.visible_at);
+        self.sent_at.append(&mut other.sent_at);
+        self.envelope.append(&mut other.envelope);
+    }
+
+    /// The `send` statement for rows `rows` (on a pool: its own transaction).
+    pub(crate) fn insert<'q>(
+        &'q self,
+        sql: &'q Sql,
+        rows: Range<usize>,
+    ) -> Query<'q, Postgres, PgArguments> {
+        sqlx::query(sql.send.sql())
+            .bind(&self.dest[rows.clone()])
+            .bind(&self.id[rows.clone()])
+            .bind(&self.message_type[rows.clone()])
+            .bind(&self.partition_key[rows.clone()])
+            .bind(&self.visible_at[rows.clone()])
+            .bind(&self.sent_at[rows.clone()])
+            .bind(&self.envelope[rows])
+            .bind(&sql.channel)
+    }
+}
+
+/// Encodes `messages` as columns.
+pub(crate) fn columns(messages: &[Outgoing]) -> Result<Columns> {
     let n = messages.len();
     let mut c = Columns {
         dest: Vec::with_capacity(n),
@@ -61,6 +105,17 @@ pub(crate) async fn enqueue(
         return Ok(());
     }
     check_sizes(messages, shared.config.max_message_size)?;
+    shared.ensure_queues(&mut *conn, &queues(messages)).await?;
+    let c = columns(messages)?;
+    c.insert(&shared.sql, 0..c.len())
+        .execute(conn)
+        .await
+        .map_err(PgError::db("send"))?;
+    Ok(())
+}
+
+/// The distinct queues `messages` are sent to directly (sorted).
+pub(crate) fn queues(messages: &[Outgoing]) -> Vec<String> {
     let mut queues: Vec<String> = messages
         .iter()
         .filter_map(|m| match &m.destination {
@@ -70,21 +125,7 @@ pub(crate) async fn enqueue(
         .collect();
     queues.sort();
     queues.dedup();
-    shared.ensure_queues(&mut *conn, &queues).await?;
-    let c = columns(messages)?;
-    sqlx::query(shared.sql.send.sql())
-        .bind(&c.dest)
-        .bind(&c.id)
-        .bind(&c.message_type)
-        .bind(&c.partition_key)
-        .bind(&c.visible_at)
-        .bind(&c.sent_at)
-        .bind(&c.envelope)
-        .bind(&shared.sql.channel)
-        .execute(conn)
-        .await
-        .map_err(PgError::db("send"))?;
-    Ok(())
+    queues
 }
 
 /// Whether a failed send can be retried as a whole (the insert is idempotent per

@@ -1,5 +1,5 @@
-//! [`PostgresTransport`]: connecting (pool, schema, LISTEN task, settlement writer) and
-//! the [`Transport`] implementation.
+//! [`PostgresTransport`]: connecting (pool, schema, LISTEN task, send and settlement
+//! writers) and the [`Transport`] implementation.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool, Row};
 use tidings_core::transport::{
-    error_queue_name, DeadLetter, DeadLetterQuery, Destination, Outgoing, QueueStats,
+    check_sizes, error_queue_name, DeadLetter, DeadLetterQuery, Outgoing, QueueStats,
     ReceiveOptions, Receiver, Topology, Transport,
 };
 use tidings_core::{Error, Result};
@@ -21,6 +21,7 @@ use crate::config::PostgresConfig;
 use crate::error::PgError;
 use crate::receiver::PgReceiver;
 use crate::schema::Sql;
+use crate::send_writer::{run_send_writer, SendJob};
 use crate::settle::{run_writer, Op, OpKind};
 use crate::wake::{listen, Wake};
 
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) config: PostgresConfig,
     pub(crate) wake: Arc<Wake>,
     pub(crate) writer: mpsc::UnboundedSender<Op>,
+    /// The group-commit writer of [`Transport::send`].
+    sends: mpsc::UnboundedSender<SendJob>,
     closed: AtomicBool,
     /// Queues known to exist, with their `ordered` flag.
     known: RwLock<HashMap<String, bool>>,
@@ -101,6 +104,33 @@ impl Shared {
         }
     }
 
+    /// Like [`Shared::ensure_queues`] on a pooled connection, retrying transient errors;
+    /// no connection at all when every queue is already known.
+    async fn ensure_known(&self, names: &[String]) -> Result<()> {
+        if names.iter().all(|n| self.known().contains_key(n)) {
+            return Ok(());
+        }
+        let mut delay = Duration::from_millis(20);
+        let mut attempt = 1;
+        loop {
+            self.check_open()?;
+            let res = async {
+                let mut conn = self.pool.acquire().await.map_err(PgError::db("acquire"))?;
+                self.ensure_queues(&mut conn, names).await
+            }
+            .await;
+            match res {
+                Err(e) if attempt < 5 && crate::send::retryable(&e) => {
+                    tracing::debug!(attempt, error = %e, "tidings-postgres: retrying queue lookup");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 3).min(Duration::from_secs(1));
+                    attempt += 1;
+                }
+                res => return res,
+            }
+        }
+    }
+
     /// Whether `queue` was declared ordered (fails if it is unknown).
     pub(crate) async fn queue_ordered(&self, queue: &str) -> Result<bool> {
         let mut conn = self.pool.acquire().await.map_err(PgError::db("acquire"))?;
@@ -125,7 +155,7 @@ impl std::fmt::Debug for PostgresTransport {
 
 impl PostgresTransport {
     /// Connects, creates the schema and tables if missing, and starts the LISTEN task
-    /// and the settlement writer.
+    /// and the send and settlement writers.
     pub async fn connect(config: PostgresConfig) -> std::result::Result<Self, PgError> {
         config.validate()?;
         let pool = PgPoolOptions::new()
@@ -138,7 +168,9 @@ impl PostgresTransport {
         migrate(&pool, &sql, &config.schema).await?;
         let wake = Arc::new(Wake::default());
         let (writer, rx) = mpsc::unbounded_channel();
+        let (sends, send_rx) = mpsc::unbounded_channel();
         let tasks = vec![
+            tokio::spawn(run_send_writer(pool.clone(), sql.clone(), send_rx)),
             tokio::spawn(run_writer(pool.clone(), sql.clone(), wake.clone(), rx)),
             tokio::spawn(listen(pool.clone(), sql.channel.clone(), wake.clone())),
         ];
@@ -149,6 +181,7 @@ impl PostgresTransport {
                 config,
                 wake,
                 writer,
+                sends,
                 closed: AtomicBool::new(false),
                 known: RwLock::new(HashMap::new()),
                 tasks: Mutex::new(tasks),
@@ -231,30 +264,22 @@ impl Transport for PostgresTransport {
 
     async fn send(&self, messages: Vec<Outgoing>) -> Result<()> {
         let s = &self.shared;
-        let mut delay = Duration::from_millis(20);
-        let mut attempt = 1;
-        loop {
-            s.check_open()?;
-            let res = async {
-                let mut conn = s.pool.acquire().await.map_err(PgError::db("acquire"))?;
-                crate::send::enqueue(s, &mut conn, &messages).await
-            }
-            .await;
-            match res {
-                Ok(()) => break,
-                Err(e) if attempt < 5 && crate::send::retryable(&e) => {
-                    tracing::debug!(attempt, error = %e, "tidings-postgres: retrying send");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 3).min(Duration::from_secs(1));
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
+        s.check_open()?;
+        if messages.is_empty() {
+            return Ok(());
         }
-        for m in &messages {
-            if let Destination::Queue(q) = &m.destination {
-                s.wake.notify(q);
-            }
+        check_sizes(&messages, s.config.max_message_size)?;
+        let queues = crate::send::queues(&messages);
+        s.ensure_known(&queues).await?;
+        let columns = crate::send::columns(&messages)?;
+        drop(messages);
+        let (done, answer) = oneshot::channel();
+        s.sends
+            .send(SendJob { columns, done })
+            .map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)??;
+        for q in &queues {
+            s.wake.notify(q);
         }
         Ok(())
     }
