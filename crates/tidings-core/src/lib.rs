@@ -17,6 +17,8 @@ pub use tidings_macros::Message;
 
 pub mod context;
 pub mod handler;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod producer;
 pub mod telemetry;
 

@@ -2,7 +2,7 @@
 //!
 //! A consumed message's `traceparent` becomes the current trace (a task-local) while its
 //! handler runs, so messages the handler sends carry the same trace id with a new parent
-//! span id. The `tidings` facade's `otel` feature bridges these spans to OpenTelemetry.
+//! span id. Feature `otel` bridges these spans to OpenTelemetry (see `crate::otel`).
 
 use rand::Rng;
 
@@ -114,8 +114,17 @@ pub fn current() -> Option<TraceContext> {
 }
 
 /// Sets `traceparent` on an outgoing envelope: a child of the current trace, or a new root.
+///
+/// With feature `otel`, a valid current OpenTelemetry span is the parent instead (its own
+/// span id goes on the wire, so the receiver's span is its child in the exported trace).
 pub(crate) fn inject_current(env: &mut Envelope) {
     if env.headers.contains_key(headers::TRACEPARENT) {
+        return;
+    }
+    #[cfg(feature = "otel")]
+    if let Some(ctx) = crate::otel::current() {
+        env.headers
+            .insert(headers::TRACEPARENT.into(), ctx.to_header());
         return;
     }
     let ctx = current().map_or_else(TraceContext::new_root, |c| c.child());

@@ -4,7 +4,8 @@
 //!
 //! This facade re-exports the core ([`Bus`], [`Endpoint`], [`Message`] ...) and the
 //! transports enabled by features (`sqlite` (default), `postgres`, `rabbitmq`, `nats`), and
-//! picks a transport by URL with [`connect`].
+//! picks a transport by URL with [`connect`]. Feature `otel` exports the consume spans to
+//! OpenTelemetry as one trace tree per message flow (`otel::init_otlp` installs OTLP).
 
 pub use tidings_core::*;
 

@@ -1,6 +1,7 @@
 //! Tracing step: a `tidings.consume` span per delivery that continues the message's W3C
 //! `traceparent` (recorded as span fields) and makes it current, so messages the handler
-//! sends carry the same trace id.
+//! sends carry the same trace id. With feature `otel` the span's OpenTelemetry parent is the
+//! `traceparent` (see `crate::otel`).
 
 mod layer;
 
@@ -54,9 +55,17 @@ where
             message_type = %env.message_type,
             message_id = %env.id,
             correlation_id = env.correlation_id.as_deref().unwrap_or(""),
-            trace_id = %format!("{:032x}", ctx.trace_id),
+            trace_id = tracing::field::Empty,
             parent_span_id = %parent.map(|p| format!("{:016x}", p.span_id)).unwrap_or_default(),
             delivery = req.ctx.delivery_count(),
+        );
+        // With an OpenTelemetry layer, the exported span continues `parent` and its own ids
+        // become the current trace context.
+        #[cfg(feature = "otel")]
+        let ctx = crate::otel::continue_trace(&span, parent).unwrap_or(ctx);
+        span.record(
+            "trace_id",
+            tracing::field::display(format!("{:032x}", ctx.trace_id)),
         );
         let fut = self.inner.call(req);
         Box::pin(telemetry::scope(ctx, fut).instrument(span))
