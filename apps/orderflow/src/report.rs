@@ -239,12 +239,17 @@ pub async fn outcomes(db: &Db, scope: Scope) -> anyhow::Result<(i64, BTreeMap<St
     Ok((completed, cancelled))
 }
 
-/// Dead letters by (queue, reason).
+/// Distinct dead-lettered messages by (queue, reason).
 pub async fn error_queue(
     transport: &dyn Transport,
 ) -> anyhow::Result<BTreeMap<(String, String), u64>> {
+    // Distinct messages: a duplicated delivery of a poison message dead-letters twice.
+    let mut ids = std::collections::BTreeSet::new();
     let mut by = BTreeMap::new();
     for dl in transport.dead_letters(&DeadLetterQuery::default()).await? {
+        if !ids.insert((dl.queue.clone(), dl.envelope.id)) {
+            continue;
+        }
         let reason = dl
             .envelope
             .header(headers::FAULT_REASON)
