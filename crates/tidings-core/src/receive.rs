@@ -52,8 +52,7 @@ pub(crate) async fn run(
                 let rt = rt.clone();
                 let stop = stop.clone();
                 tracker.spawn(async move {
-                    process(&rt, d, &stop).await;
-                    drop(permit);
+                    process(&rt, d, &stop, permit).await;
                 });
             }
             Ok(None) => break,
@@ -71,8 +70,15 @@ pub(crate) async fn run(
     }
 }
 
-/// Handles one delivery and settles it.
-pub(crate) async fn process(rt: &EndpointRuntime, d: Delivery, stop: &CancellationToken) {
+/// Handles one delivery and settles it. The handler slot (`permit`) is given back as soon
+/// as the handler is done, so a slow commit of the settlement (an fsync) does not idle a
+/// handler; unsettled deliveries stay bounded by the transport's prefetch.
+pub(crate) async fn process(
+    rt: &EndpointRuntime,
+    d: Delivery,
+    stop: &CancellationToken,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let env = &d.envelope;
     let size = env.encoded_len();
     if size > rt.settings.max_message_size {
@@ -111,6 +117,7 @@ pub(crate) async fn process(rt: &EndpointRuntime, d: Delivery, stop: &Cancellati
             }
         }
     };
+    drop(permit);
     match result {
         Ok(()) => {
             observe(rt, &d, Outcome::Consumed);
