@@ -302,16 +302,23 @@ impl Endpoint {
     }
 
     /// Assembles the pipeline, outermost first: trace → metrics → deserialize → inbox →
-    /// breaker → retry → timeout → catch panic → user layers → handler.
+    /// breaker → retry → handle span → timeout → catch panic → user layers → handler.
     pub(crate) fn build_pipeline(&self) -> BoxPipeline {
         let dispatcher = self.routes.clone().into_dispatcher();
         let mut svc = BoxPipeline::new(dispatcher.clone());
         for l in self.user_layers.iter().rev() {
             svc = l(svc);
         }
-        for l in [&self.catch_panic, &self.timeout, &self.retry, &self.breaker]
-            .into_iter()
-            .flatten()
+        let handle_span = Some(layer_fn(crate::pipeline::trace::HandleSpanLayer));
+        for l in [
+            &self.catch_panic,
+            &self.timeout,
+            &handle_span,
+            &self.retry,
+            &self.breaker,
+        ]
+        .into_iter()
+        .flatten()
         {
             svc = l(svc);
         }

@@ -5,10 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::transport::{Outgoing, Transport};
-use crate::{Command, Envelope, Error, Event, JsonSerializer, Message, Result, Serializer};
+use crate::transport::{Destination, Outgoing, Transport};
+use crate::{
+    Command, Envelope, Error, Event, JsonSerializer, Message, MessageKind, Result, Serializer,
+};
 
 /// Per-message options: correlation, partition key, headers, schedule, expiry.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -188,13 +191,42 @@ impl Producer {
             .await
     }
 
-    /// Sends or publishes, by the contract's kind.
+    /// Sends or publishes, by the contract's kind, in a `tidings.send` / `tidings.publish`
+    /// span (see [`telemetry::spans`](crate::telemetry::spans)). The envelope is built inside
+    /// that span, so its `traceparent` names it: the receiver's span is its child.
     pub async fn dispatch<M: Message>(&self, msg: &M, opts: SendOptions) -> Result<Uuid> {
-        let out = self.outgoing(msg, opts)?;
-        let id = out.envelope.id;
-        crate::telemetry::record_sent(&out.envelope);
-        self.inner.transport.send(vec![out]).await?;
-        Ok(id)
+        let destination = match M::KIND {
+            MessageKind::Event => Destination::Topic,
+            MessageKind::Command => Destination::Queue(self.route(M::NAME)?.to_string()),
+        };
+        let span = crate::telemetry::producer_span(
+            M::KIND,
+            self.inner.transport.name(),
+            match &destination {
+                Destination::Queue(queue) => queue,
+                Destination::Topic => M::NAME,
+            },
+            M::NAME,
+            self.inner.source.as_deref(),
+        );
+        let envelope = span.in_scope(|| self.envelope(msg, opts))?;
+        crate::telemetry::record_outgoing(&span, &envelope);
+        let id = envelope.id;
+        crate::telemetry::record_sent(&envelope);
+        let out = Outgoing {
+            destination,
+            envelope,
+        };
+        let sent = self
+            .inner
+            .transport
+            .send(vec![out])
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &sent {
+            crate::telemetry::record_error(&span, e);
+        }
+        sent.map(|()| id)
     }
 
     /// Sends already-built messages in one call (atomically where the transport can).

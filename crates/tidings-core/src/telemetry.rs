@@ -1,13 +1,32 @@
-//! W3C trace-context propagation and the metric names Tidings records.
+//! W3C trace-context propagation, the `tracing` spans and the metric names Tidings records.
 //!
 //! A consumed message's `traceparent` becomes the current trace (a task-local) while its
 //! handler runs, so messages the handler sends carry the same trace id with a new parent
 //! span id. Feature `otel` bridges these spans to OpenTelemetry (see `crate::otel`).
+//!
+//! Spans (see [`spans`]): `tidings.publish` (an event) and `tidings.send` (a command) around
+//! each [`Producer::dispatch`](crate::Producer::dispatch), `tidings.receive` per delivery and
+//! `tidings.handle` per handler attempt. Each carries `message_id`, `message_type`,
+//! `correlation_id` and `endpoint` (the handle span also `attempt`), so every log line
+//! inside them does too.
 
 use rand::Rng;
+use tracing::field::Empty;
 
 use crate::envelope::headers;
-use crate::Envelope;
+use crate::{Envelope, MessageKind};
+
+/// The span names Tidings opens.
+pub mod spans {
+    /// Producer span of a published event (OpenTelemetry kind `producer`).
+    pub const PUBLISH: &str = "tidings.publish";
+    /// Producer span of a command sent to a queue (OpenTelemetry kind `producer`).
+    pub const SEND: &str = "tidings.send";
+    /// One delivery taken from a queue, continuing its `traceparent` (kind `consumer`).
+    pub const RECEIVE: &str = "tidings.receive";
+    /// One handler attempt (a child of the receive span; one per immediate retry).
+    pub const HANDLE: &str = "tidings.handle";
+}
 
 /// Metric names (Prometheus style) recorded by Tidings.
 pub mod names {
@@ -108,6 +127,12 @@ pub async fn scope<F: std::future::Future>(ctx: TraceContext, fut: F) -> F::Outp
     CURRENT.scope(ctx, fut).await
 }
 
+/// Runs `f` with `ctx` as the current trace context (for work done when a future is made,
+/// not polled).
+pub(crate) fn sync_scope<R>(ctx: TraceContext, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(ctx, f)
+}
+
 /// The current trace context, if a consumed message set one.
 pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(|c| *c).ok()
@@ -130,6 +155,63 @@ pub(crate) fn inject_current(env: &mut Envelope) {
     let ctx = current().map_or_else(TraceContext::new_root, |c| c.child());
     env.headers
         .insert(headers::TRACEPARENT.into(), ctx.to_header());
+}
+
+/// The span around one outgoing message: `tidings.publish` for an event, `tidings.send` for
+/// a command, with OpenTelemetry messaging fields. `message_id`, `correlation_id` and
+/// `trace_id` are recorded by [`record_outgoing`] once the envelope exists.
+pub(crate) fn producer_span(
+    kind: MessageKind,
+    system: &'static str,
+    destination: &str,
+    message_type: &str,
+    source: Option<&str>,
+) -> tracing::Span {
+    macro_rules! span {
+        ($name:expr, $operation:literal) => {
+            tracing::info_span!(
+                $name,
+                otel.kind = "producer",
+                messaging.system = system,
+                messaging.operation = $operation,
+                messaging.destination.name = destination,
+                message_type,
+                message_id = Empty,
+                correlation_id = Empty,
+                endpoint = source,
+                trace_id = Empty,
+                error = Empty,
+                otel.status_code = Empty,
+            )
+        };
+    }
+    match kind {
+        MessageKind::Event => span!(spans::PUBLISH, "publish"),
+        MessageKind::Command => span!(spans::SEND, "send"),
+    }
+}
+
+/// Records the built envelope's ids on its producer span.
+pub(crate) fn record_outgoing(span: &tracing::Span, env: &Envelope) {
+    span.record("message_id", tracing::field::display(env.id));
+    if let Some(c) = &env.correlation_id {
+        span.record("correlation_id", c.as_str());
+    }
+    if let Some(ctx) = env
+        .header(headers::TRACEPARENT)
+        .and_then(TraceContext::parse)
+    {
+        span.record(
+            "trace_id",
+            tracing::field::display(format_args!("{:032x}", ctx.trace_id)),
+        );
+    }
+}
+
+/// Records a failure on a span opened by Tidings (fields `error` and `otel.status_code`).
+pub(crate) fn record_error(span: &tracing::Span, error: &dyn std::fmt::Display) {
+    span.record("error", tracing::field::display(error));
+    span.record("otel.status_code", "error");
 }
 
 /// Counts a sent message (transports that enqueue outside the bus, e.g. an outbox, call it too).

@@ -1,16 +1,21 @@
-//! Feature `otel`: the `tidings.consume` spans of a three-hop flow (event → command → event)
-//! are exported as one OpenTelemetry trace tree, and the `traceparent`s on the wire name the
-//! exported spans.
+//! Feature `otel`: the spans of a three-hop flow (event → command → event) are exported as
+//! one OpenTelemetry trace tree — publish → receive → handle → send → receive → handle →
+//! publish → receive → handle — and the `traceparent`s on the wire name the exported
+//! producer spans. A retried handler opens one `tidings.handle` span per attempt.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde::{Deserialize, Serialize};
 use tidings_core::envelope::headers;
-use tidings_core::telemetry::TraceContext;
-use tidings_core::{ConsumeContext, Endpoint, Envelope, Message, SendOptions, TestHarness};
+use tidings_core::pipeline::retry::Intervals;
+use tidings_core::telemetry::{spans, TraceContext};
+use tidings_core::{
+    ConsumeContext, Endpoint, Envelope, HandlerError, Message, SendOptions, TestHarness,
+};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
@@ -33,12 +38,14 @@ struct StockReserved {
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn consume_spans(exporter: &InMemorySpanExporter) -> Vec<SpanData> {
-    exporter
-        .get_finished_spans()
-        .unwrap()
+fn finished(exporter: &InMemorySpanExporter) -> Vec<SpanData> {
+    exporter.get_finished_spans().unwrap()
+}
+
+fn named(exporter: &InMemorySpanExporter, name: &str) -> Vec<SpanData> {
+    finished(exporter)
         .into_iter()
-        .filter(|s| s.name == "tidings.consume")
+        .filter(|s| s.name == name)
         .collect()
 }
 
@@ -54,27 +61,49 @@ fn traceparent(e: &Envelope) -> TraceContext {
     TraceContext::parse(e.header(headers::TRACEPARENT).unwrap()).unwrap()
 }
 
-/// Whether `ancestor` is reached from `span` by following exported parent links.
-fn chains_to(spans: &HashMap<SpanId, SpanData>, span: &SpanData, ancestor: SpanId) -> bool {
-    let mut parent = span.parent_span_id;
-    for _ in 0..16 {
-        if parent == ancestor {
-            return true;
-        }
-        match spans.get(&parent) {
-            Some(p) => parent = p.parent_span_id,
-            None => return false,
-        }
-    }
-    false
+/// Exactly one span named `name` whose attribute `key` is `value`.
+fn one<'a>(spans: &'a [SpanData], name: &str, key: &str, value: &str) -> &'a SpanData {
+    let found: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == name && attr(s, key) == value)
+        .collect();
+    assert_eq!(found.len(), 1, "one {name} span with {key} = {value}");
+    found[0]
 }
 
-#[tokio::test(start_paused = true)]
-async fn three_hops_export_one_trace_tree() {
+fn id(span: &SpanData) -> SpanId {
+    span.span_context.span_id()
+}
+
+/// Asserts `child`'s exported parent is `parent` (and whether the link crossed the wire).
+fn assert_child(child: &SpanData, parent: &SpanData, remote: bool) {
+    assert_eq!(
+        child.parent_span_id,
+        id(parent),
+        "{} ({}) is a child of {} ({})",
+        child.name,
+        attr(child, "endpoint"),
+        parent.name,
+        attr(parent, "endpoint"),
+    );
+    assert_eq!(
+        child.parent_span_is_remote, remote,
+        "{} remote parent",
+        child.name
+    );
+}
+
+fn provider() -> (InMemorySpanExporter, SdkTracerProvider) {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
+    (exporter, provider)
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_hops_export_one_trace_tree() {
+    let (exporter, provider) = provider();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tidings-test")));
     let _guard = tracing::subscriber::set_default(subscriber);
@@ -115,65 +144,180 @@ async fn three_hops_export_one_trace_tree() {
         )
         .await
         .unwrap();
-    // orders + analytics (hop 1), inventory (hop 2), shipping (hop 3).
+    // 3 producer spans; orders + analytics (hop 1), inventory (hop 2), shipping (hop 3):
+    // 4 receive and 4 handle spans.
     assert!(
-        h.wait_until(WAIT, |_| consume_spans(&exporter).len() == 4)
+        h.wait_until(WAIT, |_| named(&exporter, spans::RECEIVE).len() == 4
+            && named(&exporter, spans::HANDLE).len() == 4)
             .await,
-        "four consume spans exported, got {}",
-        consume_spans(&exporter).len()
+        "four receive and four handle spans exported, got {:?}",
+        finished(&exporter)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
     );
     provider.force_flush().unwrap();
-    let spans = consume_spans(&exporter);
-    let by_type = |t: &str| -> Vec<&SpanData> {
-        spans
-            .iter()
-            .filter(|s| attr(s, "message_type") == t)
-            .collect()
-    };
-    let hop1: Vec<_> = by_type("otel.order-placed");
-    assert_eq!(hop1.len(), 2, "orders and analytics");
-    let orders = *hop1
-        .iter()
-        .find(|s| attr(s, "endpoint") == "orders")
-        .unwrap();
-    let hop2 = by_type("otel.reserve-stock");
-    let hop3 = by_type("otel.stock-reserved");
-    assert_eq!((hop2.len(), hop3.len()), (1, 1));
-    let (hop2, hop3) = (hop2[0], hop3[0]);
+    let all = finished(&exporter);
+    assert_eq!(
+        all.len(),
+        11,
+        "{:?}",
+        all.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
 
-    // One trace: the one the published event started.
+    let publish_placed = one(&all, spans::PUBLISH, "message_type", "otel.order-placed");
+    let send_reserve = one(&all, spans::SEND, "message_type", "otel.reserve-stock");
+    let publish_reserved = one(&all, spans::PUBLISH, "message_type", "otel.stock-reserved");
+    let receive = |ep| one(&all, spans::RECEIVE, "endpoint", ep);
+    let handle = |ep| one(&all, spans::HANDLE, "endpoint", ep);
+
+    // One trace: the one the bus's publish span started.
     let placed = traceparent(&h.envelopes::<OrderPlaced>()[0]);
     let trace = TraceId::from(placed.trace_id);
-    for s in &spans {
+    for s in &all {
         assert_eq!(s.span_context.trace_id(), trace, "{} in the trace", s.name);
-        assert_eq!(attr(s, "trace_id"), format!("{:032x}", placed.trace_id));
+        assert_eq!(
+            attr(s, "trace_id"),
+            format!("{:032x}", placed.trace_id),
+            "{}",
+            s.name
+        );
+        assert_eq!(attr(s, "correlation_id"), "corr-7", "{}", s.name);
     }
-    // Hop 1 continues the publisher's remote span.
-    for s in &hop1 {
-        assert_eq!(s.parent_span_id, SpanId::from(placed.span_id));
-        assert!(s.parent_span_is_remote);
-    }
-    // Hops 2 and 3 are children (through the sending span) of the previous hop.
-    let all: HashMap<SpanId, SpanData> = exporter
-        .get_finished_spans()
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.span_context.span_id(), s))
-        .collect();
-    assert!(
-        chains_to(&all, hop2, orders.span_context.span_id()),
-        "hop 2's parent chains to hop 1 (orders)"
+    assert_eq!(
+        publish_placed.parent_span_id,
+        SpanId::INVALID,
+        "the bus publish is the root"
     );
-    assert!(
-        chains_to(&all, hop3, hop2.span_context.span_id()),
-        "hop 3's parent chains to hop 2"
-    );
-    // The ids on the wire are the exported ones: each sent `traceparent` is the sending span.
+
+    // The tree, edge by edge; producer → consumer edges cross the wire (remote parents).
+    assert_child(receive("orders"), publish_placed, true);
+    assert_child(receive("analytics"), publish_placed, true);
+    assert_child(handle("orders"), receive("orders"), false);
+    assert_child(handle("analytics"), receive("analytics"), false);
+    assert_child(send_reserve, handle("orders"), false);
+    assert_child(receive("inventory"), send_reserve, true);
+    assert_child(handle("inventory"), receive("inventory"), false);
+    assert_child(publish_reserved, handle("inventory"), false);
+    assert_child(receive("shipping"), publish_reserved, true);
+    assert_child(handle("shipping"), receive("shipping"), false);
+
+    // The ids on the wire are the exported producer spans'.
     let reserve = traceparent(&h.envelopes::<ReserveStock>()[0]);
     let reserved = traceparent(&h.envelopes::<StockReserved>()[0]);
-    assert_eq!(SpanId::from(reserve.span_id), orders.span_context.span_id());
-    assert_eq!(SpanId::from(reserved.span_id), hop2.span_context.span_id());
-    assert_eq!(hop2.parent_span_id, orders.span_context.span_id());
-    assert_eq!(hop3.parent_span_id, hop2.span_context.span_id());
+    assert_eq!(SpanId::from(placed.span_id), id(publish_placed));
+    assert_eq!(SpanId::from(reserve.span_id), id(send_reserve));
+    assert_eq!(SpanId::from(reserved.span_id), id(publish_reserved));
+
+    // Messaging fields (OpenTelemetry semantic conventions) and span kinds.
+    for (span, operation, destination, message) in [
+        (
+            publish_placed,
+            "publish",
+            "otel.order-placed",
+            h.envelopes::<OrderPlaced>()[0].id,
+        ),
+        (
+            send_reserve,
+            "send",
+            "inventory",
+            h.envelopes::<ReserveStock>()[0].id,
+        ),
+        (
+            publish_reserved,
+            "publish",
+            "otel.stock-reserved",
+            h.envelopes::<StockReserved>()[0].id,
+        ),
+    ] {
+        assert_eq!(span.span_kind, SpanKind::Producer);
+        assert_eq!(attr(span, "messaging.system"), "memory");
+        assert_eq!(attr(span, "messaging.operation"), operation);
+        assert_eq!(attr(span, "messaging.destination.name"), destination);
+        assert_eq!(attr(span, "message_id"), message.to_string());
+    }
+    assert_eq!(
+        attr(send_reserve, "endpoint"),
+        "orders",
+        "the sending endpoint"
+    );
+    assert_eq!(attr(publish_reserved, "endpoint"), "inventory");
+    for ep in ["orders", "analytics", "inventory", "shipping"] {
+        let (r, hd) = (receive(ep), handle(ep));
+        assert_eq!(r.span_kind, SpanKind::Consumer);
+        assert_eq!(attr(r, "messaging.operation"), "receive");
+        assert_eq!(attr(r, "messaging.destination.name"), ep);
+        assert_eq!(hd.span_kind, SpanKind::Internal);
+        assert_eq!(attr(hd, "attempt"), "1");
+        for key in ["message_id", "message_type"] {
+            assert_eq!(attr(r, key), attr(hd, key), "{ep}: {key}");
+            assert!(!attr(hd, key).is_empty(), "{ep}: {key}");
+        }
+        assert_eq!(r.status, Status::Unset, "{ep} succeeded");
+    }
+    assert_eq!(
+        attr(receive("inventory"), "message_id"),
+        attr(send_reserve, "message_id")
+    );
+    assert!(h.stop().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_attempt_is_a_handle_span_under_one_receive() {
+    let (exporter, provider) = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tidings-test")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let h = TestHarness::start(move |b| {
+        b.endpoint(
+            Endpoint::new("flaky")
+                .retry(Intervals::fixed(2, Duration::from_millis(10)))
+                .handle_fn(move |_: OrderPlaced, _| {
+                    let seen = seen.clone();
+                    async move {
+                        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                            return Err(HandlerError::transient("first attempt fails"));
+                        }
+                        Ok(())
+                    }
+                }),
+        )
+        .sends::<OrderPlaced>()
+    })
+    .await
+    .unwrap();
+    h.bus.publish(&OrderPlaced { order_id: 1 }).await.unwrap();
+    assert!(
+        h.wait_until(WAIT, |_| named(&exporter, spans::RECEIVE).len() == 1)
+            .await,
+        "one receive span exported"
+    );
+    provider.force_flush().unwrap();
+    let receive = &named(&exporter, spans::RECEIVE)[0];
+    let mut handles = named(&exporter, spans::HANDLE);
+    handles.sort_by_key(|s| attr(s, "attempt"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(handles.len(), 2, "one handle span per attempt");
+    assert_eq!(
+        handles
+            .iter()
+            .map(|s| attr(s, "attempt"))
+            .collect::<Vec<_>>(),
+        ["1", "2"]
+    );
+    for hd in &handles {
+        assert_child(hd, receive, false);
+    }
+    assert!(
+        matches!(handles[0].status, Status::Error { .. }),
+        "{:?}",
+        handles[0].status
+    );
+    assert_eq!(attr(&handles[0], "error"), "first attempt fails");
+    assert_eq!(handles[1].status, Status::Unset);
+    assert_eq!(receive.status, Status::Unset, "the delivery succeeded");
     assert!(h.stop().await);
 }

@@ -1,10 +1,13 @@
-//! Tracing step: a `tidings.consume` span per delivery that continues the message's W3C
-//! `traceparent` (recorded as span fields) and makes it current, so messages the handler
-//! sends carry the same trace id. With feature `otel` the span's OpenTelemetry parent is the
-//! `traceparent` (see `crate::otel`).
+//! Tracing steps: [`Trace`] opens a `tidings.receive` span per delivery that continues the
+//! message's W3C `traceparent` (recorded as span fields) and makes it current, so messages
+//! the handler sends carry the same trace id. With feature `otel` the span's OpenTelemetry
+//! parent is the `traceparent` (see `crate::otel`). [`HandleSpan`] opens a `tidings.handle`
+//! span per handler attempt (inside the retry step).
 
+mod handle;
 mod layer;
 
+pub use handle::{HandleSpan, HandleSpanLayer};
 pub use layer::TraceLayer;
 
 use std::task::{Context, Poll};
@@ -50,7 +53,11 @@ where
             .and_then(TraceContext::parse);
         let ctx = parent.map_or_else(TraceContext::new_root, |p| p.child());
         let span = tracing::info_span!(
-            "tidings.consume",
+            telemetry::spans::RECEIVE,
+            otel.kind = "consumer",
+            messaging.system = req.ctx.producer().transport().name(),
+            messaging.operation = "receive",
+            messaging.destination.name = %req.ctx.endpoint(),
             endpoint = %req.ctx.endpoint(),
             message_type = %env.message_type,
             message_id = %env.id,
@@ -58,6 +65,8 @@ where
             trace_id = tracing::field::Empty,
             parent_span_id = %parent.map(|p| format!("{:016x}", p.span_id)).unwrap_or_default(),
             delivery = req.ctx.delivery_count(),
+            error = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
         // With an OpenTelemetry layer, the exported span continues `parent` and its own ids
         // become the current trace context.
@@ -67,7 +76,18 @@ where
             "trace_id",
             tracing::field::display(format!("{:032x}", ctx.trace_id)),
         );
-        let fut = self.inner.call(req);
-        Box::pin(telemetry::scope(ctx, fut).instrument(span))
+        // Inner steps may open their spans (e.g. the first `tidings.handle`) while called,
+        // not only when polled: call them inside this span so those are its children.
+        let fut = span.in_scope(|| telemetry::sync_scope(ctx, || self.inner.call(req)));
+        Box::pin(
+            async move {
+                let result = telemetry::scope(ctx, fut).await;
+                if let Err(e) = &result {
+                    handle::record_failure(&tracing::Span::current(), e);
+                }
+                result
+            }
+            .instrument(span),
+        )
     }
 }

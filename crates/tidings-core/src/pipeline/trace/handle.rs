@@ -1,0 +1,83 @@
+//! [`HandleSpan`]: a `tidings.handle` span around each handler attempt, carrying the
+//! fields every log line of a handler should have (message id, type, correlation id,
+//! attempt, endpoint) and the attempt's outcome.
+
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use tracing::Instrument as _;
+
+use crate::handler::HandlerError;
+use crate::pipeline::Consume;
+use crate::telemetry;
+
+/// Adds the per-attempt `tidings.handle` span (placed inside the retry step, so each
+/// immediate retry is its own span with its `attempt`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HandleSpanLayer;
+
+impl<S> tower::Layer<S> for HandleSpanLayer {
+    type Service = HandleSpan<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HandleSpan { inner }
+    }
+}
+
+/// Runs one handler attempt in a `tidings.handle` span.
+#[derive(Clone, Debug)]
+pub struct HandleSpan<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Consume> for HandleSpan<S>
+where
+    S: tower::Service<Consume, Response = (), Error = HandlerError> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = ();
+    type Error = HandlerError;
+    type Future = BoxFuture<'static, Result<(), HandlerError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Consume) -> Self::Future {
+        let env = req.ctx.envelope();
+        let span = tracing::info_span!(
+            telemetry::spans::HANDLE,
+            endpoint = %req.ctx.endpoint(),
+            message_type = %env.message_type,
+            message_id = %env.id,
+            correlation_id = env.correlation_id.as_deref().unwrap_or(""),
+            attempt = req.ctx.attempt(),
+            delivery = req.ctx.delivery_count(),
+            trace_id = telemetry::current()
+                .map(|c| tracing::field::display(format!("{:032x}", c.trace_id))),
+            error = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let fut = self.inner.call(req);
+        Box::pin(
+            async move {
+                let result = fut.await;
+                if let Err(e) = &result {
+                    record_failure(&tracing::Span::current(), e);
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Records a failed attempt or delivery: the error message, and (unless it is a deferral,
+/// which is not a failure) an OpenTelemetry error status.
+pub(super) fn record_failure(span: &tracing::Span, error: &HandlerError) {
+    if error.deferral().is_some() {
+        span.record("error", tracing::field::display(error));
+    } else {
+        telemetry::record_error(span, error);
+    }
+}
