@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod bus;
 pub mod endpoint;
 pub mod observe;
+pub mod outbox;
 mod receive;
 pub mod topology;
 

@@ -2,7 +2,9 @@
 //! claimed with `FOR UPDATE SKIP LOCKED` and woken by `LISTEN/NOTIFY`, plus the stores
 //! that make handlers effectively exactly-once: the [`Outbox`] (the enqueue *is* an insert
 //! in the caller's transaction), the [`Inbox`] with its [`transactional`] handler wrapper,
-//! and the [`SagaStore`] with optimistic concurrency.
+//! and the [`SagaStore`] with optimistic concurrency. [`OutboxTable`] is the outbox for a
+//! service whose *transport* is another broker: a [`Relay`](tidings_core::outbox::Relay)
+//! ships it.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tidings_postgres::PgError> {
@@ -21,6 +23,7 @@ pub mod error;
 pub mod inbox;
 pub mod outbox;
 mod receiver;
+pub mod relay;
 mod retry;
 pub mod saga;
 mod schema;
@@ -34,5 +37,6 @@ pub use config::{redact_url, PostgresConfig};
 pub use error::PgError;
 pub use inbox::{transactional, Inbox, Transactional};
 pub use outbox::Outbox;
+pub use relay::OutboxTable;
 pub use saga::{SagaStore, Versioned};
 pub use transport::PostgresTransport;

@@ -14,6 +14,8 @@
 //! - [`transactional`]: a handler whose inbox row, business writes and outgoing messages
 //!   commit in one transaction; duplicates are skipped.
 //! - [`SagaStore`]: saga state with optimistic concurrency.
+//! - [`OutboxTable`]: an outbox table in a service's own SQLite database, shipped to a
+//!   broker transport by a [`Relay`](tidings_core::outbox::Relay).
 //!
 //! Durability: see [`Durability`].
 
@@ -25,6 +27,7 @@ mod job;
 pub mod outbox;
 mod park;
 mod receiver;
+pub mod relay;
 pub mod saga;
 mod schema;
 mod store;
@@ -39,6 +42,7 @@ pub use config::{Durability, SqliteConfig};
 pub use error::{Result, SqliteError};
 pub use inbox::{transactional, SqliteInbox, Transactional};
 pub use outbox::Outbox;
+pub use relay::OutboxTable;
 pub use saga::SagaStore;
 pub use schema::SCHEMA_VERSION;
 pub use transport::SqliteTransport;

@@ -1,0 +1,249 @@
+//! [`OutboxTable`]: an outbox table in a service's own SQLite database, for services whose
+//! transport is a broker (RabbitMQ, NATS, PostgreSQL). Messages are inserted in the
+//! service's business transaction; a [`Relay`](tidings_core::outbox::Relay) ships them to
+//! the broker, waits for its confirm, then deletes them.
+//!
+//! One relay ships at a time: a claim takes (or renews) a lease row before reading the
+//! oldest rows, so a second relay on the same file waits until the first one's lease
+//! expires (it died) — rows leave in commit order, never twice at once.
+//!
+//! ```no_run
+//! # use tidings_core::Message;
+//! # #[derive(serde::Serialize, serde::Deserialize, Message)]
+//! # #[message(name = "shop.order-placed", version = 1, kind = "event")]
+//! # struct OrderPlaced { id: String }
+//! # async fn f(pool: sqlx::SqlitePool, bus: tidings_core::Bus) -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use tidings_core::outbox::Relay;
+//! let outbox = tidings_sqlite::OutboxTable::open(pool.clone(), bus.producer().clone()).await?;
+//! let mut tx = pool.begin().await?;
+//! sqlx::query("INSERT INTO orders (id) VALUES ('o-1')").execute(&mut *tx).await?;
+//! outbox.publish(&mut tx, &OrderPlaced { id: "o-1".into() }).await?;
+//! tx.commit().await?;
+//! outbox.notify(); // wake the relay now instead of at its next poll
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! tokio::spawn(Relay::new(Arc::new(outbox), bus.transport().clone()).run(stop));
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::Row;
+use tidings_core::outbox::{Claim, ClaimHandle, OutboxRow, OutboxStore};
+use tidings_core::transport::Outgoing;
+use tidings_core::{Command, Event, Message, Producer, Result, SendOptions};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+use uuid::Uuid;
+
+use crate::error::SqliteError;
+use crate::schema::now_ms;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tidings_relay_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT,
+    envelope BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tidings_relay_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);";
+
+/// An outbox table in an application's SQLite database (see the module docs).
+#[derive(Clone)]
+pub struct OutboxTable {
+    pool: SqlitePool,
+    producer: Producer,
+    owner: String,
+    lease: Duration,
+    claiming: Arc<Mutex<()>>,
+    changed: Arc<Notify>,
+}
+
+impl std::fmt::Debug for OutboxTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxTable")
+            .field("owner", &self.owner)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboxTable {
+    /// Creates the tables if needed. `producer` builds envelopes exactly as the bus does
+    /// (routes, source endpoint): pass `bus.producer().clone()`.
+    pub async fn open(pool: SqlitePool, producer: Producer) -> Result<Self> {
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(SqliteError::from)?;
+        Ok(OutboxTable {
+            pool,
+            producer,
+            owner: Uuid::now_v7().to_string(),
+            lease: Duration::from_secs(30),
+            claiming: Arc::default(),
+            changed: Arc::default(),
+        })
+    }
+
+    /// How long a relay's claim keeps other relays away after its last batch (default
+    /// 30 s): another relay takes over that long after this one died. Must be longer than
+    /// one batch's confirmed send.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Publishes `event` when `conn`'s transaction commits.
+    pub async fn publish<E: Event>(&self, conn: &mut SqliteConnection, event: &E) -> Result<Uuid> {
+        self.dispatch(conn, event, SendOptions::default()).await
+    }
+
+    /// Sends `cmd` to its endpoint when `conn`'s transaction commits.
+    pub async fn send<C: Command>(&self, conn: &mut SqliteConnection, cmd: &C) -> Result<Uuid> {
+        self.dispatch(conn, cmd, SendOptions::default()).await
+    }
+
+    /// Sends (command) or publishes (event) with options, when `conn`'s transaction commits.
+    pub async fn dispatch<M: Message>(
+        &self,
+        conn: &mut SqliteConnection,
+        msg: &M,
+        opts: SendOptions,
+    ) -> Result<Uuid> {
+        let out = self.producer.outgoing(msg, opts)?;
+        let id = out.envelope.id;
+        self.enqueue(conn, &[out]).await?;
+        Ok(id)
+    }
+
+    /// Inserts already-built messages in `conn`'s transaction.
+    pub async fn enqueue(&self, conn: &mut SqliteConnection, messages: &[Outgoing]) -> Result<()> {
+        let now = now_ms();
+        for m in messages {
+            let (destination, envelope) = OutboxRow::encode(m)?;
+            sqlx::query(
+                "INSERT INTO tidings_relay_outbox (destination, envelope, created_at) VALUES (?, ?, ?)",
+            )
+            .bind(destination)
+            .bind(envelope)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(SqliteError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Wakes this process's relay (call after committing; otherwise it finds the rows at
+    /// its next poll).
+    pub fn notify(&self) {
+        self.changed.notify_one();
+    }
+
+    async fn take_lease(&self, conn: &mut SqliteConnection) -> Result<bool, SqliteError> {
+        let now = now_ms();
+        let n = sqlx::query(
+            "INSERT INTO tidings_relay_lease (id, owner, expires_at) VALUES (1, ?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+             WHERE tidings_relay_lease.owner = ?1 OR tidings_relay_lease.expires_at < ?3",
+        )
+        .bind(&self.owner)
+        .bind(now + self.lease.as_millis() as i64)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn claim_rows(&self, limit: usize) -> Result<Option<Vec<OutboxRow>>, SqliteError> {
+        // An idle relay only reads: no write transaction unless there is work.
+        let any = sqlx::query("SELECT 1 FROM tidings_relay_outbox LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        if any.is_none() {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await?;
+        if !self.take_lease(&mut tx).await? {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT id, destination, envelope FROM tidings_relay_outbox ORDER BY id LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let envelope: Vec<u8> = r.try_get("envelope")?;
+            out.push(
+                OutboxRow::decode(r.try_get("id")?, r.try_get("destination")?, &envelope)
+                    .map_err(|e| SqliteError::Config(format!("undecodable outbox row: {e}")))?,
+            );
+        }
+        Ok(Some(out))
+    }
+}
+
+struct Handle {
+    table: OutboxTable,
+    _guard: OwnedMutexGuard<()>,
+}
+
+#[async_trait]
+impl ClaimHandle for Handle {
+    async fn complete(self: Box<Self>, ids: Vec<i64>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let t = &self.table;
+        let ids = serde_json::to_string(&ids).map_err(SqliteError::from)?;
+        let mut tx = t.pool.begin().await.map_err(SqliteError::from)?;
+        sqlx::query("DELETE FROM tidings_relay_outbox WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(SqliteError::from)?;
+        if !t.take_lease(&mut tx).await? {
+            tracing::warn!("outbox relay lost its lease while shipping (a batch took longer than the lease?): another relay may have shipped the same rows");
+        }
+        tx.commit().await.map_err(SqliteError::from)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl OutboxStore for OutboxTable {
+    async fn claim(&self, limit: usize) -> Result<Option<Claim>> {
+        let guard = self.claiming.clone().lock_owned().await;
+        let Some(rows) = self.claim_rows(limit).await? else {
+            return Ok(None);
+        };
+        let handle = Handle {
+            table: self.clone(),
+            _guard: guard,
+        };
+        Ok(Some(Claim::new(rows, Box::new(handle))))
+    }
+
+    async fn pending(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tidings_relay_outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(SqliteError::from)?;
+        Ok(n as u64)
+    }
+
+    async fn changed(&self) {
+        self.changed.notified().await
+    }
+}
