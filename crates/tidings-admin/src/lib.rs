@@ -1,7 +1,8 @@
 //! Operating Tidings over HTTP: an admin [`router`] to mount in any axum app (queues, dead
-//! letters: list / show / replay / purge, Prometheus metrics, health probes, a small
-//! dashboard), [`serve`] to run it on its own port, and a [`DeadLetterMonitor`] that raises
-//! [`DeadLetterAlert`]s.
+//! letters: list / show / replay / purge, a correlation id's messages in order, the bus's
+//! topology, Prometheus metrics, health probes, a small dashboard), [`serve`] to run it on
+//! its own port, a [`MessageJournal`] (a bounded in-memory record of the deliveries this
+//! process consumed) and a [`DeadLetterMonitor`] that raises [`DeadLetterAlert`]s.
 //!
 //! ```no_run
 //! # async fn demo(transport: std::sync::Arc<dyn tidings_core::transport::Transport>) -> Result<(), tidings_admin::AdminError> {
@@ -15,19 +16,23 @@ mod api_error;
 mod auth;
 mod dashboard;
 mod error;
+mod journal;
 mod metrics;
 mod monitor;
 mod query;
 mod routes;
 mod server;
 mod state;
+mod timeline;
 mod view;
 
 pub use error::AdminError;
+pub use journal::{JournalEntry, MessageJournal, DEFAULT_JOURNAL_CAPACITY, MAX_ERROR_CHARS};
 pub use metrics::{install_recorder, record_queue_stats};
 pub use monitor::{DeadLetterAlert, DeadLetterMonitor, MonitorConfig, ALERT_GAUGE};
 pub use query::{parse_duration, parse_ids, parse_since, DlqFilter};
 pub use routes::router;
 pub use server::{serve, AdminConfig, AdminServer};
 pub use state::AdminState;
+pub use timeline::{Timeline, TimelineEntry, TimelineSource};
 pub use view::{body_value, DeadLetterView, FaultSummary, QueueView};

@@ -1,5 +1,5 @@
 //! The admin [`router`]: queues, dead letters (list / show / replay / purge / summary),
-//! metrics, probes and the dashboard.
+//! a correlation id's messages, the topology, metrics, probes and the dashboard.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -29,6 +29,8 @@ const SUMMARY_LIMIT: usize = 10_000;
 /// | `GET /dlq/{id}` | one dead letter |
 /// | `POST /dlq/replay` | JSON `{endpoint, type, reason, since, ids: [..], correlation_id, to, dry_run}` |
 /// | `DELETE /dlq?..&confirm=true` | purge matching dead letters |
+/// | `GET /messages?correlation_id=` | that conversation's messages in order: the [`MessageJournal`](crate::MessageJournal)'s deliveries merged with dead letters |
+/// | `GET /topology?format=json\|text\|mermaid\|dot` | the bus's topology (when given [`AdminState::topology`]) |
 /// | `GET /metrics` | Prometheus text |
 /// | `GET /healthz`, `GET /readyz` | liveness; readiness (the transport answers) |
 ///
@@ -42,6 +44,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/dlq/summary", get(summary))
         .route("/dlq/replay", post(replay))
         .route("/dlq/{id}", get(show_dlq))
+        .route("/messages", get(crate::timeline::messages))
+        .route("/topology", get(topology))
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -191,6 +195,37 @@ async fn purge_dlq(
     let n = t.purge(&query).await?;
     tracing::info!(purged = n, "admin: dead letters purged");
     Ok(Json(serde_json::json!({ "purged": n })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TopologyQuery {
+    format: Option<String>,
+}
+
+async fn topology(
+    State(s): State<AdminState>,
+    Query(q): Query<TopologyQuery>,
+) -> Result<Response, ApiError> {
+    let Some(report) = s.topology.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no topology: pass the bus's report to AdminState::topology(bus.topology().clone())",
+        ));
+    };
+    let text = match q.format.as_deref().unwrap_or("json") {
+        "json" => return Ok(Json(report).into_response()),
+        "text" => report.to_text(),
+        "mermaid" => report.to_mermaid(),
+        "dot" => report.to_dot(),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown topology format `{other}`: use json, text, mermaid or dot"),
+            ))
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 async fn render_metrics(State(s): State<AdminState>) -> Result<Response, ApiError> {

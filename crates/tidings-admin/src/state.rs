@@ -1,10 +1,13 @@
 //! [`AdminState`]: what the admin routes work on — a transport, optionally a Prometheus
-//! handle and a bearer token.
+//! handle, a bearer token, the bus's topology report and a message journal.
 
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use tidings_core::topology::TopologyReport;
 use tidings_core::transport::Transport;
+
+use crate::MessageJournal;
 
 /// Shared state of the admin router. Cheap to clone.
 #[derive(Clone)]
@@ -12,6 +15,8 @@ pub struct AdminState {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) token: Option<Arc<str>>,
+    pub(crate) topology: Option<Arc<TopologyReport>>,
+    pub(crate) journal: Option<MessageJournal>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -20,6 +25,8 @@ impl std::fmt::Debug for AdminState {
             .field("transport", &self.transport.name())
             .field("metrics", &self.metrics.is_some())
             .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("topology", &self.topology.is_some())
+            .field("journal", &self.journal)
             .finish()
     }
 }
@@ -31,6 +38,8 @@ impl AdminState {
             transport,
             metrics: None,
             token: None,
+            topology: None,
+            journal: None,
         }
     }
 
@@ -44,6 +53,20 @@ impl AdminState {
     /// An empty token counts as none.
     pub fn token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|t| !t.is_empty()).map(Arc::from);
+        self
+    }
+
+    /// Serves `GET /topology` from `report` (`bus.topology().clone()`).
+    pub fn topology(mut self, report: TopologyReport) -> Self {
+        self.topology = Some(Arc::new(report));
+        self
+    }
+
+    /// Answers `GET /messages?correlation_id=..` from `journal` (install the same journal
+    /// on the bus with `BusBuilder::observer(journal.observer())`) as well as from the
+    /// error queues.
+    pub fn journal(mut self, journal: MessageJournal) -> Self {
+        self.journal = Some(journal);
         self
     }
 

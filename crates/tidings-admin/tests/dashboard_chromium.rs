@@ -1,6 +1,8 @@
 //! The dashboard in a real headless Chromium, driven over chromedriver's WebDriver HTTP API:
-//! the page shows an endpoint's error depth, "replay" moves the dead letter back, a
-//! consumer handles it, and the page shows the error queue empty.
+//! the page shows an endpoint's error depth, "replay" moves the dead letter back, a bus
+//! endpoint handles it (and sends a follow-up command to another), the page shows the error
+//! queue empty, and the correlation id search lists the conversation's messages in order:
+//! first the dead letter, after the replay the two consumed messages from the journal.
 //!
 //! Needs `chromium` and `chromium-driver` (Debian). Skipped with a reason when they are
 //! absent, unless CI=true.
@@ -14,10 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tidings_admin::{AdminConfig, AdminServer, AdminState};
-use tidings_core::transport::ReceiveOptions;
-use tidings_core::FaultReason;
+use tidings_admin::{AdminConfig, AdminServer, AdminState, MessageJournal};
+use tidings_core::{Bus, ConsumeContext, Endpoint, FaultReason, Message};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const DRIVER: &str = "/usr/bin/chromedriver";
@@ -30,6 +32,18 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[message(name = "shop.reserve", kind = "command")]
+struct Reserve {
+    order_id: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[message(name = "shop.charge", kind = "command")]
+struct Charge {
+    order_id: u32,
 }
 
 #[derive(Clone)]
@@ -84,6 +98,32 @@ impl WebDriver {
         v["value"].as_str().map(str::to_string)
     }
 
+    async fn click(&self, session: &str, css: &str) {
+        let el = self
+            .find(session, css)
+            .await
+            .unwrap_or_else(|| panic!("no `{css}` on the page"));
+        self.call(
+            reqwest::Method::POST,
+            &format!("/session/{session}/element/{el}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, session: &str, css: &str, text: &str) {
+        let el = self
+            .find(session, css)
+            .await
+            .unwrap_or_else(|| panic!("no `{css}` on the page"));
+        self.call(
+            reqwest::Method::POST,
+            &format!("/session/{session}/element/{el}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
     /// Polls until `css`'s text satisfies `pred` (10 s at most).
     async fn wait_text(&self, session: &str, css: &str, pred: impl Fn(&str) -> bool) -> String {
         let mut last = None;
@@ -126,7 +166,7 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
         return;
     }
 
-    // A transport with one dead letter in `orders`, and a consumer of `orders`.
+    // A transport with one dead letter in `orders`.
     let t = common::transport().await;
     let id = common::dead_letter(
         &t,
@@ -136,25 +176,36 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
         "corr-9",
     )
     .await;
+    // The bus consumes `orders` (sending a charge to `payments`), recorded in a journal.
     let handled = Arc::new(AtomicU64::new(0));
-    let consumer = {
-        let (t, handled) = (t.clone(), handled.clone());
-        tokio::spawn(async move {
-            let mut rx = t
-                .receive("orders", ReceiveOptions::default())
-                .await
-                .unwrap();
-            while let Ok(Some(d)) = rx.recv().await {
-                assert_eq!(d.envelope.id, id);
-                d.ack().await.unwrap();
-                handled.fetch_add(1, Ordering::SeqCst);
-            }
-        })
+    let journal = MessageJournal::new();
+    let bus = {
+        let handled = handled.clone();
+        Bus::builder(t.clone())
+            .endpoint(Endpoint::new("orders").sends::<Charge>().handle_fn(
+                move |m: Reserve, ctx: ConsumeContext| {
+                    let handled = handled.clone();
+                    async move {
+                        assert_eq!(ctx.message_id(), id);
+                        ctx.send(&Charge {
+                            order_id: m.order_id,
+                        })
+                        .await?;
+                        handled.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                },
+            ))
+            .endpoint(Endpoint::new("payments").handle_fn(|_: Charge, _| async { Ok(()) }))
+            .observer(journal.observer())
+            .start()
+            .await
+            .unwrap()
     };
 
     let server = AdminServer::bind(
         AdminConfig::new(([127, 0, 0, 1], 0).into()),
-        AdminState::new(t.clone()),
+        AdminState::new(t.clone()).journal(journal.clone()),
     )
     .await
     .unwrap();
@@ -212,7 +263,8 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
 
     // The checks run in a task so that a failed assertion still ends the browser session.
     let checks = {
-        let (wd, sid, handled) = (wd.clone(), sid.clone(), handled.clone());
+        let (wd, sid, handled, journal) =
+            (wd.clone(), sid.clone(), handled.clone(), journal.clone());
         tokio::spawn(async move {
             wd.call(
                 reqwest::Method::POST,
@@ -240,6 +292,18 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
                 .wait_text(&sid, "#summary", |t| t.contains("handler-failed: 1"))
                 .await;
             assert!(summary.contains("handler-failed: 1"));
+
+            // The correlation id search finds it in the error queue.
+            wd.type_into(&sid, "#corr", "corr-9").await;
+            wd.click(&sid, "#corr-form button").await;
+            let found = wd
+                .wait_text(&sid, "#corr-results tbody", |t| t.contains("shop.reserve"))
+                .await;
+            assert!(
+                found.contains("dead-lettered (in error queue)")
+                    && found.contains("handler-failed"),
+                "{found}"
+            );
 
             // Replay it from the page.
             let button = wd
@@ -271,6 +335,39 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
                 1,
                 "the consumer handled the replayed message"
             );
+
+            // Searched again: the journal's two consumed messages, in order, and no dead letter.
+            for _ in 0..100 {
+                if journal.len() == 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(
+                journal.len(),
+                2,
+                "the journal saw the reserve and the charge"
+            );
+            wd.click(&sid, "#corr-form button").await;
+            let found = wd
+                .wait_text(&sid, "#corr-results tbody", |t| {
+                    t.contains("shop.charge") && !t.contains("dead-lettered")
+                })
+                .await;
+            let rows: Vec<&str> = found.lines().collect();
+            assert_eq!(rows.len(), 2, "{found}");
+            assert!(
+                rows[0].contains("orders") && rows[0].contains("shop.reserve v1"),
+                "{found}"
+            );
+            assert!(rows[0].contains(&id.to_string()), "{found}");
+            assert!(
+                rows[1].contains("payments") && rows[1].contains("shop.charge v1"),
+                "{found}"
+            );
+            assert!(rows.iter().all(|r| r.contains("consumed")), "{found}");
+            let note = wd.text(&sid, "#corr-note").await.unwrap_or_default();
+            assert!(note.contains("the last 10000 deliveries"), "{note}");
         })
     };
     let result = checks.await;
@@ -279,7 +376,7 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
         .await;
     stop.send(()).unwrap();
     serving.await.unwrap().unwrap();
-    consumer.abort();
+    bus.shutdown(Duration::from_secs(5)).await;
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
