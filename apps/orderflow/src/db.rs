@@ -8,7 +8,8 @@
 //!   many handlers share one commit, and outgoing messages are enqueued in the same
 //!   transaction (no relay).
 //! - On other transports ([`Db::open`]) writes run on a one-connection pool, and outgoing
-//!   messages go to the `outbox` table that the relay ships after commit.
+//!   messages go to the library's outbox table ([`OutboxTable`]) that a
+//!   [`Relay`](tidings_core::outbox::Relay) ships to the broker after commit.
 //!
 //! Handlers use the unit of work in [`crate::work`] ([`Db::work`]).
 
@@ -24,8 +25,7 @@ use sqlx::sqlite::{
 };
 use sqlx::SqlitePool;
 use tidings_core::{HandlerError, Producer};
-use tidings_sqlite::{SqliteError, SqliteTransport};
-use tokio::sync::Notify;
+use tidings_sqlite::{OutboxTable, SqliteError, SqliteTransport};
 
 pub use crate::work::Work;
 
@@ -35,8 +35,9 @@ enum Writer {
     /// The SQLite transport's group-committing writer, and its outbox (only its
     /// `enqueue` is used: envelopes are built by the handler's producer).
     Transport(SqliteTransport, tidings_sqlite::Outbox),
-    /// One connection (SQLite has one writer; queuing here beats busy retries).
-    Pool(SqlitePool),
+    /// One connection (SQLite has one writer; queuing here beats busy retries), and the
+    /// outbox table the relay ships.
+    Pool(SqlitePool, OutboxTable),
 }
 
 /// The business database.
@@ -45,8 +46,6 @@ pub struct Db {
     writer: Writer,
     /// Readers (WAL lets them run beside the writer).
     pub read: SqlitePool,
-    /// Wakes the outbox relay after a commit (not on the SQLite transport).
-    pub outbox_ready: Arc<Notify>,
 }
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -105,10 +104,10 @@ impl Db {
             .connect_with(opts.clone())
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&write).await?;
+        let outbox = OutboxTable::open(write.clone()).await?;
         Ok(Db {
-            writer: Writer::Pool(write),
+            writer: Writer::Pool(write, outbox),
             read: read_pool(opts).await?,
-            outbox_ready: Arc::new(Notify::new()),
         })
     }
 
@@ -123,24 +122,23 @@ impl Db {
         Ok(Db {
             writer: Writer::Transport(transport.clone(), outbox),
             read: read_pool(opts).await?,
-            outbox_ready: Arc::new(Notify::new()),
         })
     }
 
     /// Pools that connect on first use to a private in-memory database (for building
     /// endpoints without running them, e.g. `orderflow topology`).
-    pub fn lazy() -> anyhow::Result<Db> {
+    pub async fn lazy() -> anyhow::Result<Db> {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        let outbox = OutboxTable::open(write.clone()).await?;
         Ok(Db {
-            writer: Writer::Pool(
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_lazy_with(opts.clone()),
-            ),
+            writer: Writer::Pool(write, outbox),
             read: SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_lazy_with(opts),
-            outbox_ready: Arc::new(Notify::new()),
         })
     }
 
@@ -149,7 +147,16 @@ impl Db {
     pub fn sqlite_outbox(&self) -> Option<&tidings_sqlite::Outbox> {
         match &self.writer {
             Writer::Transport(_, outbox) => Some(outbox),
-            Writer::Pool(_) => None,
+            Writer::Pool(..) => None,
+        }
+    }
+
+    /// Off the SQLite transport: the outbox table the relay ships. `None` on the SQLite
+    /// transport (its outbox enqueues directly).
+    pub fn relay_outbox(&self) -> Option<&OutboxTable> {
+        match &self.writer {
+            Writer::Transport(..) => None,
+            Writer::Pool(_, outbox) => Some(outbox),
         }
     }
 
@@ -175,7 +182,7 @@ impl Db {
                     Failed::User(e) => e,
                     Failed::Writer(e) => E::from(WriteError::Transport(e)),
                 }),
-            Writer::Pool(pool) => {
+            Writer::Pool(pool, _) => {
                 let wrap = |e: sqlx::Error| E::from(WriteError::Database(e));
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(wrap)?;
                 let v = f(&mut tx).await?;
@@ -187,7 +194,7 @@ impl Db {
 
     /// Closes the pools (the SQLite transport is closed by its owner).
     pub async fn close(&self) {
-        if let Writer::Pool(p) = &self.writer {
+        if let Writer::Pool(p, _) = &self.writer {
             p.close().await;
         }
         self.read.close().await;

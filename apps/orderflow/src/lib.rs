@@ -8,7 +8,6 @@ pub mod contracts;
 pub mod db;
 pub mod load;
 pub mod opt;
-pub mod relay;
 pub mod report;
 pub mod run;
 pub mod services;

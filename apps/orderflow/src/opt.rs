@@ -58,8 +58,14 @@ pub struct Common {
     #[arg(long, default_value_t = 30)]
     pub payment_timeout_secs: u64,
     /// Transport: `sqlite` (embedded, durable, in the data dir's database) or `memory`.
+    /// Ignored when a transport URL is given.
     #[arg(long, value_enum, default_value = "sqlite")]
     pub transport: TransportKind,
+    /// Transport by URL: `sqlite://<file>`, `postgres://…`, `amqp(s)://…`, `nats://…`,
+    /// `memory://`. On a broker the business tables stay in the data dir's SQLite file and
+    /// an outbox relay ships their messages.
+    #[arg(long, env = "TIDINGS_URL")]
+    pub transport_url: Option<String>,
     /// fsync every commit (otherwise commits survive a process crash, not a power loss).
     #[arg(long)]
     pub fsync: bool,

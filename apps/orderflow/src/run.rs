@@ -49,7 +49,18 @@ pub fn config(common: &Common, service: Service) -> Config {
 }
 
 /// Starts the system on the transport the command line asks for.
-pub async fn start(common: &Common, config: Config) -> anyhow::Result<System> {
+pub async fn start(common: &Common, mut config: Config) -> anyhow::Result<System> {
+    if let Some(url) = &common.transport_url {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            // The embedded transport with the business tables in the same file.
+            config.db_file = Some(path.split('?').next().unwrap_or(path).into());
+            return System::start_sqlite(config).await;
+        }
+        let transport = tidings::connect(url).await.map_err(|e| {
+            anyhow::anyhow!("cannot connect to {}: {e}", tidings::redact_url(url))
+        })?;
+        return System::start(config, transport).await;
+    }
     match common.transport {
         TransportKind::Sqlite => System::start_sqlite(config).await,
         TransportKind::Memory => System::start(config, Arc::new(MemoryTransport::new())).await,
@@ -58,7 +69,7 @@ pub async fn start(common: &Common, config: Config) -> anyhow::Result<System> {
 
 async fn topology() -> anyhow::Result<()> {
     let config = Config::new(std::env::temp_dir());
-    let db = crate::db::Db::lazy()?;
+    let db = crate::db::Db::lazy().await?;
     let sink: Arc<dyn crate::services::notifications::Sink> =
         Arc::new(crate::services::notifications::NullSink);
     let report = crate::system::bus_builder(Arc::new(MemoryTransport::new()), &config, &db, sink)
@@ -162,11 +173,11 @@ pub async fn wait_until_settled(
 }
 
 async fn quiet(system: &System) -> anyhow::Result<bool> {
-    let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-        .fetch_one(&system.db.read)
-        .await?;
-    if outbox > 0 {
-        return Ok(false);
+    if let Some(outbox) = system.db.relay_outbox() {
+        use tidings_core::outbox::OutboxStore;
+        if outbox.pending().await? > 0 {
+            return Ok(false);
+        }
     }
     let stats = system.bus.transport().stats().await?;
     Ok(stats

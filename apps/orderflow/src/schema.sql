@@ -1,18 +1,14 @@
 -- OrderFlow business schema. Each service owns its tables (prefix); none reads another's.
 PRAGMA journal_mode = WAL;
 
--- shared plumbing: inbox (dedup per consumer) and outbox (messages committed with business rows)
+-- shared plumbing: inbox (dedup per consumer); off the SQLite transport the outbox is
+-- tidings_relay_outbox, created by tidings_sqlite::OutboxTable
 CREATE TABLE IF NOT EXISTS inbox (
     message_id TEXT NOT NULL,
     consumer   TEXT NOT NULL,
     handled_at INTEGER NOT NULL,
     PRIMARY KEY (message_id, consumer)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    destination TEXT,
-    envelope    BLOB NOT NULL
-);
 
 -- orders API
 CREATE TABLE IF NOT EXISTS api_catalog (

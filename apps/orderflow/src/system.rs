@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tidings_core::outbox::Relay;
 use tidings_core::pipeline::retry::Intervals;
 use tidings_core::transport::Transport;
 use tidings_core::{Bus, Endpoint, Redelivery};
@@ -70,6 +71,8 @@ pub struct Config {
     pub service: Service,
     /// fsync every commit (transport and business tables).
     pub fsync: bool,
+    /// The database file, when not `<data_dir>/orderflow.db` (a `sqlite://` transport URL).
+    pub db_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -92,12 +95,15 @@ impl Config {
             concurrency: 64,
             service: Service::All,
             fsync: false,
+            db_file: None,
         }
     }
 
     /// The database file.
     pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("orderflow.db")
+        self.db_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("orderflow.db"))
     }
 
     /// The notification log.
@@ -240,8 +246,9 @@ impl System {
             .await?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        if relay {
-            tasks.spawn(crate::relay::run(db.clone(), transport, stop.clone()));
+        if let (true, Some(outbox)) = (relay, db.relay_outbox()) {
+            let relay = Relay::new(Arc::new(outbox.clone()), transport);
+            tasks.spawn(relay.run(stop.clone()));
         }
         Ok(System {
             bus,

@@ -14,13 +14,13 @@
 //! On the SQLite transport the closure runs inside the transport's group commit (see
 //! [`Db::write`]): database work only. Outgoing messages are enqueued in the same
 //! transaction ([`tidings_sqlite::Outbox`]) and delivered once it commits; on other
-//! transports they are written to the `outbox` table and shipped by the relay.
+//! transports they are written to the outbox table and shipped by the relay.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
-use tidings_core::transport::{Destination, Outgoing};
+use tidings_core::transport::Outgoing;
 use tidings_core::{ConsumeContext, HandlerError, Message, Producer, SendOptions};
 
 use crate::db::{db_err, Db};
@@ -123,7 +123,7 @@ impl Db {
             + 'static,
     {
         let outbox = self.sqlite_outbox().cloned();
-        let embedded = outbox.is_some();
+        let table = self.relay_outbox().cloned();
         let done = self
             .write(move |conn: &mut SqliteConnection| {
                 Box::pin(async move {
@@ -152,40 +152,22 @@ impl Db {
                     let v = f(&mut work).await?;
                     let Work { conn, outgoing, .. } = work;
                     let shipped = !outgoing.is_empty();
-                    match &outbox {
-                        Some(outbox) => outbox.enqueue(conn, outgoing).await?,
-                        None => to_outbox_table(conn, &outgoing).await?,
+                    match (&outbox, &table) {
+                        (Some(outbox), _) => outbox.enqueue(conn, outgoing).await?,
+                        (None, Some(table)) => table.enqueue(conn, &outgoing).await?,
+                        (None, None) => {
+                            return Err(HandlerError::permanent("no outbox to write to"))
+                        }
                     }
                     Ok::<_, HandlerError>(Some((v, shipped)))
                 })
             })
             .await?;
         Ok(done.map(|(v, shipped)| {
-            if shipped && !embedded {
-                self.outbox_ready.notify_one();
+            if let (true, Some(table)) = (shipped, self.relay_outbox()) {
+                table.notify();
             }
             v
         }))
     }
-}
-
-/// Writes outgoing messages to the `outbox` table (shipped by the relay after commit).
-async fn to_outbox_table(
-    conn: &mut SqliteConnection,
-    outgoing: &[Outgoing],
-) -> Result<(), HandlerError> {
-    for out in outgoing {
-        let queue = match &out.destination {
-            Destination::Queue(q) => Some(q.as_str()),
-            Destination::Topic => None,
-        };
-        let env = out.envelope.to_json()?;
-        sqlx::query("INSERT INTO outbox (destination, envelope) VALUES (?, ?)")
-            .bind(queue)
-            .bind(env)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-    }
-    Ok(())
 }

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS tidings_relay_outbox (
 #[derive(Clone)]
 pub struct OutboxTable {
     pool: PgPool,
-    producer: Producer,
+    producer: Option<Producer>,
     changed: Arc<Notify>,
 }
 
@@ -51,9 +51,9 @@ impl std::fmt::Debug for OutboxTable {
 
 impl OutboxTable {
     /// Creates the table if needed (in the connection's `search_path` schema) and listens
-    /// for enqueue notifications. `producer` builds envelopes exactly as the bus does: pass
-    /// `bus.producer().clone()`.
-    pub async fn open(pool: PgPool, producer: Producer) -> Result<Self> {
+    /// for enqueue notifications. Give it a producer ([`OutboxTable::producer`]) to use
+    /// `publish`/`send`/`dispatch`; [`OutboxTable::enqueue`] takes built messages.
+    pub async fn open(pool: PgPool) -> Result<Self> {
         let mut tx = pool.begin().await.map_err(PgError::db("relay outbox"))?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tidings_relay_outbox_schema'))")
             .execute(&mut *tx)
@@ -68,9 +68,16 @@ impl OutboxTable {
         tokio::spawn(listen(pool.clone(), Arc::downgrade(&changed)));
         Ok(OutboxTable {
             pool,
-            producer,
+            producer: None,
             changed,
         })
+    }
+
+    /// The producer that builds envelopes for `publish`/`send`/`dispatch` exactly as the
+    /// bus does (routes, source endpoint): `bus.producer().clone()`.
+    pub fn producer(mut self, producer: Producer) -> Self {
+        self.producer = Some(producer);
+        self
     }
 
     /// Publishes `event` when `tx` commits.
@@ -98,7 +105,12 @@ impl OutboxTable {
         msg: &M,
         opts: SendOptions,
     ) -> Result<Uuid> {
-        let out = self.producer.outgoing(msg, opts)?;
+        let producer = self.producer.as_ref().ok_or_else(|| {
+            tidings_core::Error::Config(
+                "OutboxTable has no producer: call .producer(bus.producer().clone())".into(),
+            )
+        })?;
+        let out = producer.outgoing(msg, opts)?;
         let id = out.envelope.id;
         self.enqueue(tx, &[out]).await?;
         Ok(id)

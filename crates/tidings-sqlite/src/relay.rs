@@ -15,7 +15,9 @@
 //! # async fn f(pool: sqlx::SqlitePool, bus: tidings_core::Bus) -> anyhow::Result<()> {
 //! use std::sync::Arc;
 //! use tidings_core::outbox::Relay;
-//! let outbox = tidings_sqlite::OutboxTable::open(pool.clone(), bus.producer().clone()).await?;
+//! let outbox = tidings_sqlite::OutboxTable::open(pool.clone())
+//!     .await?
+//!     .producer(bus.producer().clone());
 //! let mut tx = pool.begin().await?;
 //! sqlx::query("INSERT INTO orders (id) VALUES ('o-1')").execute(&mut *tx).await?;
 //! outbox.publish(&mut tx, &OrderPlaced { id: "o-1".into() }).await?;
@@ -58,7 +60,7 @@ CREATE TABLE IF NOT EXISTS tidings_relay_lease (
 #[derive(Clone)]
 pub struct OutboxTable {
     pool: SqlitePool,
-    producer: Producer,
+    producer: Option<Producer>,
     owner: String,
     lease: Duration,
     claiming: Arc<Mutex<()>>,
@@ -75,16 +77,16 @@ impl std::fmt::Debug for OutboxTable {
 }
 
 impl OutboxTable {
-    /// Creates the tables if needed. `producer` builds envelopes exactly as the bus does
-    /// (routes, source endpoint): pass `bus.producer().clone()`.
-    pub async fn open(pool: SqlitePool, producer: Producer) -> Result<Self> {
+    /// Creates the tables if needed. Give it a producer ([`OutboxTable::producer`]) to use
+    /// `publish`/`send`/`dispatch`; [`OutboxTable::enqueue`] takes built messages.
+    pub async fn open(pool: SqlitePool) -> Result<Self> {
         sqlx::raw_sql(SCHEMA)
             .execute(&pool)
             .await
             .map_err(SqliteError::from)?;
         Ok(OutboxTable {
             pool,
-            producer,
+            producer: None,
             owner: Uuid::now_v7().to_string(),
             lease: Duration::from_secs(30),
             claiming: Arc::default(),
@@ -97,6 +99,13 @@ impl OutboxTable {
     /// one batch's confirmed send.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// The producer that builds envelopes for `publish`/`send`/`dispatch` exactly as the
+    /// bus does (routes, source endpoint): `bus.producer().clone()`.
+    pub fn producer(mut self, producer: Producer) -> Self {
+        self.producer = Some(producer);
         self
     }
 
@@ -117,7 +126,12 @@ impl OutboxTable {
         msg: &M,
         opts: SendOptions,
     ) -> Result<Uuid> {
-        let out = self.producer.outgoing(msg, opts)?;
+        let producer = self.producer.as_ref().ok_or_else(|| {
+            tidings_core::Error::Config(
+                "OutboxTable has no producer: call .producer(bus.producer().clone())".into(),
+            )
+        })?;
+        let out = producer.outgoing(msg, opts)?;
         let id = out.envelope.id;
         self.enqueue(conn, &[out]).await?;
         Ok(id)

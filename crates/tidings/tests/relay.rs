@@ -181,16 +181,18 @@ impl Rig {
         let producer = self.bus.producer().clone();
         match &self.tables {
             Tables::Sqlite(pool, _) => Table::Sqlite(
-                tidings_sqlite::OutboxTable::open(pool.clone(), producer)
+                tidings_sqlite::OutboxTable::open(pool.clone())
                     .await
                     .expect("table")
+                    .producer(producer)
                     .lease(lease),
                 pool.clone(),
             ),
             Tables::Postgres(pool, _) => Table::Postgres(
-                tidings_postgres::OutboxTable::open(pool.clone(), producer)
+                tidings_postgres::OutboxTable::open(pool.clone())
                     .await
-                    .expect("table"),
+                    .expect("table")
+                    .producer(producer),
                 pool.clone(),
             ),
         }
