@@ -129,6 +129,10 @@ impl Transport for Counted {
         self.inner.purge(query).await
     }
 
+    async fn delete_queue(&self, queue: &str) -> Result<()> {
+        self.inner.delete_queue(queue).await
+    }
+
     async fn close(&self) -> Result<()> {
         self.inner.close().await
     }

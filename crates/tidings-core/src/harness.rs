@@ -79,6 +79,9 @@ impl Transport for RecordingTransport {
     async fn purge(&self, query: &DeadLetterQuery) -> Result<u64> {
         self.inner.purge(query).await
     }
+    async fn delete_queue(&self, queue: &str) -> Result<()> {
+        self.inner.delete_queue(queue).await
+    }
     async fn close(&self) -> Result<()> {
         self.inner.close().await
     }

@@ -1,4 +1,5 @@
-//! Declaring queues: the streams and durable consumers behind each endpoint.
+//! Declaring (and deleting) queues: the streams and durable consumers behind each
+//! endpoint.
 //!
 //! Per endpoint queue `q`:
 //! - unordered: stream `<P>_Q_<q>` (work-queue retention, subjects `<prefix>.q.<q>.*`);
@@ -178,6 +179,24 @@ impl Shared {
             self.ensure_part(queue, &part, subscriptions).await?;
         }
         Ok(ordered)
+    }
+
+    /// Deletes every stream of `queue` — the queue stream or the ordered partitions (their
+    /// `work` consumers and sources go with them), the error stream, the park stream —
+    /// skipping the ones that do not exist. Event streams are shared and stay.
+    pub(crate) async fn delete_queue(&self, queue: &str) -> Result<(), NatsError> {
+        let mut streams = vec![self.names.queue_stream(queue)];
+        streams.extend((0..self.names.partitions).map(|n| self.names.ordered_stream(queue, n)));
+        streams.push(self.names.error_stream(queue));
+        streams.push(self.names.park_stream(queue));
+        for name in streams {
+            match self.js.delete_stream(&name).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(NatsError::request(format!("stream.delete {name}"), e)),
+            }
+        }
+        Ok(())
     }
 
     fn not_ordered(&self, queue: &str) -> NatsError {

@@ -225,6 +225,11 @@ impl Transport for NatsTransport {
         crate::dead_letter::purge(&self.shared, query).await
     }
 
+    async fn delete_queue(&self, queue: &str) -> Result<()> {
+        self.shared.check_open()?;
+        self.shared.delete_queue(queue).await.map_err(Into::into)
+    }
+
     async fn close(&self) -> Result<()> {
         if !self.shared.closed.swap(true, Ordering::AcqRel) {
             // Flushes what is buffered, then closes the connection.

@@ -1,5 +1,5 @@
-//! Operations on queues as a whole: stats, and listing, replaying and purging dead letters
-//! (rows whose `dead_of` names the queue they failed in).
+//! Operations on queues as a whole: stats, deleting a queue, and listing, replaying and
+//! purging dead letters (rows whose `dead_of` names the queue they failed in).
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use tidings_core::envelope::headers;
-use tidings_core::transport::{DeadLetter, DeadLetterQuery, QueueStats};
+use tidings_core::transport::{error_queue_name, DeadLetter, DeadLetterQuery, QueueStats};
 use tidings_core::{Envelope, Error, Result};
 
 use crate::error::PgError;
@@ -36,6 +36,18 @@ pub(crate) async fn stats(shared: &Shared) -> Result<Vec<QueueStats>> {
             parked_keys: Some(count(r, 6)),
         })
         .collect())
+}
+
+/// Deletes `queue`, its error queue, their rows, parked keys and subscriptions in one
+/// statement (a missing queue is fine).
+pub(crate) async fn delete_queue(shared: &Shared, queue: &str) -> Result<()> {
+    sqlx::query(shared.sql.delete_queue.sql())
+        .bind(queue)
+        .bind(error_queue_name(queue))
+        .execute(&shared.pool)
+        .await
+        .map_err(PgError::db("delete queue"))?;
+    Ok(())
 }
 
 /// A dead letter row: error queue, seq, and what the caller sees.

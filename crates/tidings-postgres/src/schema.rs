@@ -246,6 +246,14 @@ INSERT INTO {s}.queues (name, ordered, temporary, is_error) VALUES ($1, $2, $3, 
 ON CONFLICT (name) DO UPDATE SET ordered = {s}.queues.ordered OR excluded.ordered
 "#;
 
+/// Deletes queue `$1` and its error queue `$2`: rows of both, parked keys, subscriptions.
+const DELETE_QUEUE: &str = r#"
+WITH m AS (DELETE FROM {s}.messages WHERE queue = $1 OR queue = $2),
+     p AS (DELETE FROM {s}.parked WHERE queue = $1),
+     sub AS (DELETE FROM {s}.subscriptions WHERE queue = $1)
+DELETE FROM {s}.queues WHERE name = $1 OR name = $2
+"#;
+
 const DECLARE_SUBSCRIPTION: &str = r#"
 INSERT INTO {s}.subscriptions (message_type, queue) VALUES ($1, $2) ON CONFLICT DO NOTHING
 "#;
@@ -326,6 +334,7 @@ pub(crate) struct Sql {
     pub(crate) unpark: Stmt,
     pub(crate) declare_queue: Stmt,
     pub(crate) declare_subscription: Stmt,
+    pub(crate) delete_queue: Stmt,
     pub(crate) queues: Stmt,
     pub(crate) stats: Stmt,
     pub(crate) inbox_record: Stmt,
@@ -362,6 +371,7 @@ impl Sql {
             unpark: s(UNPARK),
             declare_queue: s(DECLARE_QUEUE),
             declare_subscription: s(DECLARE_SUBSCRIPTION),
+            delete_queue: s(DELETE_QUEUE),
             queues: s(QUEUES),
             stats: s(STATS),
             inbox_record: s(INBOX_RECORD),

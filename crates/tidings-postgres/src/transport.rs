@@ -72,6 +72,13 @@ impl Shared {
         *e |= ordered;
     }
 
+    /// Forgets a deleted queue and its error queue.
+    fn forget(&self, name: &str) {
+        let mut k = self.known.write().unwrap_or_else(|e| e.into_inner());
+        k.remove(name);
+        k.remove(&error_queue_name(name));
+    }
+
     /// Fails with [`Error::UnknownQueue`] unless every queue in `names` is declared.
     pub(crate) async fn ensure_queues(
         &self,
@@ -313,6 +320,18 @@ impl Transport for PostgresTransport {
     async fn purge(&self, query: &DeadLetterQuery) -> Result<u64> {
         self.shared.check_open()?;
         crate::admin::purge(&self.shared, query).await
+    }
+
+    /// Another process that already sent to the queue keeps it in its cache of known
+    /// queues: its later sends still insert rows (for no one) until it restarts.
+    async fn delete_queue(&self, queue: &str) -> Result<()> {
+        self.shared.check_open()?;
+        self.shared.forget(queue);
+        crate::admin::delete_queue(&self.shared, queue).await?;
+        // Forget again: a send racing with the delete may have looked the queue up.
+        self.shared.forget(queue);
+        self.shared.wake.notify(queue);
+        Ok(())
     }
 
     async fn close(&self) -> Result<()> {

@@ -1,4 +1,4 @@
-//! Queue statistics and error-queue management over plain AMQP.
+//! Queue statistics, deleting queues, and error-queue management over plain AMQP.
 //!
 //! AMQP has no way to browse a queue, so `dead_letters`, `replay` and `purge` take the
 //! error queue's messages with `basic.get` on the transport's admin channel (unacked), act
@@ -15,7 +15,9 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::FieldTable;
 use lapin::Channel;
 
@@ -47,11 +49,40 @@ pub(crate) async fn message_count(conn: &Connector, queue: &str) -> Result<u64> 
     }
 }
 
-/// Stats of every queue declared through this transport.
+/// Deletes an endpoint queue and its error queue (`queue.delete`, which RabbitMQ answers
+/// with OK for a missing queue too). Their bindings — subscriptions, the delay route —
+/// go with them; the shared type exchanges and delay levels stay.
+pub(crate) async fn delete_queue(conn: &Connector, queue: &str) -> Result<()> {
+    let names = [topology::short(queue)?, topology::short(&error_queue_name(queue))?];
+    let (mut ch, _) = conn.channel().await?;
+    for name in names {
+        match ch
+            .queue_delete(name.clone(), QueueDeleteOptions::default())
+            .await
+        {
+            Ok(_) => {}
+            // Older brokers answer 404 (and close the channel): already gone.
+            Err(e) if is_not_found(&e) => ch = conn.channel().await?.0,
+            Err(e) => {
+                let _ = ch.close(200, "OK".into()).await;
+                return Err(conn.err("queue.delete", &e).into());
+            }
+        }
+    }
+    let _ = ch.close(200, "OK".into()).await;
+    Ok(())
+}
+
+/// Stats of every queue declared through this transport (one deleted meanwhile, by another
+/// process, is left out).
 pub(crate) async fn stats(conn: &Connector) -> Result<Vec<QueueStats>> {
     let mut out = Vec::new();
     for q in conn.declared_queues() {
-        let ready = message_count(conn, &q).await?;
+        let ready = match message_count(conn, &q).await {
+            Ok(n) => n,
+            Err(Error::UnknownQueue(_)) => continue,
+            Err(e) => return Err(e),
+        };
         let error_depth = message_count(conn, &error_queue_name(&q)).await?;
         out.push(QueueStats {
             queue: q,

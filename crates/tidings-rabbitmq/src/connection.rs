@@ -227,6 +227,16 @@ impl Connector {
         Ok(())
     }
 
+    /// Forgets a queue (deleted): it is no longer re-declared after a reconnection nor
+    /// listed by `stats`.
+    pub(crate) fn forget_queue(&self, queue: &str) {
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queues
+            .remove(queue);
+    }
+
     /// Whether an event type's exchange is known to exist on this connection's broker.
     pub(crate) fn has_exchange(&self, message_type: &str) -> bool {
         self.declared

@@ -164,6 +164,21 @@ impl Transport for RabbitMqTransport {
         admin::purge(&self.conn, &self.admin, query).await
     }
 
+    /// Deletes the queue and its error queue. Delayed copies for the queue still
+    /// travelling through the shared delay levels are dropped when they come out (no
+    /// binding routes them any more), unless the queue is declared again by then.
+    async fn delete_queue(&self, queue: &str) -> Result<()> {
+        if self.conn.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        self.conn.forget_queue(queue);
+        self.known_queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(queue);
+        admin::delete_queue(&self.conn, queue).await
+    }
+
     async fn close(&self) -> Result<()> {
         self.conn.close().await;
         Ok(())

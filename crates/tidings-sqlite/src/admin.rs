@@ -1,5 +1,5 @@
-//! The SQL of the rare operations: declaring the topology, stats, and listing, replaying
-//! and purging dead letters.
+//! The SQL of the rare operations: declaring and deleting queues, stats, and listing,
+//! replaying and purging dead letters.
 
 use std::time::Duration;
 
@@ -36,6 +36,25 @@ pub(crate) async fn declare(conn: &mut SqliteConnection, topology: &Topology) ->
             .execute(&mut *conn)
             .await?;
         }
+    }
+    sqlx::query("UPDATE tidings_schema SET topology_gen = topology_gen + 1 WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes a queue with its messages, dead letters, parked keys and subscriptions (a
+/// missing queue is fine), and bumps the topology counter so every process's writer stops
+/// routing to it.
+pub(crate) async fn delete_queue(conn: &mut SqliteConnection, queue: &str) -> Result<()> {
+    for sql in [
+        "DELETE FROM tidings_messages WHERE queue = ?",
+        "DELETE FROM tidings_dead_letters WHERE queue = ?",
+        "DELETE FROM tidings_parked WHERE queue = ?",
+        "DELETE FROM tidings_subscriptions WHERE queue = ?",
+        "DELETE FROM tidings_queues WHERE name = ?",
+    ] {
+        sqlx::query(sql).bind(queue).execute(&mut *conn).await?;
     }
     sqlx::query("UPDATE tidings_schema SET topology_gen = topology_gen + 1 WHERE id = 1")
         .execute(&mut *conn)

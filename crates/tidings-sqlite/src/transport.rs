@@ -310,6 +310,18 @@ impl Transport for SqliteTransport {
             .await?)
     }
 
+    async fn delete_queue(&self, queue: &str) -> CoreResult<()> {
+        self.check_open()?;
+        let queue = queue.to_string();
+        self.inner
+            .writer
+            .exclusive(move |conn| Box::pin(async move { admin::delete_queue(conn, &queue).await }))
+            .await?;
+        // Idle receivers of the queue look again (and find nothing).
+        self.inner.wake.wake();
+        Ok(())
+    }
+
     async fn close(&self) -> CoreResult<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());

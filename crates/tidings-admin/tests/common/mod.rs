@@ -100,6 +100,9 @@ impl Transport for DownTransport {
     ) -> tidings_core::Result<u64> {
         Err(down())
     }
+    async fn delete_queue(&self, _: &str) -> tidings_core::Result<()> {
+        Err(down())
+    }
     async fn close(&self) -> tidings_core::Result<()> {
         Ok(())
     }

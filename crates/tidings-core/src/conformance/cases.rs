@@ -7,6 +7,7 @@
 
 mod basic;
 mod dead_letters;
+mod lifecycle;
 mod ordering;
 mod settlement;
 mod volume;
@@ -19,6 +20,7 @@ pub use dead_letters::{
     error_queue_keeps_headers, replay_moves_dead_letter_back,
     replay_to_unknown_queue_keeps_dead_letters, stats_reflect_reality,
 };
+pub use lifecycle::delete_queue_removes_queue_messages_and_error_queue;
 pub use ordering::{
     ordered_delay_holds_back_only_its_key, parked_key_waits_for_replay,
     per_key_order_under_concurrency,

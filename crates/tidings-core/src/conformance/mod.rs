@@ -11,8 +11,10 @@
 //! ```
 //!
 //! Every case uses fresh, uniquely named queues (`cf_<what>_<8 hex>`, message types
-//! `conformance.<what>_<8 hex>`), so a persistent broker can be reused; cases purge the
-//! dead letters they make but cannot delete queues (the trait has no such call).
+//! `conformance.<what>_<8 hex>`), so a persistent broker can be reused. When a case ends
+//! (passed or failed) [`run_case`] deletes every queue it declared with
+//! [`Transport::delete_queue`] on a fresh connection, so runs leave no queues behind; a
+//! failed delete fails a case that passed.
 //!
 //! What the suite assumes of a transport beyond the [`Transport`] docs:
 //! - `create` may be called several times per case ("a second connection"); all handles
@@ -28,9 +30,12 @@
 pub mod cases;
 mod support;
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 
 use crate::transport::Transport;
 use crate::Result;
@@ -48,6 +53,29 @@ pub trait TransportFactory: Send + Sync + 'static {
     fn unsupported(&self, case: &str) -> Option<&'static str> {
         let _ = case;
         None
+    }
+}
+
+/// Runs one case (`case` is the case's future, not started yet), then deletes every queue
+/// it declared — also when it panicked, whose panic is then raised again. Used by
+/// [`conformance_tests!`](crate::conformance_tests).
+pub async fn run_case(factory: &impl TransportFactory, case: impl Future<Output = ()>) {
+    let declared = support::Declared::default();
+    let outcome = support::DECLARED
+        .scope(declared.clone(), AssertUnwindSafe(case).catch_unwind())
+        .await;
+    let failed = support::delete_declared(factory, &declared).await;
+    match outcome {
+        Err(panic) => {
+            for f in &failed {
+                eprintln!("conformance cleanup: {f}");
+            }
+            std::panic::resume_unwind(panic)
+        }
+        Ok(()) => assert!(
+            failed.is_empty(),
+            "deleting the queues the case declared failed: {failed:?}"
+        ),
     }
 }
 
@@ -83,6 +111,7 @@ macro_rules! conformance_tests {
             close_rejects_further_calls,
             ordered_delay_holds_back_only_its_key,
             replay_to_unknown_queue_keeps_dead_letters,
+            delete_queue_removes_queue_messages_and_error_queue,
         );
     };
     (@cases $factory:expr; $($name:ident),* $(,)?) => {
@@ -97,7 +126,11 @@ macro_rules! conformance_tests {
                     eprintln!("skipped: {case}: {why}");
                     return;
                 }
-                $crate::conformance::cases::$name(&factory).await;
+                $crate::conformance::run_case(
+                    &factory,
+                    $crate::conformance::cases::$name(&factory),
+                )
+                .await;
             }
         )*
     };

@@ -1,10 +1,11 @@
-//! Helpers the conformance cases share: connecting, declaring, building envelopes,
-//! bounded waits, stats and dead-letter polling, and consumer loops. Every helper panics
-//! with a message that names what it was doing, so a failing case says why.
+//! Helpers the conformance cases share: connecting, declaring (and remembering what was
+//! declared, to delete it after the case), building envelopes, bounded waits, stats and
+//! dead-letter polling, and consumer loops. Every helper panics with a message that names
+//! what it was doing, so a failing case says why.
 
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -62,9 +63,63 @@ pub(crate) fn spec(name: &str) -> QueueSpec {
     }
 }
 
-/// Declares these queues.
+/// Names of the queues a case declared (shared with [`super::run_case`], which deletes
+/// them when the case ends).
+pub(crate) type Declared = Arc<Mutex<Vec<String>>>;
+
+tokio::task_local! {
+    /// The queues the running case declared.
+    pub(crate) static DECLARED: Declared;
+}
+
+/// Notes that the running case declared (or tried to declare) `names`.
+fn remember(names: &[String]) {
+    let _ = DECLARED.try_with(|d| {
+        let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
+        for n in names {
+            if !d.contains(n) {
+                d.push(n.clone());
+            }
+        }
+    });
+}
+
+/// How long deleting one queue after a case may take.
+const DELETE_WAIT: Duration = Duration::from_secs(30);
+
+/// Deletes the queues a case declared, on a fresh connection. Returns what failed.
+pub(crate) async fn delete_declared(
+    factory: &impl TransportFactory,
+    declared: &Declared,
+) -> Vec<String> {
+    let names = declared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let t = match factory.create().await {
+        Ok(t) => t,
+        Err(e) => return vec![format!("connecting to delete {names:?}: {e}")],
+    };
+    let mut failed = Vec::new();
+    for q in &names {
+        match tokio::time::timeout(DELETE_WAIT, t.delete_queue(q)).await {
+            Ok(Ok(())) => {}
+            // Handles of this factory share the transport the case closed (memory): it
+            // is gone with everything in it.
+            Ok(Err(crate::Error::Shutdown)) => break,
+            Ok(Err(e)) => failed.push(format!("delete_queue({q}): {e} ({e:?})")),
+            Err(_) => failed.push(format!(
+                "delete_queue({q}): no answer within {DELETE_WAIT:?}"
+            )),
+        }
+    }
+    failed
+}
+
+/// Declares these queues (and remembers them, to delete them after the case).
 pub(crate) async fn declare(t: &dyn Transport, queues: Vec<QueueSpec>) {
     let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+    remember(&names);
     must(
         t.declare(&Topology { queues }).await,
         format!("declare({names:?})"),

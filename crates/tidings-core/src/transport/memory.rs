@@ -311,6 +311,22 @@ impl Transport for MemoryTransport {
         Ok(n)
     }
 
+    async fn delete_queue(&self, queue: &str) -> Result<()> {
+        self.check_open()?;
+        {
+            let mut st = self.inner.lock();
+            st.queues.remove(queue);
+            for subscribers in st.subscriptions.values_mut() {
+                subscribers.remove(queue);
+            }
+            st.subscriptions
+                .retain(|_, subscribers| !subscribers.is_empty());
+        }
+        // Receivers of the deleted queue wake up and end.
+        self.inner.changed.notify_waiters();
+        Ok(())
+    }
+
     async fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.changed.notify_waiters();
@@ -432,6 +448,10 @@ impl Receiver for MemoryReceiver {
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if !self.inner.lock().queues.contains_key(&self.queue) {
+                // The queue was deleted: nothing will ever arrive.
+                return Ok(None);
+            }
             let full = self.outstanding.load(Ordering::Acquire) >= self.options.prefetch as u64;
             let wake = if full {
                 None

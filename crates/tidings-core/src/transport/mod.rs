@@ -276,6 +276,20 @@ pub trait Transport: Send + Sync + 'static {
     /// Deletes matching dead letters; unparks their keys. Returns how many.
     async fn purge(&self, query: &DeadLetterQuery) -> Result<u64>;
 
+    /// Deletes `queue` for good: its messages (ready, in flight, scheduled or waiting
+    /// out a redelivery delay), its error queue and dead letters, its parked keys, and
+    /// its subscriptions, so published events are no longer copied to it. Afterwards
+    /// [`Transport::stats`] no longer lists it, and sending to it fails with
+    /// [`Error::UnknownQueue`](crate::Error::UnknownQueue) until it is declared again
+    /// (a re-declared queue starts empty). Receivers still open on it get nothing more
+    /// (some transports end them).
+    ///
+    /// Idempotent: deleting a queue that does not exist (or no longer does) is `Ok`.
+    /// Meant for temporary queues (reply queues, `tidings tail`, tests); shared state
+    /// such as an event type's topic stays. Transports document what they cannot reach
+    /// (e.g. a broker's delayed copies still travelling through shared delay queues).
+    async fn delete_queue(&self, queue: &str) -> Result<()>;
+
     /// Closes connections; later calls fail with [`Error::Shutdown`](crate::Error::Shutdown).
     async fn close(&self) -> Result<()>;
 }
