@@ -7,7 +7,9 @@
 //! - **saturated**: 1 producer, 1 consumer, N messages as fast as they go;
 //! - **paced**: fixed offered rates, for latency;
 //! - **fan-out**: 1 producer, 3 subscribers;
-//! - **backlog**: enqueue a backlog, drain it in a child process and read its peak RSS.
+//! - **backlog**: enqueue a backlog, drain it in a child process and read its peak RSS;
+//! - **relay** (`--relay`): an outbox table (SQLite, PostgreSQL) shipped to RabbitMQ / NATS
+//!   by the outbox [`Relay`](tidings::outbox::Relay), against the broker's raw publish rate.
 //!
 //! Throughput is N / (first send → last ack); latency is "the consumer has it" minus the
 //! send time carried in the message. Every sequence number must arrive exactly once, else
@@ -23,6 +25,7 @@ pub mod counted;
 mod machine;
 pub mod opts;
 pub mod payload;
+pub mod relay;
 pub mod report;
 pub mod scenario;
 pub mod system;
@@ -52,6 +55,11 @@ pub async fn run(opts: BenchOpts) -> anyhow::Result<Report> {
         match baseline::unreachable(k, &o).await {
             Some(why) => {
                 eprintln!("skipped {k}: {why}");
+                // (the relay scenario adds its own skipped rows)
+                let point_to_point = ["saturated", "paced", "fanout", "backlog"];
+                if !point_to_point.iter().any(|s| o.wants(s)) {
+                    continue;
+                }
                 for raw in [true, false] {
                     let mut r = Row::new("saturated", k, raw, o.n);
                     r.skipped = Some(why.clone());
@@ -86,6 +94,9 @@ pub async fn run(opts: BenchOpts) -> anyhow::Result<Report> {
                 rows.push(backlog::measure(k, raw, &o).await);
             }
         }
+    }
+    if o.wants(relay::SCENARIO) {
+        relay::measure(&o, &mut rows).await;
     }
     if o.no_inbox {
         for r in rows

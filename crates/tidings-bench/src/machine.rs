@@ -71,7 +71,13 @@ async fn postgres(url: &str) -> anyhow::Result<String> {
 /// Collects what is cheap to know about the machine and the reachable servers.
 pub(crate) async fn collect(opts: &BenchOpts) -> Machine {
     let mut services = Vec::new();
-    for k in &opts.transports {
+    let mut kinds = opts.transports.clone();
+    if opts.wants(crate::relay::SCENARIO) {
+        kinds.push(TransportKind::Postgres); // the relay's PostgreSQL outbox
+        kinds.sort();
+        kinds.dedup();
+    }
+    for k in &kinds {
         if baseline::unreachable(*k, opts).await.is_some() {
             continue;
         }

@@ -68,13 +68,17 @@ impl FromStr for TransportKind {
     }
 }
 
+/// The scenarios run when `--scenarios` is not given.
+const DEFAULT_SCENARIOS: [&str; 4] = ["saturated", "paced", "fanout", "backlog"];
+
 /// Options of `tidings bench`.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct BenchOpts {
     /// Transports to run, comma-separated: memory, sqlite, postgres, rabbitmq, nats.
     #[arg(long, value_delimiter = ',', default_value = "memory,sqlite")]
     pub transports: Vec<TransportKind>,
-    /// Run every transport (those whose server does not answer are skipped with a reason).
+    /// Run every transport (those whose server does not answer are skipped with a reason),
+    /// and the relay scenario too unless `--scenarios` is given.
     #[arg(long)]
     pub all: bool,
     /// Messages in the saturated and fan-out scenarios.
@@ -108,13 +112,22 @@ pub struct BenchOpts {
     /// Prefetch of every consumer.
     #[arg(long, default_value_t = 256)]
     pub prefetch: usize,
-    /// Scenarios to run, comma-separated: saturated, paced, fanout, backlog.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "saturated,paced,fanout,backlog"
-    )]
+    /// Scenarios to run, comma-separated: saturated, paced, fanout, backlog, relay
+    /// (default: the first four; with `--all` also relay; with `--relay` alone only relay).
+    #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
+    /// Run the outbox relay scenario: SQLite and PostgreSQL outbox tables shipped to
+    /// RabbitMQ / NATS by `tidings::outbox::Relay`, next to the broker's raw publish rate.
+    /// Alone it runs only that scenario; with `--scenarios` it adds to them.
+    #[arg(long)]
+    pub relay: bool,
+    /// Rows in the outbox before each relay run (filled before the clock starts).
+    #[arg(long, default_value_t = 100_000)]
+    pub relay_n: u64,
+    /// Rows per relay batch (claim, confirmed send, delete), and messages per confirmed
+    /// batch of the raw publish baseline.
+    #[arg(long, default_value_t = 500)]
+    pub relay_batch: usize,
     /// Smoke mode: small N, one run, small backlog; checks exactly-once, asserts no timing.
     #[arg(long)]
     pub smoke: bool,
@@ -162,9 +175,10 @@ impl Default for BenchOpts {
             runs: 3,
             window: 256,
             prefetch: 256,
-            scenarios: ["saturated", "paced", "fanout", "backlog"]
-                .map(String::from)
-                .to_vec(),
+            scenarios: Vec::new(),
+            relay: false,
+            relay_n: 100_000,
+            relay_batch: 500,
             smoke: false,
             json: false,
             postgres_url: "postgres://postgres@127.0.0.1:5432/test".into(),
@@ -183,13 +197,30 @@ impl BenchOpts {
         }
         o.transports.sort();
         o.transports.dedup();
+        if o.scenarios.is_empty() {
+            o.scenarios = if o.relay && !o.all {
+                Vec::new()
+            } else {
+                DEFAULT_SCENARIOS.map(String::from).to_vec()
+            };
+            if o.all {
+                o.relay = true;
+            }
+        }
+        if o.relay && !o.wants("relay") {
+            o.scenarios.push("relay".into());
+        }
+        o.relay = o.wants("relay");
         if o.smoke {
             o.n = o.n.min(2_000);
             o.fanout_n = Some(o.fanout_n.unwrap_or(o.n).min(o.n));
             o.runs = 1;
             o.backlog = o.backlog.min(5_000);
             o.paced_secs = o.paced_secs.min(0.5);
+            o.relay_n = o.relay_n.min(2_000);
         }
+        o.relay_n = o.relay_n.max(1);
+        o.relay_batch = o.relay_batch.max(1);
         o.runs = o.runs.max(1);
         o.window = o.window.max(1);
         o.prefetch = o.prefetch.max(1);

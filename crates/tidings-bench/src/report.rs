@@ -247,6 +247,13 @@ pub fn markdown(rep: &Report, command: &str) -> String {
         let rows: Vec<&Row> = rep.rows.iter().filter(|r| r.scenario == sc).collect();
         let n = rows.first().map_or(0, |r| r.n);
         s += &format!("\n### {sc} (N = {n})\n\n");
+        if sc == crate::relay::SCENARIO {
+            s += &format!("Batches of {}.\n\n", o.relay_batch);
+        }
+        if sc == crate::relay::SCENARIO {
+            s += &crate::relay::table(&rows);
+            continue;
+        }
         if sc == "backlog" {
             s += "| system | durability | enqueue msg/s | drain msg/s | consumer peak RSS (MiB) | vs baseline | vs raw RabbitMQ |\n|---|---|---:|---:|---:|---:|---:|\n";
             for r in rows {

@@ -100,5 +100,6 @@ pub(crate) fn evaluate(rows: &[Row]) -> Vec<Target> {
             None => target(&name, None, "no row".into()),
         });
     }
+    out.extend(crate::relay::targets(rows));
     out
 }
