@@ -3,17 +3,19 @@
 //! With this feature on, Tidings' `tracing` spans become real OpenTelemetry spans whenever
 //! the subscriber has a [`tracing_opentelemetry`] layer:
 //!
-//! - each `tidings.consume` span takes the consumed envelope's W3C `traceparent` as its
+//! - each `tidings.receive` span takes the consumed envelope's W3C `traceparent` as its
 //!   remote OpenTelemetry parent, so a message flow across endpoints (and processes) is one
-//!   exported trace tree;
-//! - messages sent or published while a span is current carry a `traceparent` naming *that*
-//!   exported span (same trace id, its span id), so the ids on the wire are the ids the
+//!   exported trace tree: publish/send → receive → handle → send/publish → receive → …
+//!   (span names in [`telemetry::spans`](crate::telemetry::spans));
+//! - a message's `traceparent` names the exported `tidings.publish` / `tidings.send` span
+//!   that sent it (same trace id, its span id), so the ids on the wire are the ids the
 //!   backend sees. Without a valid OpenTelemetry span (no layer installed, or no span), the
 //!   task-local context of [`telemetry`](crate::telemetry) is used as before.
 //!
 //! [`init_otlp`] installs a global subscriber (env filter + fmt + OpenTelemetry layer)
 //! exporting over OTLP/gRPC; call it from inside a Tokio runtime (the tonic client needs
-//! one) and keep the returned [`OtelGuard`] alive until shutdown.
+//! one) and keep the returned [`OtelGuard`] alive until shutdown. `tests/otlp.rs` runs it
+//! against an in-process OTLP/gRPC collector.
 //!
 //! To keep your own subscriber, wire the layer yourself:
 //!
@@ -114,7 +116,15 @@ impl Drop for OtelGuard {
 
 /// Installs a global `tracing` subscriber exporting spans over OTLP/gRPC to `endpoint`
 /// (e.g. `http://localhost:4317`) as service `service_name`, plus a fmt layer filtered by
-/// `RUST_LOG` (default `info`). Call from inside a Tokio runtime.
+/// `RUST_LOG` (default `info`). Call from inside a Tokio runtime: the tonic client's
+/// connection task runs there, and the batch exporter's thread waits on it, so flush or drop
+/// the guard where that runtime can still run (a multi-threaded runtime, or
+/// `spawn_blocking`): a blocking flush on a current-thread runtime's own thread stalls
+/// until the export timeout (10 s by default) and then fails.
+///
+/// An empty `endpoint` defers to the exporter's environment: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+/// then `OTEL_EXPORTER_OTLP_ENDPOINT`, then `http://localhost:4317`; `OTEL_EXPORTER_OTLP_HEADERS`
+/// and `OTEL_EXPORTER_OTLP_TIMEOUT` apply either way.
 ///
 /// Fails with [`Error::Config`] if the exporter cannot be built or a global subscriber is
 /// already set.
