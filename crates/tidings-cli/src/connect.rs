@@ -58,6 +58,11 @@ pub(crate) fn scrub(e: anyhow::Error, url: &str) -> anyhow::Error {
     anyhow::anyhow!(text.replace(&password, "***").replace(&decoded, "***"))
 }
 
+/// [`scrub`] on a result's error.
+pub(crate) fn scrub_result<T>(r: anyhow::Result<T>, url: &str) -> anyhow::Result<T> {
+    r.map_err(|e| scrub(e, url))
+}
+
 fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes())
         .next()

@@ -52,8 +52,10 @@ pub async fn run(opt: Opt) -> anyhow::Result<()> {
         progress: std::io::stderr().is_terminal(),
     };
     match &opt.command {
-        // Reads a file; needs no transport.
-        opt::Command::Topology(args) => return topology::run(args, &mut io),
+        // Reads a file or an admin API over HTTP; needs no transport.
+        opt::Command::Topology(args) => {
+            return topology::run(args, opt.url.as_deref(), opt.connect_timeout, &mut io).await
+        }
         // Connect to what they measure themselves.
         opt::Command::Bench(args) => return bench::run(args, &mut io).await,
         opt::Command::BenchDrain(args) => return tidings_bench::drain_child(args.clone()).await,
@@ -83,7 +85,7 @@ pub async fn execute(
         Command::Dlq(DlqCommand::Replay(a)) => dlq_ops::replay(a, t, io).await,
         Command::Dlq(DlqCommand::Purge(a)) => dlq_ops::purge(a, t, io).await,
         Command::Tail(a) => tail::run(a, t, io).await,
-        Command::Topology(a) => topology::run(a, io),
+        Command::Topology(a) => topology::run(a, opt.url.as_deref(), opt.connect_timeout, io).await,
         Command::Dashboard(a) => dashboard::run(a, transport.clone(), io).await,
         Command::Bench(a) => bench::run(a, io).await,
         Command::BenchDrain(a) => tidings_bench::drain_child(a.clone()).await,

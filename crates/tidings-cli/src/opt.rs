@@ -22,6 +22,7 @@ fn since(s: &str) -> Result<String, String> {
 #[command(name = "tidings", version, about, long_about = None)]
 pub struct Opt {
     /// Transport URL: sqlite://FILE, postgres://.., amqp://.., nats://.., memory://
+    /// (for `topology`: an application's admin API, http://HOST:PORT/admin)
     #[arg(long, env = "TIDINGS_URL", global = true, hide_env_values = true)]
     pub url: Option<String>,
 
@@ -45,7 +46,8 @@ pub enum Command {
     /// Prints published events live, from a temporary queue of its own (takes nothing
     /// from other consumers).
     Tail(TailArgs),
-    /// Prints an application's topology (from the JSON its bus wrote) as text, mermaid or DOT.
+    /// Prints an application's topology as text, mermaid or DOT: fetched from its admin
+    /// API (--url http://HOST:PORT/admin) or read from the JSON its bus wrote (--from).
     Topology(TopologyArgs),
     /// Serves the admin API and web dashboard.
     Dashboard(DashboardArgs),
@@ -196,12 +198,17 @@ pub enum TopologyFormat {
     Dot,
 }
 
-/// `tidings topology`.
+/// `tidings topology`: from a running application (`--url http://HOST:PORT/admin`, its
+/// admin API's `GET /topology`) or from a file (`--from`, which wins when both are given).
 #[derive(Debug, Clone, Args)]
 pub struct TopologyArgs {
-    /// JSON written by the application (`serde_json::to_string(bus.topology())`); `-` for stdin.
+    /// JSON written by the application (`serde_json::to_string(bus.topology())`); `-` for
+    /// stdin. Without it, the report is fetched from --url http://HOST:PORT/ADMIN-PATH.
     #[arg(long, value_name = "FILE")]
-    pub from: PathBuf,
+    pub from: Option<PathBuf>,
+    /// Bearer token of the admin API (with --url).
+    #[arg(long, env = "TIDINGS_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = TopologyFormat::Text)]
     pub format: TopologyFormat,
