@@ -82,8 +82,10 @@ async fn topology() -> anyhow::Result<()> {
 pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
-    // The admin API and dashboard of Tidings, mounted under /admin/ (loopback only here).
-    let mut admin = tidings_admin::AdminState::new(system.bus.transport().clone());
+    // The admin API and dashboard of Tidings, mounted under /admin/ (loopback only here),
+    // with the bus's topology (`GET /admin/topology`, `tidings topology --url`).
+    let mut admin = tidings_admin::AdminState::new(system.bus.transport().clone())
+        .topology(system.bus.topology().clone());
     match tidings_admin::install_recorder() {
         Ok(handle) => admin = admin.metrics(handle),
         Err(e) => tracing::warn!(error = %e, "no Prometheus recorder: /admin/metrics is off"),
