@@ -233,3 +233,51 @@ impl BenchOpts {
         self.scenarios.iter().any(|s| s.trim() == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::BenchOpts;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchOpts,
+    }
+
+    fn effective(args: &[&str]) -> BenchOpts {
+        let mut argv = vec!["bench"];
+        argv.extend(args);
+        Cli::parse_from(argv).bench.effective()
+    }
+
+    #[test]
+    fn relay_alone_runs_only_the_relay() {
+        let o = effective(&["--relay", "--transports", "rabbitmq,nats"]);
+        assert_eq!(o.scenarios, ["relay"]);
+        assert_eq!((o.relay_n, o.relay_batch), (100_000, 500));
+    }
+
+    #[test]
+    fn all_adds_the_relay_to_the_default_scenarios() {
+        let o = effective(&["--all", "--smoke"]);
+        assert_eq!(
+            o.scenarios,
+            ["saturated", "paced", "fanout", "backlog", "relay"]
+        );
+        assert!(o.relay);
+        assert_eq!(o.relay_n, 2_000, "smoke keeps the relay small");
+        let o = effective(&["--all", "--scenarios", "saturated"]);
+        assert_eq!(o.scenarios, ["saturated"]);
+        assert!(!o.relay);
+    }
+
+    #[test]
+    fn the_default_is_the_point_to_point_scenarios() {
+        let o = effective(&[]);
+        assert_eq!(o.scenarios, ["saturated", "paced", "fanout", "backlog"]);
+        let o = effective(&["--scenarios", "saturated", "--relay"]);
+        assert_eq!(o.scenarios, ["saturated", "relay"]);
+    }
+}

@@ -11,7 +11,8 @@ use tidings::transport::{ReceiveOptions, Transport};
 use crate::payload::Work;
 use crate::scenario::STALL;
 
-/// Acks in flight while draining.
+/// Acks in flight while draining, at most (fewer than the prefetch: acks only make
+/// progress while awaited, and unsettled deliveries hold up the receiver).
 const ACKS_IN_FLIGHT: usize = 256;
 
 /// Waits (up to 10 s, for brokers whose counts lag) until `queue` reports `n` ready
@@ -58,6 +59,7 @@ pub(crate) async fn drain(
         prefetch,
         ..ReceiveOptions::default()
     };
+    let limit = ACKS_IN_FLIGHT.min(prefetch / 2).max(1);
     let mut rx = transport.receive(queue, opts).await?;
     let mut acks = FuturesUnordered::new();
     let mut got = 0;
@@ -78,7 +80,7 @@ pub(crate) async fn drain(
             *slot = true;
             got += 1;
             acks.push(d.settle.ack());
-            while acks.len() >= ACKS_IN_FLIGHT {
+            while acks.len() >= limit {
                 if let Some(r) = acks.next().await {
                     r?;
                 }

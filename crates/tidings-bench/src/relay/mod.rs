@@ -269,3 +269,6 @@ async fn ship(
     }
     Ok(elapsed)
 }
+
+#[cfg(test)]
+mod tests;
