@@ -19,6 +19,7 @@
 //! | per-key order | subjects carry a partition (hash of the key); ordered queues have one consumer per partition with `max_ack_pending = 1` |
 //! | error queue | `<endpoint>_error` = stream `<P>_ERR_<endpoint>`; dead-letter = publish there, then `+TERM` |
 //! | wake-up | long-polling pull requests (server pushes as soon as a message arrives) |
+//! | delete queue | deletes the queue's streams (`<P>_Q_`, or the ordered `<P>_O_*` partitions, with their consumers and sources), `<P>_ERR_` and `<P>_PK_`; event streams are shared and stay |
 //!
 //! See the `naming` table for subjects and stream names.
 

@@ -53,7 +53,10 @@ pub(crate) async fn message_count(conn: &Connector, queue: &str) -> Result<u64> 
 /// with OK for a missing queue too). Their bindings — subscriptions, the delay route —
 /// go with them; the shared type exchanges and delay levels stay.
 pub(crate) async fn delete_queue(conn: &Connector, queue: &str) -> Result<()> {
-    let names = [topology::short(queue)?, topology::short(&error_queue_name(queue))?];
+    let names = [
+        topology::short(queue)?,
+        topology::short(&error_queue_name(queue))?,
+    ];
     let (mut ch, _) = conn.channel().await?;
     for name in names {
         match ch

@@ -24,6 +24,7 @@
 //! | release | `basic.nack(requeue)` (quorum queues count it as a delivery) |
 //! | wake-up | push (`basic.consume`) |
 //! | parking a key on dead-letter | not supported (`parked_keys: None`) |
+//! | delete queue | `queue.delete` of `<queue>` and `<queue>_error` (their bindings go with them); delayed copies still in the shared delay levels are dropped when they come out, unless the queue is declared again by then |
 //!
 //! The connection is re-established with back-off after a loss, topology is declared
 //! again, and consumers re-open; deliveries unsettled at the loss come back (at least

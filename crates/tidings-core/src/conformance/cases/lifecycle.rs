@@ -28,7 +28,8 @@ async fn until_unlisted(t: &dyn Transport, queue: &str) {
 /// message; deletes it. Then: stats no longer list it, sending to it fails with
 /// `UnknownQueue`, its subscription is gone (a re-declared queue without subscriptions
 /// gets no event), a re-declared queue is empty and has no dead letters, the neighbour
-/// keeps everything, and deleting again (or a queue never declared) is `Ok`.
+/// keeps everything, and deleting again (or a queue never declared) is `Ok`. Last, an
+/// ordered queue is deleted the same way.
 pub async fn delete_queue_removes_queue_messages_and_error_queue(factory: &impl TransportFactory) {
     let t = connect(factory).await;
     let q = queue_name("delete");
@@ -129,4 +130,32 @@ pub async fn delete_queue_removes_queue_messages_and_error_queue(factory: &impl 
     .await;
     dead_letters_until(&*t, &of_queue(&keep), 1).await;
     cleanup(&*t, &[&keep]).await;
+
+    // An ordered queue (more than one stream or table behind it on some transports).
+    let ordered = queue_name("delete_ordered");
+    declare(
+        &*t,
+        vec![QueueSpec {
+            ordered: true,
+            ..spec(&ordered)
+        }],
+    )
+    .await;
+    let mut keyed = message(&cmd, 8);
+    keyed.partition_key = Some("key-8".into());
+    send_to(&*t, &ordered, keyed).await;
+    stats_until(&*t, &ordered, "the keyed message", |s| s.ready == 1).await;
+    must(
+        t.delete_queue(&ordered).await,
+        format!("delete_queue({ordered})"),
+    );
+    until_unlisted(&*t, &ordered).await;
+    declare(&*t, vec![spec(&ordered)]).await;
+    stats_until(
+        &*t,
+        &ordered,
+        "the re-declared ordered queue is empty",
+        |s| s.ready == 0,
+    )
+    .await;
 }
