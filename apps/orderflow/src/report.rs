@@ -242,11 +242,16 @@ pub async fn outcomes(db: &Db, scope: Scope) -> anyhow::Result<(i64, BTreeMap<St
 /// Distinct dead-lettered messages by (queue, reason).
 pub async fn error_queue(
     transport: &dyn Transport,
+    since: Option<chrono::DateTime<chrono::Utc>>,
 ) -> anyhow::Result<BTreeMap<(String, String), u64>> {
     // Distinct messages: a duplicated delivery of a poison message dead-letters twice.
     let mut ids = std::collections::BTreeSet::new();
     let mut by = BTreeMap::new();
-    for dl in transport.dead_letters(&DeadLetterQuery::default()).await? {
+    let query = DeadLetterQuery {
+        since,
+        ..DeadLetterQuery::default()
+    };
+    for dl in transport.dead_letters(&query).await? {
         if !ids.insert((dl.queue.clone(), dl.envelope.id)) {
             continue;
         }

@@ -85,7 +85,8 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
     // The admin API and dashboard of Tidings, mounted under /admin/ (loopback only here),
     // with the bus's topology (`GET /admin/topology`, `tidings topology --url`).
     let mut admin = tidings_admin::AdminState::new(system.bus.transport().clone())
-        .topology(system.bus.topology().clone());
+        .topology(system.bus.topology().clone())
+        .journal(system.journal.clone());
     match tidings_admin::install_recorder() {
         Ok(handle) => admin = admin.metrics(handle),
         Err(e) => tracing::warn!(error = %e, "no Prometheus recorder: /admin/metrics is off"),
@@ -256,7 +257,12 @@ async fn job(args: RunArgs) -> anyhow::Result<()> {
     finishing.finish();
     let checks = settled_checks(&system, scope, Duration::from_secs(20)).await?;
     let summary = crate::summary::Summary::gather(&system, scope, &load, settled, &checks).await?;
-    print!("{}", summary.render(&data));
+    // Where the error queues are (credentials redacted).
+    let url = match &args.common.transport_url {
+        Some(u) => tidings::redact_url(u),
+        None => format!("sqlite://{data}/orderflow.db"),
+    };
+    print!("{}", summary.render(&url));
     if args.serve {
         println!("serving on http://{addr} (dashboard: http://{addr}/admin/) — Ctrl-C to stop");
         tokio::signal::ctrl_c().await?;

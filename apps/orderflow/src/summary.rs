@@ -46,7 +46,11 @@ impl Summary {
         checks: &[Check],
     ) -> anyhow::Result<Summary> {
         let (completed, cancelled) = report::outcomes(&system.db, scope).await?;
-        let dead_letters = report::error_queue(system.bus.transport().as_ref()).await?;
+        let dead_letters = report::error_queue(
+            system.bus.transport().as_ref(),
+            chrono::DateTime::from_timestamp_micros(scope.since_micros),
+        )
+        .await?;
         let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
             "SELECT MIN(v.placed_at), MAX(v.final_at) FROM api_orders o JOIN view_orders v ON v.order_id = o.order_id WHERE o.placed_at >= ?1",
         )
@@ -76,7 +80,7 @@ impl Summary {
     }
 
     /// The report as text.
-    pub fn render(&self, data_dir: &str) -> String {
+    pub fn render(&self, url: &str) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "\n=== OrderFlow report ===");
         let _ = writeln!(o, "orders placed         {} ({} HTTP errors; {} repeated with the same Idempotency-Key, {} answered with another order)",
@@ -126,7 +130,6 @@ impl Summary {
                 c.detail
             );
         }
-        let url = format!("sqlite://{data_dir}/orderflow.db");
         if self.transport == "memory" {
             let _ = writeln!(o, "error queue: this run used the in-memory transport, so its error queues live in this process only;");
             let _ = writeln!(o, "  on the SQLite transport inspect and replay them with:");

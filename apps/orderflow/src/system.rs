@@ -121,6 +121,8 @@ pub struct System {
     pub db: Db,
     /// The configuration it runs with.
     pub config: Config,
+    /// Deliveries this process consumed (bounded, in memory), for GET /admin/messages.
+    pub journal: tidings_admin::MessageJournal,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -241,7 +243,9 @@ impl System {
     ) -> anyhow::Result<System> {
         seed(&db).await?;
         let sink: Arc<dyn Sink> = Arc::new(FileSink::open(config.notifications_path())?);
+        let journal = tidings_admin::MessageJournal::new();
         let bus = bus_builder(transport.clone(), &config, &db, sink)
+            .observer(journal.observer())
             .start()
             .await?;
         let stop = CancellationToken::new();
@@ -254,6 +258,7 @@ impl System {
             bus,
             db,
             config,
+            journal,
             stop,
             tasks,
         })

@@ -113,7 +113,7 @@ async fn five_hundred_orders_with_failures_and_duplicates_end_consistent() {
     );
 
     // poison: exactly the injected messages are in the error queue, nothing else
-    let dl = report::error_queue(system.bus.transport().as_ref())
+    let dl = report::error_queue(system.bus.transport().as_ref(), None)
         .await
         .unwrap();
     let by: Vec<_> = dl
@@ -198,7 +198,7 @@ async fn on_the_sqlite_transport_orders_settle_and_a_restart_continues() {
             "an invariant failed in round {round}"
         );
         // the error queue is durable: it keeps the first round's poison too
-        let dl: u64 = report::error_queue(system.bus.transport().as_ref())
+        let dl: u64 = report::error_queue(system.bus.transport().as_ref(), None)
             .await
             .unwrap()
             .values()
