@@ -80,7 +80,12 @@ struct Seen {
 
 impl Observer for Seen {
     fn observe(&self, o: Observation) {
-        *self.arrivals.lock().unwrap().entry(o.envelope.id).or_default() += 1;
+        *self
+            .arrivals
+            .lock()
+            .unwrap()
+            .entry(o.envelope.id)
+            .or_default() += 1;
     }
 }
 
@@ -122,7 +127,11 @@ async fn rig(b: Broker, db: Db) -> Option<Rig> {
                 .handle_fn(move |m: Ping, ctx: ConsumeContext| {
                     let s = s.clone();
                     async move {
-                        *s.effects.lock().unwrap().entry(ctx.message_id()).or_default() += 1;
+                        *s.effects
+                            .lock()
+                            .unwrap()
+                            .entry(ctx.message_id())
+                            .or_default() += 1;
                         s.order.lock().unwrap().push((m.key, m.seq));
                         Ok(())
                     }
@@ -153,8 +162,9 @@ async fn rig(b: Broker, db: Db) -> Option<Rig> {
                 .await
                 .expect("schema");
             admin.close().await;
-            let opts: sqlx::postgres::PgConnectOptions =
-                "postgres://postgres@127.0.0.1:5432/test".parse().expect("url");
+            let opts: sqlx::postgres::PgConnectOptions = "postgres://postgres@127.0.0.1:5432/test"
+                .parse()
+                .expect("url");
             let pool = sqlx::PgPool::connect_with(opts.options([("search_path", schema.as_str())]))
                 .await
                 .expect("postgres");
@@ -289,8 +299,16 @@ async fn ships_in_order_once(b: Broker, db: Db) {
     task.await.expect("relay task");
     assert_eq!(stats.shipped(), n as u64);
     assert!(stats.batches() >= (n / 256) as u64);
-    assert_eq!(table.store().pending().await.expect("pending"), 0, "sent rows are deleted");
-    assert_eq!(rig.seen.total_arrivals(), n as u32, "no duplicates without faults");
+    assert_eq!(
+        table.store().pending().await.expect("pending"),
+        0,
+        "sent rows are deleted"
+    );
+    assert_eq!(
+        rig.seen.total_arrivals(),
+        n as u32,
+        "no duplicates without faults"
+    );
     assert_in_order(&rig.seen.order.lock().unwrap());
     rig.finish().await;
 }
@@ -320,7 +338,11 @@ async fn two_relays_never_ship_a_row_twice(b: Broker, db: Db) {
         t.await.expect("relay task");
     }
     assert_eq!(s1.shipped() + s2.shipped(), n as u64);
-    assert_eq!(rig.seen.total_arrivals(), n as u32, "a row was shipped twice");
+    assert_eq!(
+        rig.seen.total_arrivals(),
+        n as u32,
+        "a row was shipped twice"
+    );
     assert_eq!(t1.store().pending().await.expect("pending"), 0);
     rig.finish().await;
 }
