@@ -327,6 +327,7 @@ impl Bus {
 
     /// Graceful shutdown: stop taking deliveries, let in-flight handlers finish until
     /// `deadline`, then abandon the rest (their leases expire and they are redelivered).
+    /// The bus's reply queue (made by its first [`Bus::request`]) is deleted.
     /// Returns whether everything finished in time.
     pub async fn shutdown(&self, deadline: Duration) -> bool {
         let inner = &self.inner;
@@ -344,6 +345,12 @@ impl Bus {
                 ?deadline,
                 "shutdown deadline passed with handlers still running"
             );
+        }
+        // The reply queue belongs to this bus instance alone: remove it.
+        if let Some(queue) = inner.replies.get() {
+            if let Err(e) = inner.transport.delete_queue(queue).await {
+                tracing::warn!(error = %e, queue, "deleting the reply queue failed");
+            }
         }
         done
     }

@@ -244,6 +244,22 @@ async fn request_response_and_timeout() {
         .unwrap_err();
     assert!(matches!(err, Error::RequestTimeout { .. }), "{err}");
     assert!(err.to_string().contains("no response within 5s"), "{err}");
+
+    // The reply queue lives as long as the bus: shutdown deletes it.
+    let replies = |stats: Vec<tidings_core::transport::QueueStats>| {
+        stats
+            .iter()
+            .filter(|s| s.queue.contains(".replies."))
+            .count()
+    };
+    let transport = h.bus.transport().clone();
+    assert_eq!(replies(transport.stats().await.unwrap()), 1);
+    h.bus.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        replies(transport.stats().await.unwrap()),
+        0,
+        "reply queue left behind"
+    );
 }
 
 #[tokio::test]
