@@ -28,6 +28,9 @@ pub enum PgError {
         /// The version the caller read (`None`: expected no row).
         expected: Option<i64>,
     },
+    /// The schema cannot be used by this build (written by a newer version).
+    #[error("incompatible postgres schema: {0}")]
+    Schema(String),
     /// A stored envelope or state could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),

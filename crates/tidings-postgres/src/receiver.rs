@@ -6,6 +6,11 @@
 //! claimed) so they do not walk the dead index entries acked rows leave at the head of the
 //! queue; a claim from the head runs when the cursor finds too little and at least every
 //! `rescan_interval`, picking up redeliveries (nacks, expired leases) behind the cursor.
+//!
+//! Rows waiting in `scheduled` are promoted into `messages` by the receivers of their
+//! queue: at least every `rescan_interval`, and as soon as the receiver, idle, learns that
+//! the next one is due. A promoted row keeps its `seq`, so the claim that follows starts
+//! from the head.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,6 +25,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::error::PgError;
+use crate::schema::PROMOTE_BATCH;
 use crate::settle::{OpKind, PgSettle};
 use crate::transport::Shared;
 
@@ -37,6 +43,9 @@ pub(crate) struct PgReceiver {
     buffer: VecDeque<Buffered>,
     cursor: i64,
     last_rescan: Instant,
+    last_promote: Instant,
+    /// When a row of the queue is next due (learned while idle).
+    next_due: Option<Instant>,
     closed: bool,
 }
 
@@ -49,6 +58,9 @@ impl PgReceiver {
     ) -> Self {
         let notify = shared.wake.get(queue);
         let rescan = shared.config.rescan_interval;
+        let long_ago = Instant::now()
+            .checked_sub(rescan)
+            .unwrap_or_else(Instant::now);
         PgReceiver {
             shared,
             queue: Arc::from(queue),
@@ -58,9 +70,9 @@ impl PgReceiver {
             outstanding: Arc::new(AtomicUsize::new(0)),
             buffer: VecDeque::new(),
             cursor: 0,
-            last_rescan: Instant::now()
-                .checked_sub(rescan)
-                .unwrap_or_else(Instant::now),
+            last_rescan: long_ago,
+            last_promote: long_ago,
+            next_due: None,
             closed: false,
         }
     }
@@ -122,10 +134,38 @@ impl PgReceiver {
         Ok(got)
     }
 
+    /// Moves due rows of the queue from `scheduled` into `messages`; returns how many.
+    async fn promote(&self) -> std::result::Result<i64, PgError> {
+        let sql = &self.shared.sql;
+        let row = sqlx::query(sql.promote.sql())
+            .bind(&*self.queue)
+            .bind(PROMOTE_BATCH)
+            .bind(&sql.channel)
+            .fetch_one(&self.shared.pool)
+            .await
+            .map_err(PgError::db("promote"))?;
+        Ok(row.get(0))
+    }
+
     /// Fills the buffer with up to `room` deliveries; returns how many.
     async fn fill(&mut self, room: usize) -> std::result::Result<usize, PgError> {
         let want = room.min(MAX_BATCH);
-        let rescan_due = self.last_rescan.elapsed() >= self.shared.config.rescan_interval;
+        let every = self.shared.config.rescan_interval;
+        let now = Instant::now();
+        let mut rescan_due = now.duration_since(self.last_rescan) >= every;
+        if now.duration_since(self.last_promote) >= every || self.next_due.is_some_and(|t| t <= now)
+        {
+            self.last_promote = now;
+            self.next_due = None;
+            let moved = self.promote().await?;
+            if moved > 0 {
+                // Promoted rows sit behind the cursor.
+                rescan_due = true;
+            }
+            if moved >= PROMOTE_BATCH {
+                self.next_due = Some(now);
+            }
+        }
         let mut got = 0;
         if !self.ordered && !rescan_due && self.cursor > 0 {
             got = self.claim(want, self.cursor).await?;
@@ -195,7 +235,10 @@ impl Receiver for PgReceiver {
                     Ok(0) => {
                         backoff = Duration::from_millis(50);
                         match self.next_visible().await {
-                            Ok(Some(d)) => wait = wait.min(d + Duration::from_millis(1)),
+                            Ok(Some(d)) => {
+                                self.next_due = Some(Instant::now() + d);
+                                wait = wait.min(d + Duration::from_millis(1));
+                            }
                             Ok(None) => {}
                             Err(e) if e.is_transient() => wait = backoff,
                             Err(e) => return Err(e.into()),

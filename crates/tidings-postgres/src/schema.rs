@@ -1,12 +1,17 @@
-//! The tables (created on connect, idempotently) and every SQL statement, qualified with
-//! the configured schema once at start-up.
+//! Every SQL statement, qualified with the configured schema once at start-up. The tables
+//! (created and upgraded on connect by `migrate.rs`):
 //!
 //! ```text
+//! schema_version (version)
 //! queues        (name PK, ordered, temporary, is_error)
 //! subscriptions (message_type, queue) PK            -- fan-out: one row per subscribed queue
 //! messages      (queue, seq) PK, id, message_type, partition_key, visible_at, sent_at,
 //!               delivery_count, claim, dead_of, fault_reason, dead_lettered_at, envelope
 //!               UNIQUE (queue, id)                   -- idempotent re-sends
+//!               INDEX (queue, partition_key, seq) WHERE partition_key IS NOT NULL
+//! scheduled     (queue, seq) PK, id, message_type, partition_key, visible_at, sent_at,
+//!               delivery_count, envelope             -- due later than SCHEDULE_AFTER
+//!               UNIQUE (queue, id), INDEX (queue, visible_at),
 //!               INDEX (queue, partition_key, seq) WHERE partition_key IS NOT NULL
 //! parked        (queue, partition_key) PK           -- keys held behind a dead letter
 //! inbox         (message_id, endpoint) PK, processed_at, expires_at
@@ -17,98 +22,91 @@
 //! stamps a fresh `claim` token); ack deletes the row; the error queue `<queue>_error` is
 //! the same table with `dead_of` = the original queue, so dead-lettering and replay are
 //! updates that keep `seq` (and with it per-key order).
+//!
+//! A message due later than [`SCHEDULE_AFTER`] (sent with a delay, or nacked with one)
+//! waits in `scheduled` instead, with the `seq` it was given at send, so a claim never
+//! steps over it: a claim costs the same with 10 or 100,000 timers pending. Receivers
+//! promote due rows back into `messages` (same `seq`), and an ordered claim also checks
+//! `scheduled` for an earlier row of the key, so per-key order holds across the move.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
 
-/// Creates everything; `{s}` is the quoted schema.
-const DDL: &str = r#"
-CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.queues (
-    name text PRIMARY KEY,
-    ordered boolean NOT NULL DEFAULT false,
-    temporary boolean NOT NULL DEFAULT false,
-    is_error boolean NOT NULL DEFAULT false
-);
-CREATE TABLE IF NOT EXISTS {s}.subscriptions (
-    message_type text NOT NULL,
-    queue text NOT NULL,
-    PRIMARY KEY (message_type, queue)
-);
-CREATE SEQUENCE IF NOT EXISTS {s}.message_seq;
-CREATE TABLE IF NOT EXISTS {s}.messages (
-    queue text NOT NULL,
-    seq bigint NOT NULL DEFAULT nextval('{s}.message_seq'),
-    id uuid NOT NULL,
-    message_type text NOT NULL,
-    partition_key text,
-    visible_at timestamptz NOT NULL DEFAULT now(),
-    sent_at timestamptz NOT NULL,
-    delivery_count integer NOT NULL DEFAULT 0,
-    claim uuid,
-    dead_of text,
-    fault_reason text,
-    dead_lettered_at timestamptz,
-    envelope bytea NOT NULL,
-    PRIMARY KEY (queue, seq)
-) WITH (
-    fillfactor = 70,
-    autovacuum_vacuum_scale_factor = 0.01,
-    autovacuum_vacuum_threshold = 1000,
-    autovacuum_vacuum_cost_delay = 0,
-    autovacuum_vacuum_insert_scale_factor = 0.05
-);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_queue_id ON {s}.messages (queue, id);
-CREATE INDEX IF NOT EXISTS messages_key ON {s}.messages (queue, partition_key, seq)
-    WHERE partition_key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS {s}.parked (
-    queue text NOT NULL,
-    partition_key text NOT NULL,
-    parked_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (queue, partition_key)
-);
-CREATE TABLE IF NOT EXISTS {s}.inbox (
-    message_id uuid NOT NULL,
-    endpoint text NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT now(),
-    expires_at timestamptz NOT NULL,
-    PRIMARY KEY (message_id, endpoint)
-);
-CREATE INDEX IF NOT EXISTS inbox_expires ON {s}.inbox (expires_at);
-CREATE TABLE IF NOT EXISTS {s}.sagas (
-    saga_type text NOT NULL,
-    id text NOT NULL,
-    version bigint NOT NULL,
-    state jsonb NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (saga_type, id)
-);
-"#;
+/// Messages due later than this from now wait in `scheduled`, out of the claim path.
+/// The SQL below spells it `interval '1 second'`; keep them equal.
+pub(crate) const SCHEDULE_AFTER: Duration = Duration::from_secs(1);
+
+/// Most rows moved by one promotion.
+pub(crate) const PROMOTE_BATCH: i64 = 1000;
 
 /// Inserts messages for queues and topics (fan-out through `subscriptions`) and notifies
 /// the queues that got a message visible now. Arrays: destination (NULL = topic), id,
-/// type, key, visible_at (NULL = now), sent_at, envelope; `$8` = channel.
+/// type, key, visible_at (NULL = now), sent_at, envelope; `$8` = channel. Rows due later
+/// than `SCHEDULE_AFTER` go to `scheduled`; `seq` is drawn in send order for both tables.
+/// An id already waiting in the other table of the queue is not inserted again.
 const SEND: &str = r#"
 WITH d AS (
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[],
                          $5::timestamptz[], $6::timestamptz[], $7::bytea[])
         WITH ORDINALITY AS d(dest, id, message_type, partition_key, visible_at, sent_at, envelope, ord)
+), r AS MATERIALIZED (
+    SELECT nextval('{s}.message_seq') AS seq, x.*,
+           x.visible_at >= now() + interval '1 second' AS later
+    FROM (
+        SELECT t.queue, d.id, d.message_type, d.partition_key,
+               coalesce(d.visible_at, now()) AS visible_at, d.sent_at, d.envelope
+        FROM d CROSS JOIN LATERAL (
+            SELECT d.dest AS queue WHERE d.dest IS NOT NULL
+            UNION ALL
+            SELECT s.queue FROM {s}.subscriptions s
+            WHERE d.dest IS NULL AND s.message_type = d.message_type
+        ) t
+        ORDER BY d.ord, t.queue
+    ) x
 ), ins AS (
-    INSERT INTO {s}.messages (queue, id, message_type, partition_key, visible_at, sent_at, envelope)
-    SELECT t.queue, d.id, d.message_type, d.partition_key, coalesce(d.visible_at, now()),
-           d.sent_at, d.envelope
-    FROM d CROSS JOIN LATERAL (
-        SELECT d.dest AS queue WHERE d.dest IS NOT NULL
-        UNION ALL
-        SELECT s.queue FROM {s}.subscriptions s
-        WHERE d.dest IS NULL AND s.message_type = d.message_type
-    ) t
-    ORDER BY d.ord, t.queue
+    INSERT INTO {s}.messages (queue, seq, id, message_type, partition_key, visible_at, sent_at, envelope)
+    SELECT r.queue, r.seq, r.id, r.message_type, r.partition_key, r.visible_at, r.sent_at, r.envelope
+    FROM r
+    WHERE NOT r.later
+      AND NOT EXISTS (SELECT 1 FROM {s}.scheduled w WHERE w.queue = r.queue AND w.id = r.id)
     ON CONFLICT (queue, id) DO NOTHING
     RETURNING queue, visible_at
+), later AS (
+    INSERT INTO {s}.scheduled (queue, seq, id, message_type, partition_key, visible_at, sent_at, envelope)
+    SELECT r.queue, r.seq, r.id, r.message_type, r.partition_key, r.visible_at, r.sent_at, r.envelope
+    FROM r
+    WHERE r.later
+      AND NOT EXISTS (SELECT 1 FROM {s}.messages m WHERE m.queue = r.queue AND m.id = r.id)
+    ON CONFLICT (queue, id) DO NOTHING
 )
 SELECT pg_notify($8, q.queue) FROM (SELECT DISTINCT queue FROM ins WHERE visible_at <= now()) q
+"#;
+
+/// Moves up to `$2` due rows of queue `$1` from `scheduled` back into `messages` (same
+/// `seq`) and notifies channel `$3` if any moved; returns how many moved. A row whose id
+/// is in `messages` already (a re-send) is dropped.
+const PROMOTE: &str = r#"
+WITH due AS (
+    DELETE FROM {s}.scheduled w
+    WHERE (w.queue, w.seq) IN (
+        SELECT queue, seq FROM {s}.scheduled
+        WHERE queue = $1 AND visible_at <= now()
+        ORDER BY visible_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+    RETURNING w.queue, w.seq, w.id, w.message_type, w.partition_key, w.visible_at, w.sent_at,
+              w.delivery_count, w.envelope
+), ins AS (
+    INSERT INTO {s}.messages (queue, seq, id, message_type, partition_key, visible_at, sent_at,
+                              delivery_count, envelope)
+    SELECT * FROM due ORDER BY seq
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), n AS (SELECT count(*) AS n FROM due)
+SELECT n.n, (SELECT count(*) FROM (SELECT pg_notify($3, $1) FROM ins LIMIT 1) x)
+FROM n
 "#;
 
 /// Claims up to `$2` visible rows after `$5` in `seq` order. `$3` lease seconds, `$4` claim.
@@ -126,7 +124,8 @@ FROM c WHERE m.queue = $1 AND m.seq = c.seq
 RETURNING m.seq, m.delivery_count, m.envelope
 "#;
 
-/// Like [`CLAIM`] on an ordered queue: only the first row of each key, and not if parked.
+/// Like [`CLAIM`] on an ordered queue: only the first row of each key (counting rows
+/// waiting in `scheduled`), and not if parked.
 const CLAIM_ORDERED: &str = r#"
 WITH c AS (
     SELECT m.seq FROM {s}.messages m
@@ -135,6 +134,9 @@ WITH c AS (
           NOT EXISTS (SELECT 1 FROM {s}.messages e
                       WHERE e.queue = m.queue AND e.partition_key = m.partition_key
                         AND e.seq < m.seq)
+          AND NOT EXISTS (SELECT 1 FROM {s}.scheduled w
+                          WHERE w.queue = m.queue AND w.partition_key = m.partition_key
+                            AND w.seq < m.seq)
           AND NOT EXISTS (SELECT 1 FROM {s}.parked p
                           WHERE p.queue = m.queue AND p.partition_key = m.partition_key)))
     ORDER BY m.seq
@@ -147,10 +149,12 @@ FROM c WHERE m.queue = $1 AND m.seq = c.seq
 RETURNING m.seq, m.delivery_count, m.envelope
 "#;
 
-/// Seconds until the next row of `$1` becomes visible (scheduled, delayed, leased).
+/// Seconds until the next row of `$1` becomes visible (delayed, leased, or waiting in
+/// `scheduled`; negative when a scheduled row is due and waits for promotion).
 const NEXT_VISIBLE: &str = r#"
-SELECT extract(epoch FROM min(visible_at) - now())::float8
-FROM {s}.messages WHERE queue = $1 AND visible_at > now()
+SELECT extract(epoch FROM least(
+    (SELECT min(visible_at) FROM {s}.messages WHERE queue = $1 AND visible_at > now()),
+    (SELECT min(visible_at) FROM {s}.scheduled WHERE queue = $1)) - now())::float8
 "#;
 
 /// Batched ack: arrays of queue, seq, claim.
@@ -182,6 +186,20 @@ UPDATE {s}.messages
 SET visible_at = now() + make_interval(secs => $4), claim = NULL,
     envelope = coalesce($5, envelope)
 WHERE queue = $1 AND seq = $2 AND claim = $3
+"#;
+
+/// Like [`NACK`] for a delay of at least `SCHEDULE_AFTER`: the row moves to `scheduled`.
+const NACK_SCHEDULE: &str = r#"
+WITH gone AS (
+    DELETE FROM {s}.messages
+    WHERE queue = $1 AND seq = $2 AND claim = $3
+    RETURNING queue, seq, id, message_type, partition_key, sent_at, delivery_count, envelope
+)
+INSERT INTO {s}.scheduled (queue, seq, id, message_type, partition_key, visible_at, sent_at,
+                           delivery_count, envelope)
+SELECT queue, seq, id, message_type, partition_key, now() + make_interval(secs => $4), sent_at,
+       delivery_count, coalesce($5, envelope)
+FROM gone
 "#;
 
 /// Moves a claimed row into its error queue `$4`; parks its key when `$7`.
@@ -246,9 +264,11 @@ INSERT INTO {s}.queues (name, ordered, temporary, is_error) VALUES ($1, $2, $3, 
 ON CONFLICT (name) DO UPDATE SET ordered = {s}.queues.ordered OR excluded.ordered
 "#;
 
-/// Deletes queue `$1` and its error queue `$2`: rows of both, parked keys, subscriptions.
+/// Deletes queue `$1` and its error queue `$2`: rows of both (waiting ones too), parked
+/// keys, subscriptions.
 const DELETE_QUEUE: &str = r#"
 WITH m AS (DELETE FROM {s}.messages WHERE queue = $1 OR queue = $2),
+     w AS (DELETE FROM {s}.scheduled WHERE queue = $1),
      p AS (DELETE FROM {s}.parked WHERE queue = $1),
      sub AS (DELETE FROM {s}.subscriptions WHERE queue = $1)
 DELETE FROM {s}.queues WHERE name = $1 OR name = $2
@@ -260,17 +280,32 @@ INSERT INTO {s}.subscriptions (message_type, queue) VALUES ($1, $2) ON CONFLICT 
 
 const QUEUES: &str = "SELECT name, ordered FROM {s}.queues WHERE name = ANY($1)";
 
+/// Per queue: ready, in flight, scheduled, oldest age (not in flight), error depth, parked
+/// keys. Rows of `scheduled` count as ready once due.
 const STATS: &str = r#"
 SELECT q.name,
-       count(m.seq) FILTER (WHERE m.visible_at <= now()),
-       count(m.seq) FILTER (WHERE m.visible_at > now() AND m.claim IS NOT NULL),
-       count(m.seq) FILTER (WHERE m.visible_at > now() AND m.claim IS NULL),
-       extract(epoch FROM now() - min(m.sent_at) FILTER (WHERE m.claim IS NULL OR m.visible_at <= now()))::float8,
+       m.ready + w.ready,
+       m.in_flight,
+       m.scheduled + w.scheduled,
+       extract(epoch FROM now() - least(m.oldest, w.oldest))::float8,
        (SELECT count(*) FROM {s}.messages e WHERE e.queue = q.name || '_error'),
        (SELECT count(*) FROM {s}.parked p WHERE p.queue = q.name)
-FROM {s}.queues q LEFT JOIN {s}.messages m ON m.queue = q.name
+FROM {s}.queues q
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE visible_at <= now()) AS ready,
+           count(*) FILTER (WHERE visible_at > now() AND claim IS NOT NULL) AS in_flight,
+           count(*) FILTER (WHERE visible_at > now() AND claim IS NULL) AS scheduled,
+           min(sent_at) FILTER (WHERE claim IS NULL OR visible_at <= now()) AS oldest
+    FROM {s}.messages WHERE queue = q.name
+) m
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE visible_at <= now()) AS ready,
+           count(*) FILTER (WHERE visible_at > now()) AS scheduled,
+           min(sent_at) AS oldest
+    FROM {s}.scheduled WHERE queue = q.name
+) w
 WHERE NOT q.is_error
-GROUP BY q.name ORDER BY q.name
+ORDER BY q.name
 "#;
 
 const INBOX_RECORD: &str = r#"
@@ -303,7 +338,8 @@ const SAGA_DELETE: &str = "DELETE FROM {s}.sagas WHERE saga_type = $1 AND id = $
 pub(crate) struct Stmt(Arc<str>);
 
 impl Stmt {
-    fn new(template: &str, schema: &str) -> Self {
+    /// `template` with `{s}` replaced by the quoted `schema`.
+    pub(crate) fn new(template: &str, schema: &str) -> Self {
         Stmt(template.replace("{s}", &format!("\"{schema}\"")).into())
     }
 
@@ -316,15 +352,16 @@ impl Stmt {
 /// Every statement of the crate for one schema.
 #[derive(Debug)]
 pub(crate) struct Sql {
-    pub(crate) ddl: Stmt,
     pub(crate) send: Stmt,
     pub(crate) claim: Stmt,
     pub(crate) claim_ordered: Stmt,
+    pub(crate) promote: Stmt,
     pub(crate) next_visible: Stmt,
     pub(crate) ack: Stmt,
     pub(crate) release: Stmt,
     pub(crate) requeue: Stmt,
     pub(crate) nack: Stmt,
+    pub(crate) nack_schedule: Stmt,
     pub(crate) dead_letter: Stmt,
     pub(crate) extend: Stmt,
     pub(crate) dead_letters: Stmt,
@@ -353,15 +390,16 @@ impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let s = |t: &str| Stmt::new(t, schema);
         Sql {
-            ddl: s(DDL),
             send: s(SEND),
             claim: s(CLAIM),
             claim_ordered: s(CLAIM_ORDERED),
+            promote: s(PROMOTE),
             next_visible: s(NEXT_VISIBLE),
             ack: s(ACK),
             release: s(RELEASE),
             requeue: s(REQUEUE),
             nack: s(NACK),
+            nack_schedule: s(NACK_SCHEDULE),
             dead_letter: s(DEAD_LETTER),
             extend: s(EXTEND),
             dead_letters: s(DEAD_LETTERS),

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::error::PgError;
 use crate::retry::retry;
-use crate::schema::Sql;
+use crate::schema::{Sql, SCHEDULE_AFTER};
 use crate::transport::Shared;
 use crate::wake::Wake;
 
@@ -200,8 +200,14 @@ impl Settle for PgSettle {
         self.finish();
         let env = updated.map(|e| e.to_json()).transpose()?;
         let sql = &self.shared.sql;
+        // A longer delay leaves the claim path (see `schema.rs`).
+        let stmt = if delay >= SCHEDULE_AFTER {
+            &sql.nack_schedule
+        } else {
+            &sql.nack
+        };
         retry("nack", || {
-            sqlx::query(sql.nack.sql())
+            sqlx::query(stmt.sql())
                 .bind(&*self.queue)
                 .bind(self.seq)
                 .bind(self.claim)

@@ -172,7 +172,7 @@ impl PostgresTransport {
             .await
             .map_err(PgError::db("connect"))?;
         let sql = Arc::new(Sql::new(&config.schema));
-        migrate(&pool, &sql, &config.schema).await?;
+        crate::migrate::migrate(&pool, &config.schema).await?;
         let wake = Arc::new(Wake::default());
         let (writer, rx) = mpsc::unbounded_channel();
         let (sends, send_rx) = mpsc::unbounded_channel();
@@ -210,21 +210,6 @@ impl PostgresTransport {
     pub fn config(&self) -> &PostgresConfig {
         &self.shared.config
     }
-}
-
-/// Creates the schema under an advisory lock (concurrent connects would race otherwise).
-async fn migrate(pool: &PgPool, sql: &Sql, schema: &str) -> std::result::Result<(), PgError> {
-    let mut tx = pool.begin().await.map_err(PgError::db("migrate"))?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tidings-migrate:' || $1))")
-        .bind(schema)
-        .execute(&mut *tx)
-        .await
-        .map_err(PgError::db("migrate"))?;
-    sqlx::raw_sql(sql.ddl.sql())
-        .execute(&mut *tx)
-        .await
-        .map_err(PgError::db("migrate"))?;
-    tx.commit().await.map_err(PgError::db("migrate"))
 }
 
 #[async_trait]
