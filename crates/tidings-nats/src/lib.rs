@@ -14,18 +14,19 @@
 //! | --- | --- |
 //! | queue / competing consumers | work-queue stream per endpoint + durable pull consumer, explicit ack, `ack_wait` = lease |
 //! | publish fan-out | a limits stream per event type, *sourced* by each subscribed endpoint stream (2.9 forbids overlapping subjects) |
-//! | delayed redelivery | `-NAK {delay}` |
-//! | scheduled delivery | delivered, then `-NAK {delay}` for the time left (one early delivery) |
+//! | delayed redelivery | `-NAK {delay}`: the message stays pending on the consumer meanwhile (on an ordered partition it holds the partition: the retry keeps its place) |
+//! | scheduled delivery | a delay stream per queue (`<P>_DL_<q>`) whose `pump` consumer (run by the queue's receivers) `-NAK`s a message until due, then republishes it onto the queue (its partition's subject) and acks it; a scheduled event found early on a queue is moved there |
 //! | per-key order | subjects carry a partition (hash of the key); ordered queues have one consumer per partition with `max_ack_pending = 1` |
 //! | error queue | `<endpoint>_error` = stream `<P>_ERR_<endpoint>`; dead-letter = publish there, then `+TERM` |
 //! | wake-up | long-polling pull requests (server pushes as soon as a message arrives) |
-//! | delete queue | deletes the queue's streams (`<P>_Q_`, or the ordered `<P>_O_*` partitions, with their consumers and sources), `<P>_ERR_` and `<P>_PK_`; event streams are shared and stay |
+//! | delete queue | deletes the queue's streams (`<P>_Q_`, or the ordered `<P>_O_*` partitions, with their consumers and sources), `<P>_ERR_`, `<P>_PK_` and `<P>_DL_`; event streams are shared and stay |
 //!
 //! See the `naming` table for subjects and stream names.
 
 mod codec;
 pub mod config;
 mod dead_letter;
+mod delay;
 pub mod error;
 mod naming;
 mod park;

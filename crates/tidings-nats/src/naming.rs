@@ -10,6 +10,7 @@
 //! | sends to ordered queue `q` | `<prefix>.q.<q>.<n>` | `<P>_O_<q>_<n>`, one per partition `n` |
 //! | events of type `t` | `<prefix>.ev.<t>.<partition>` | `<P>_EV_<t>` (limits, max age), sourced into subscribed queue streams |
 //! | error queue of `q` | `<prefix>.err.<q>` | `<P>_ERR_<q>` |
+//! | messages of `q` not due yet (`scheduled_for` ahead) | `<prefix>.dl.<q>` | `<P>_DL_<q>` (work queue, consumer `pump`) |
 //! | parked key `k` of ordered queue `q` | marker `<prefix>.pk.<q>.m.<k>`, messages `<prefix>.pk.<q>.k.<k>` | `<P>_PK_<q>` |
 //!
 //! `<P>` is the encoded prefix. The partition is `fnv1a(partition key or message id) %
@@ -22,6 +23,8 @@ use std::fmt::Write as _;
 
 /// The durable consumer of each queue stream.
 pub(crate) const WORK_CONSUMER: &str = "work";
+/// The durable consumer of each delay stream.
+pub(crate) const PUMP_CONSUMER: &str = "pump";
 
 /// Encodes a name into one subject token / stream-name fragment.
 pub(crate) fn encode(name: &str) -> String {
@@ -134,6 +137,15 @@ impl Names {
         format!("{}_ERR_{}", self.stream_prefix, encode(queue))
     }
 
+    /// Stream holding `queue`'s messages until they are due.
+    pub(crate) fn delay_stream(&self, queue: &str) -> String {
+        format!("{}_DL_{}", self.stream_prefix, encode(queue))
+    }
+
+    pub(crate) fn delay_subject(&self, queue: &str) -> String {
+        format!("{}.dl.{}", self.subject_prefix, encode(queue))
+    }
+
     pub(crate) fn park_stream(&self, queue: &str) -> String {
         format!("{}_PK_{}", self.stream_prefix, encode(queue))
     }
@@ -183,7 +195,7 @@ impl Names {
         stream
             .strip_prefix(&self.stream_prefix)
             .is_some_and(|rest| {
-                ["_Q_", "_O_", "_EV_", "_ERR_", "_PK_"]
+                ["_Q_", "_O_", "_EV_", "_ERR_", "_PK_", "_DL_"]
                     .iter()
                     .any(|p| rest.starts_with(p))
             })
@@ -232,6 +244,9 @@ mod tests {
             Some("a_b")
         );
         assert!(n.owns_stream(&n.error_stream("x")));
+        assert!(n.owns_stream(&n.delay_stream("x")));
+        assert_eq!(n.queue_of_stream(&n.delay_stream("x")), None);
+        assert_eq!(n.delay_subject("a.b"), "tidings.test.dl.a_2Eb");
         assert!(!Names::new("tidings", 1).owns_stream("tidings_2Etest_Q_x"));
     }
 

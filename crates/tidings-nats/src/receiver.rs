@@ -12,9 +12,10 @@
 //! `prefetch` deliveries are out unsettled; messages buffered from one fetch wait for a
 //! slot (at most `prefetch` of them, plus one per partition from long polls).
 //!
-//! A message scheduled for later (`scheduled_for`) is answered with `-NAK {delay}` for
-//! the time left, and not handed out: JetStream 2.9 has no scheduled publishing.
-//! Closing waits for open pulls to end and releases (`-NAK`) everything buffered.
+//! Messages scheduled for later wait in the queue's delay stream (see `delay`); each
+//! receiver runs a pump that moves them onto the queue when due. One still found early
+//! here is moved there, and not handed out. Closing stops the pump, waits for open pulls
+//! to end and releases (`-NAK`) everything buffered.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -33,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinSet};
 
 use crate::codec;
+use crate::delay::{not_due, Pump};
 use crate::error::NatsError;
 use crate::settle::NatsSettle;
 use crate::topology::is_not_found;
@@ -43,7 +45,7 @@ pub(crate) const PULL_EXPIRES: Duration = Duration::from_secs(1);
 /// Largest batch of one fetch.
 const MAX_BATCH: usize = 256;
 
-type PullResult = std::result::Result<Vec<Message>, String>;
+pub(crate) type PullResult = std::result::Result<Vec<Message>, String>;
 
 /// Deliveries from one queue.
 pub(crate) struct NatsReceiver {
@@ -60,11 +62,12 @@ pub(crate) struct NatsReceiver {
     park: bool,
     closed: bool,
     backoff: Duration,
+    pump: Pump,
 }
 
 /// One pull: what is there now, else one message within [`PULL_EXPIRES`]. Bounded in
 /// time even if the connection drops under it (a lost request gets no answer).
-async fn pull(consumer: PullConsumer, n: usize) -> PullResult {
+pub(crate) async fn pull(consumer: PullConsumer, n: usize) -> PullResult {
     match tokio::time::timeout(PULL_EXPIRES * 4, pull_once(consumer, n)).await {
         Ok(r) => r,
         Err(_) => Err("pull got no answer (connection lost?)".into()),
@@ -120,7 +123,9 @@ impl NatsReceiver {
         let (consumers, ordered) = shared
             .ensure_consumers(queue, options.ordered, Some(options.lease))
             .await?;
+        let delay = shared.ensure_delay(queue).await?;
         Ok(NatsReceiver {
+            pump: Pump::start(shared.clone(), queue.to_string(), delay),
             queue: queue.to_string(),
             busy: vec![false; consumers.len()],
             consumers,
@@ -214,15 +219,12 @@ impl NatsReceiver {
         };
         let mut delivery_count = delivered;
         if let Some(at) = envelope.scheduled_for {
-            if let Ok(left) = (at - Utc::now()).to_std() {
-                if left > Duration::from_millis(2) {
-                    tokio::spawn(async move {
-                        let _ = msg.ack_with(AckKind::Nak(Some(left))).await;
-                    });
-                    return None;
-                }
+            if let Some(left) = not_due(Some(at)) {
+                let (shared, queue) = (self.shared.clone(), self.queue.clone());
+                tokio::spawn(async move { shared.defer(&queue, msg, &envelope, left).await });
+                return None;
             }
-            // One delivery was spent finding it early (usually exactly one).
+            // Waited on the queue (no delay stream): one delivery was spent finding it early.
             if at > published && delivered > 1 {
                 delivery_count -= 1;
             }
@@ -287,6 +289,7 @@ impl Receiver for NatsReceiver {
 
     async fn close(&mut self) -> Result<()> {
         self.closed = true;
+        self.pump.signal();
         // Let open pulls end (within PULL_EXPIRES), so what they bring can be released.
         let until = tokio::time::Instant::now() + PULL_EXPIRES * 3;
         while let Ok(Some(done)) = tokio::time::timeout_at(until, self.pulls.join_next()).await {
@@ -298,6 +301,7 @@ impl Receiver for NatsReceiver {
         for m in self.buffer.drain(..) {
             let _ = m.ack_with(AckKind::Nak(None)).await;
         }
+        self.pump.stop().await;
         Ok(())
     }
 }

@@ -8,6 +8,12 @@
 //! | release | `-NAK` (redelivered at once; the server counts it as a delivery) |
 //! | extend_lease | `+WPI` now, and again every `ack_wait / 2` until `by` is covered (a `+WPI` resets the timer to the consumer's `ack_wait`, the lease given to `receive`) |
 //!
+//! A delayed redelivery is not moved to the delay stream (unlike a scheduled message):
+//! it keeps counting against the consumer's `max_ack_pending`, and on an ordered
+//! partition (`max_ack_pending = 1`) it holds the partition until redelivered — which is
+//! what per-key order needs (the retry must not be overtaken by the key's next message),
+//! but other keys of the same partition wait too.
+//!
 //! A handle dropped unsettled sends `-NAK` from a spawned task, so the message comes back
 //! at once instead of after the lease.
 

@@ -1,9 +1,10 @@
 //! Queue statistics from stream and consumer info.
 //!
 //! `ready` = undelivered messages of the queue's consumer(s) (`num_pending`); `in_flight`
-//! = `num_ack_pending` (this includes messages waiting out a `-NAK` delay and scheduled
-//! messages found early, which JetStream keeps pending on the consumer); `scheduled`
-//! and `parked_keys` are unknown (`None`); `oldest_age` is the age of the oldest message
+//! = `num_ack_pending` (this includes messages waiting out a `-NAK` delay, which
+//! JetStream keeps pending on the consumer); `scheduled` = messages in the queue's delay
+//! stream (`None` if it has none); `parked_keys` = parked markers (`None` if the queue
+//! cannot park); `oldest_age` is the age of the oldest message
 //! still in the stream; `error_depth` the message count of the error stream.
 
 use async_nats::jetstream::consumer;
@@ -77,6 +78,17 @@ pub(crate) async fn stats(sh: &Shared) -> Result<Vec<QueueStats>, NatsError> {
             Err(e) => return Err(NatsError::request("stream.info error stream", e)),
         };
         s.parked_keys = sh.parked_keys(&queue).await?;
+        s.scheduled = match sh.js.get_stream(sh.names.delay_stream(&queue)).await {
+            Ok(mut st) => Some(
+                st.info()
+                    .await
+                    .map_err(|e| NatsError::request("stream.info delay stream", e))?
+                    .state
+                    .messages,
+            ),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(NatsError::request("stream.info delay stream", e)),
+        };
         s.oldest_age = oldest
             .get(&queue)
             .and_then(|t| (Utc::now() - *t).to_std().ok());

@@ -10,7 +10,8 @@
 //!   one at declare time, so only events published after the subscription arrive;
 //! - on each queue stream one durable pull consumer `work`: explicit ack, `ack_wait` =
 //!   lease, unlimited deliveries; `max_ack_pending = 1` on ordered partitions;
-//! - stream `<P>_ERR_<q>` (limits retention) for dead letters.
+//! - stream `<P>_ERR_<q>` (limits retention) for dead letters;
+//! - stream `<P>_DL_<q>` with consumer `pump` for messages not due yet (see `delay`).
 //!
 //! nats-server 2.9 forbids overlapping subjects across streams, so an event cannot be
 //! captured by every subscriber's stream directly; sourcing gives each subscriber its
@@ -182,13 +183,15 @@ impl Shared {
     }
 
     /// Deletes every stream of `queue` — the queue stream or the ordered partitions (their
-    /// `work` consumers and sources go with them), the error stream, the park stream —
+    /// `work` consumers and sources go with them), the error stream, the park stream, the
+    /// delay stream (with its `pump` consumer) —
     /// skipping the ones that do not exist. Event streams are shared and stay.
     pub(crate) async fn delete_queue(&self, queue: &str) -> Result<(), NatsError> {
         let mut streams = vec![self.names.queue_stream(queue)];
         streams.extend((0..self.names.partitions).map(|n| self.names.ordered_stream(queue, n)));
         streams.push(self.names.error_stream(queue));
         streams.push(self.names.park_stream(queue));
+        streams.push(self.names.delay_stream(queue));
         for name in streams {
             match self.js.delete_stream(&name).await {
                 Ok(_) => {}

@@ -181,6 +181,7 @@ impl Transport for NatsTransport {
             if ordered {
                 self.shared.ensure_park_stream(&spec.name).await?;
             }
+            self.shared.ensure_delay(&spec.name).await?;
             self.shared
                 .ensure_consumers(&spec.name, ordered, None)
                 .await?;
