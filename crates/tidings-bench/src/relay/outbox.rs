@@ -48,6 +48,17 @@ impl StoreKind {
     }
 }
 
+/// The [`Work`] command `seq` (padded with `pad`) to `queue`, as the relay ships it.
+pub(crate) fn work(queue: &str, seq: u64, pad: &str) -> anyhow::Result<Outgoing> {
+    let body = serde_json::to_vec(&Work {
+        seq,
+        sent_ns: 0,
+        pad: pad.to_string(),
+    })?;
+    let env = Envelope::new(Work::NAME, Work::VERSION, body);
+    Ok(Outgoing::to_queue(queue, env))
+}
+
 /// One outbox table, opened fresh for one run.
 pub(crate) enum Outbox {
     Sqlite {
@@ -120,15 +131,7 @@ impl Outbox {
         while next < n {
             let end = n.min(next + FILL_CHUNK);
             let msgs = (next..end)
-                .map(|seq| {
-                    let body = serde_json::to_vec(&Work {
-                        seq,
-                        sent_ns: 0,
-                        pad: pad.clone(),
-                    })?;
-                    let env = Envelope::new(Work::NAME, Work::VERSION, body);
-                    anyhow::Ok(Outgoing::to_queue(queue, env))
-                })
+                .map(|seq| work(queue, seq, &pad))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             match self {
                 Outbox::Sqlite { table, pool, .. } => {

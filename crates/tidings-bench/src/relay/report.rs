@@ -1,7 +1,8 @@
 //! The relay rows in the report: their markdown table (rate, min–max, ratio to the raw
 //! publish rate of the same broker, the untimed fill rate) and the target "relay ≥ the
-//! broker's raw publish rate".
+//! broker's raw publish rate" for each relay to a broker.
 
+use crate::opts::TransportKind;
 use crate::report::{Row, Target};
 
 use super::SCENARIO;
@@ -51,7 +52,12 @@ pub(crate) fn table(rows: &[&Row]) -> String {
 /// One target per relay row that ran: its rate at least its broker's raw publish rate.
 pub(crate) fn targets(rows: &[Row]) -> Vec<Target> {
     rows.iter()
-        .filter(|r| r.scenario == SCENARIO && !r.raw && r.skipped.is_none())
+        .filter(|r| {
+            r.scenario == SCENARIO
+                && r.system.starts_with("relay ")
+                && r.transport != TransportKind::Memory
+                && r.skipped.is_none()
+        })
         .map(|r| {
             let target = format!("Outbox {} ≥ raw publish {}", r.system, r.transport);
             match (r.error.is_none().then(|| r.rate()).flatten(), r.vs_baseline) {

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 
 use tidings::transport::memory::MemoryTransport;
-use tidings::transport::{Outgoing, QueueSpec, Topology, Transport};
-use tidings::{Envelope, Message};
+use tidings::transport::{QueueSpec, Topology, Transport};
 
-use super::outbox::{Outbox, StoreKind};
-use super::{check, ship};
-use crate::payload::Work;
+use super::check;
+use super::outbox::{work, Outbox, StoreKind};
+use super::runs::ship;
 
 async fn memory_queue(queue: &str) -> Arc<dyn Transport> {
     let t: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
@@ -28,15 +27,7 @@ async fn memory_queue(queue: &str) -> Arc<dyn Transport> {
 async fn send_seqs(t: &dyn Transport, queue: &str, seqs: &[u64]) {
     let msgs = seqs
         .iter()
-        .map(|&seq| {
-            let body = serde_json::to_vec(&Work {
-                seq,
-                sent_ns: 0,
-                pad: String::new(),
-            })
-            .unwrap();
-            Outgoing::to_queue(queue, Envelope::new(Work::NAME, Work::VERSION, body))
-        })
+        .map(|&seq| work(queue, seq, "").unwrap())
         .collect();
     t.send(msgs).await.unwrap();
 }
