@@ -7,12 +7,17 @@
 //! on quorum queues (where settlements are asynchronous Raft commands). This is **not atomic**:
 //! while it runs, those messages are invisible to other readers; a replayed message is
 //! acked in the error queue only after its copy was confirmed in the target queue, so a
-//! crash in between leaves a duplicate, never a loss. Without a queue filter, the error
-//! queues of the queues declared through this transport instance are searched (AMQP
-//! cannot list queues). Statistics come from passive `queue.declare`: the ready count is
-//! known; in-flight, scheduled, oldest age and parked keys are not (`None`).
+//! crash in between leaves a duplicate, never a loss.
+//!
+//! AMQP cannot list queues: the endpoint queues (for `stats`, and for the dead-letter
+//! operations without a queue filter) are those the management HTTP API lists (every
+//! endpoint of the vhost, see [`management`](crate::management)) plus those declared
+//! through this transport instance; without the management API, only the latter.
+//! Ready and error counts come from passive `queue.declare` (exact); in-flight from the
+//! management API's `messages_unacknowledged` (sampled every 5 s by the broker, `None`
+//! without it); scheduled, oldest age and parked keys are unknown (`None`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 use lapin::options::{
@@ -28,12 +33,31 @@ use tidings_core::{Error, Result};
 use crate::codec::{self, Extra};
 use crate::connection::Connector;
 use crate::error::is_not_found;
+use crate::management;
 use crate::publisher::{publish_all, Publish};
 use crate::topology;
 
 /// Ready messages in `queue`; `Err(UnknownQueue)` if it does not exist.
 pub(crate) async fn message_count(conn: &Connector, queue: &str) -> Result<u64> {
-    let (ch, _) = conn.channel().await?;
+    let mut slot = None;
+    let r = count_on(conn, &mut slot, queue).await;
+    if let Some(ch) = slot {
+        let _ = ch.close(200, "OK".into()).await;
+    }
+    r
+}
+
+/// [`message_count`] on the channel in `slot` (opened when empty; emptied when the
+/// broker closes it, as it does on 404).
+async fn count_on(conn: &Connector, slot: &mut Option<Channel>, queue: &str) -> Result<u64> {
+    let ch = match slot.as_ref().filter(|c| c.status().connected()) {
+        Some(c) => c.clone(),
+        None => {
+            let (c, _) = conn.channel().await?;
+            *slot = Some(c.clone());
+            c
+        }
+    };
     let opts = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()
@@ -41,12 +65,34 @@ pub(crate) async fn message_count(conn: &Connector, queue: &str) -> Result<u64> 
     let r = ch
         .queue_declare(topology::short(queue)?, opts, FieldTable::default())
         .await;
-    let _ = ch.close(200, "OK".into()).await;
     match r {
         Ok(q) => Ok(u64::from(q.message_count())),
-        Err(e) if is_not_found(&e) => Err(Error::UnknownQueue(queue.to_string())),
-        Err(e) => Err(conn.err("queue.declare", &e).into()),
+        Err(e) => {
+            *slot = None;
+            if is_not_found(&e) {
+                Err(Error::UnknownQueue(queue.to_string()))
+            } else {
+                Err(conn.err("queue.declare", &e).into())
+            }
+        }
     }
+}
+
+/// The endpoint queues to report, with their unacknowledged count when known: every one
+/// of the vhost if the management API answers, plus those declared through this
+/// transport.
+async fn endpoints(conn: &Connector) -> BTreeMap<String, Option<u64>> {
+    let mut out = BTreeMap::new();
+    if let Some(m) = &conn.management {
+        match m.queues().await {
+            Ok(listed) => out = management::endpoints(&listed),
+            Err(e) => conn.management_failed(&e),
+        }
+    }
+    for q in conn.declared_queues() {
+        out.entry(q).or_insert(None);
+    }
+    out
 }
 
 /// Deletes an endpoint queue and its error queue (`queue.delete`, which RabbitMQ answers
@@ -76,34 +122,49 @@ pub(crate) async fn delete_queue(conn: &Connector, queue: &str) -> Result<()> {
     Ok(())
 }
 
-/// Stats of every queue declared through this transport (one deleted meanwhile, by another
-/// process, is left out).
+/// Stats of every endpoint queue (see the module docs; one deleted meanwhile is left out).
 pub(crate) async fn stats(conn: &Connector) -> Result<Vec<QueueStats>> {
     let mut out = Vec::new();
-    for q in conn.declared_queues() {
-        let ready = match message_count(conn, &q).await {
-            Ok(n) => n,
-            Err(Error::UnknownQueue(_)) => continue,
-            Err(e) => return Err(e),
-        };
-        let error_depth = message_count(conn, &error_queue_name(&q)).await?;
-        out.push(QueueStats {
-            queue: q,
-            ready,
-            in_flight: None,
-            scheduled: None,
-            oldest_age: None,
-            error_depth,
-            parked_keys: None,
-        });
+    let mut slot = None;
+    let r = async {
+        for (q, in_flight) in endpoints(conn).await {
+            let ready = match count_on(conn, &mut slot, &q).await {
+                Ok(n) => n,
+                Err(Error::UnknownQueue(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let error_depth = match count_on(conn, &mut slot, &error_queue_name(&q)).await {
+                Ok(n) => n,
+                Err(Error::UnknownQueue(_)) => 0,
+                Err(e) => return Err(e),
+            };
+            out.push(stat(q, ready, in_flight, error_depth));
+        }
+        Ok(())
     }
-    Ok(out)
+    .await;
+    if let Some(ch) = slot {
+        let _ = ch.close(200, "OK".into()).await;
+    }
+    r.map(|()| out)
 }
 
-fn endpoint_queues(conn: &Connector, query: &DeadLetterQuery) -> Vec<String> {
+fn stat(queue: String, ready: u64, in_flight: Option<u64>, error_depth: u64) -> QueueStats {
+    QueueStats {
+        queue,
+        ready,
+        in_flight,
+        scheduled: None,
+        oldest_age: None,
+        error_depth,
+        parked_keys: None,
+    }
+}
+
+async fn endpoint_queues(conn: &Connector, query: &DeadLetterQuery) -> Vec<String> {
     match &query.queue {
         Some(q) => vec![q.clone()],
-        None => conn.declared_queues(),
+        None => endpoints(conn).await.into_keys().collect(),
     }
 }
 
@@ -235,7 +296,7 @@ async fn run(
     }
     let mut slot = admin.lock().await;
     let mut found = Vec::new();
-    for queue in endpoint_queues(conn, query) {
+    for queue in endpoint_queues(conn, query).await {
         let ch = match slot.as_ref().filter(|c| c.status().connected()) {
             Some(c) => c.clone(),
             None => {

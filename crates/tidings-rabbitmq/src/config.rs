@@ -5,6 +5,10 @@
 //! `connection_timeout`, `auth_mechanism`) pass through. `amqps://` connects over TLS
 //! (rustls with the platform's trust store).
 //!
+//! `?management=http://host:15672` (default: the AMQP host, port 15672, the AMQP
+//! credentials; `off` disables) names the management HTTP API used to list queues (see
+//! the `management` module); only `http://`.
+//!
 //! The URL holds credentials: [`RabbitMqConfig`]'s `Debug` and every error show it with
 //! the password replaced by `***`.
 
@@ -13,6 +17,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::error::RabbitMqError;
+use crate::management::Endpoint;
 
 /// Default size limit of one message (body + headers): 16 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
@@ -57,6 +62,8 @@ pub struct RabbitMqConfig {
     pub reconnect_max_backoff: Duration,
     /// Name shown for the connection in the RabbitMQ management UI.
     pub connection_name: String,
+    /// The management HTTP API used to list queues (`None`: off). Holds credentials.
+    pub(crate) management: Option<Endpoint>,
 }
 
 impl std::fmt::Debug for RabbitMqConfig {
@@ -69,6 +76,7 @@ impl std::fmt::Debug for RabbitMqConfig {
             .field("reconnect_initial_backoff", &self.reconnect_initial_backoff)
             .field("reconnect_max_backoff", &self.reconnect_max_backoff)
             .field("connection_name", &self.connection_name)
+            .field("management", &self.management_url())
             .finish()
     }
 }
@@ -78,7 +86,8 @@ impl RabbitMqConfig {
     /// `amqp://guest:guest@127.0.0.1:5672/%2f?queue_type=quorum`.
     ///
     /// Tidings parameters: `queue_type` (`quorum` | `classic`), `max_message_size`
-    /// (bytes), `connect_timeout_ms`, `connection_name`.
+    /// (bytes), `connect_timeout_ms`, `connection_name`, `management` (the management
+    /// API's `http://` URL, default `http://<host>:15672` with the AMQP credentials; `off`).
     pub fn from_url(url: &str) -> Result<Self, RabbitMqError> {
         let mut parsed = Url::parse(url).map_err(|e| {
             RabbitMqError::Config(format!("invalid AMQP URL `{}`: {e}", redact_url(url)))
@@ -97,7 +106,9 @@ impl RabbitMqConfig {
             reconnect_initial_backoff: Duration::from_millis(100),
             reconnect_max_backoff: Duration::from_secs(5),
             connection_name: "tidings".to_string(),
+            management: None,
         };
+        let mut management = None;
         let mut passthrough = Vec::new();
         for (k, v) in parsed.query_pairs() {
             match k.as_ref() {
@@ -117,6 +128,7 @@ impl RabbitMqConfig {
                     config.connect_timeout = Duration::from_millis(parse_num(&k, &v)? as u64)
                 }
                 "connection_name" => config.connection_name = v.into_owned(),
+                "management" => management = Some(v.into_owned()),
                 _ => passthrough.push((k.into_owned(), v.into_owned())),
             }
         }
@@ -128,6 +140,7 @@ impl RabbitMqConfig {
                 .clear()
                 .extend_pairs(passthrough.iter());
         }
+        config.management = Endpoint::resolve(&parsed, management.as_deref())?;
         config.url = parsed.to_string();
         Ok(config)
     }
@@ -150,6 +163,18 @@ impl RabbitMqConfig {
         self
     }
 
+    /// The management API's base URL used to list queues (no credentials), or `None` when
+    /// discovery is off.
+    pub fn management_url(&self) -> Option<&str> {
+        self.management.as_ref().map(|m| m.base.as_str())
+    }
+
+    /// Turns queue discovery through the management API off (`?management=off`).
+    pub fn without_management(mut self) -> Self {
+        self.management = None;
+        self
+    }
+
     /// The URL with its password replaced by `***` (safe to log).
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
@@ -157,7 +182,13 @@ impl RabbitMqConfig {
 
     /// Removes the URL's password (and the user info as a whole) from `text`.
     pub(crate) fn redact(&self, text: &str) -> String {
-        redact_secrets(text, &self.url)
+        let out = redact_secrets(text, &self.url);
+        // A password of the management URL's own (the AMQP one is covered above; the
+        // implied default `guest` is no secret).
+        match self.management.as_ref().map(Endpoint::password) {
+            Some(pw) if !pw.is_empty() && pw != "guest" => out.replace(pw, "***"),
+            _ => out,
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use tidings_core::transport::QueueSpec;
 
 use crate::config::RabbitMqConfig;
 use crate::error::RabbitMqError;
+use crate::management::Management;
 use crate::topology;
 
 /// A live connection and its publisher channel.
@@ -49,6 +50,10 @@ pub(crate) struct Connector {
     declared: Mutex<Declared>,
     generation: AtomicU64,
     closed: AtomicBool,
+    /// The management API client, to list queues (`None`: discovery off).
+    pub(crate) management: Option<Management>,
+    /// Whether a failing management API was reported already.
+    management_warned: AtomicBool,
 }
 
 /// Messages this process gave back without a failure (release, shutdown), by id, across
@@ -62,14 +67,32 @@ static GIVEN_BACK: std::sync::LazyLock<Mutex<HashMap<Uuid, u32>>> =
 const GIVEN_BACK_LIMIT: usize = 100_000;
 
 impl Connector {
-    pub(crate) fn new(config: RabbitMqConfig) -> Self {
-        Connector {
+    pub(crate) fn new(config: RabbitMqConfig) -> Result<Self, RabbitMqError> {
+        let management = config.management.clone().map(Management::new).transpose()?;
+        Ok(Connector {
             config,
             current: RwLock::new(None),
             reconnecting: tokio::sync::Mutex::new(()),
             declared: Mutex::new(Declared::default()),
             generation: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            management,
+            management_warned: AtomicBool::new(false),
+        })
+    }
+
+    /// Reports that the management API could not list queues: a warning the first time,
+    /// then at debug level.
+    pub(crate) fn management_failed(&self, e: &RabbitMqError) {
+        let e = self.config.redact(&e.to_string());
+        if self.management_warned.swap(true, Ordering::AcqRel) {
+            tracing::debug!(error = %e, "RabbitMQ management API unavailable");
+        } else {
+            tracing::warn!(
+                error = %e,
+                "listing only the queues declared by this process: {}",
+                crate::management::HINT
+            );
         }
     }
 

@@ -38,6 +38,14 @@ pub enum RabbitMqError {
     /// deliver the message again.
     #[error("delivery {0} can no longer be settled (channel closed); it will be redelivered")]
     StaleDelivery(String),
+    /// The management HTTP API did not answer as expected (used to list queues).
+    #[error("RabbitMQ management API at {url} failed: {reason}")]
+    Management {
+        /// Its base URL (no credentials).
+        url: String,
+        /// Why (redacted).
+        reason: String,
+    },
     /// A name does not fit AMQP's 255-byte limit.
     #[error("name too long for AMQP (255 bytes max): `{0}`")]
     NameTooLong(String),

@@ -36,6 +36,7 @@ mod config;
 mod connection;
 mod consumer;
 mod error;
+mod management;
 mod publisher;
 mod settle;
 pub mod topology;

@@ -42,6 +42,15 @@ fn delay_prefix(queue_type: QueueType) -> &'static str {
     }
 }
 
+/// Whether `name` is one of the delay levels (`tidings_delay.<n>`, `tidings_delay_classic.<n>`).
+pub(crate) fn is_delay_queue(name: &str) -> bool {
+    [QueueType::Quorum, QueueType::Classic].iter().any(|t| {
+        name.strip_prefix(delay_prefix(*t))
+            .and_then(|r| r.strip_prefix('.'))
+            .is_some_and(|level| !level.is_empty() && level.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
 /// Exchange the last delay level dead-letters into.
 pub(crate) fn delay_deliver(queue_type: QueueType) -> String {
     format!("{}.deliver", delay_prefix(queue_type))

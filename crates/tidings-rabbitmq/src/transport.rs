@@ -44,7 +44,7 @@ impl RabbitMqTransport {
     /// Connects (declaring the delay infrastructure). Fails if the broker cannot be
     /// reached within the configured connect timeout.
     pub async fn connect(config: RabbitMqConfig) -> Result<Self> {
-        let conn = Arc::new(Connector::new(config));
+        let conn = Arc::new(Connector::new(config)?);
         conn.link().await?;
         Ok(RabbitMqTransport {
             conn,

@@ -70,3 +70,26 @@ pub async fn delete_queue(queue: &str) {
     }
     let _ = conn.close(200, "OK".into()).await;
 }
+
+/// `None` if the management HTTP API (the broker's host, port 15672, the transport's
+/// default) answers on its TCP port; else the skip reason (panics when
+/// `CI=true`: `.ci/run` enables the plugin).
+pub fn management_unreachable() -> Option<&'static str> {
+    let addr = format!("{}:15672", url_parts(&amqp_url()).0);
+    let ok = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if ok {
+        return None;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "RabbitMQ management API not reachable at {addr} (CI=true: enable it with \
+             rabbitmq-plugins enable rabbitmq_management)"
+        );
+    }
+    eprintln!("skipped: RabbitMQ management API not reachable at {addr}");
+    Some("RabbitMQ management API not reachable")
+}

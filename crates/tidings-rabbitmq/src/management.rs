@@ -1,0 +1,276 @@
+//! Queue discovery through the RabbitMQ management HTTP API.
+//!
+//! AMQP 0-9-1 cannot list queues, so a transport that declared nothing (the `tidings` CLI,
+//! a dashboard in another process) would see no endpoint. When the management plugin is
+//! enabled (`rabbitmq-plugins enable rabbitmq_management`), `GET /api/queues/{vhost}`
+//! lists them. The endpoint defaults to `http://<AMQP host>:15672` with the AMQP
+//! credentials; `?management=<http URL>` overrides it (credentials in that URL take
+//! precedence), `?management=off` turns discovery off. Plain `http://` only: the
+//! workspace builds its HTTP client without TLS, which is enough for a management API on
+//! loopback or a private network. Credentials go in a basic-auth header, never in a URL,
+//! and never appear in errors or logs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::redact_url;
+use crate::error::RabbitMqError;
+use crate::topology;
+
+/// What to do when queues cannot be listed.
+pub(crate) const HINT: &str = "RabbitMQ cannot list queues over AMQP; enable the management \
+     plugin (rabbitmq-plugins enable rabbitmq_management) or name the endpoint";
+
+/// Where the management API is and how to log in.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    /// Base URL (`http://host:15672`, possibly with a path prefix), no credentials.
+    pub(crate) base: Url,
+    user: String,
+    password: String,
+    /// The AMQP virtual host whose queues are listed.
+    vhost: String,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("base", &self.base.as_str())
+            .field("user", &self.user)
+            .field("vhost", &self.vhost)
+            .finish_non_exhaustive()
+    }
+}
+
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map_or_else(|| s.to_string(), |(_, v)| v.into_owned())
+}
+
+impl Endpoint {
+    /// The endpoint for an AMQP URL and the `management` query parameter (`None` when
+    /// the parameter is absent: derived from the AMQP URL).
+    pub(crate) fn resolve(amqp: &Url, param: Option<&str>) -> Result<Option<Self>, RabbitMqError> {
+        let vhost = match amqp.path().trim_start_matches('/') {
+            "" => "/".to_string(),
+            v => decode(v),
+        };
+        let amqp_user = match amqp.username() {
+            "" => "guest".to_string(),
+            u => decode(u),
+        };
+        let amqp_password = amqp.password().map_or_else(|| "guest".to_string(), decode);
+        let mut base = match param {
+            Some("off" | "false" | "none" | "") => return Ok(None),
+            Some(p) => Url::parse(p).map_err(|e| {
+                RabbitMqError::Config(format!("invalid management URL `{}`: {e}", redact_url(p)))
+            })?,
+            None => {
+                let host = amqp.host_str().unwrap_or("127.0.0.1");
+                let host = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host.to_string()
+                };
+                Url::parse(&format!("http://{host}:15672/")).map_err(|e| {
+                    RabbitMqError::Config(format!("cannot derive the management URL: {e}"))
+                })?
+            }
+        };
+        if base.scheme() != "http" {
+            return Err(RabbitMqError::Config(format!(
+                "management URL `{}`: only http:// is supported (the HTTP client is built \
+                 without TLS); use management=off to disable queue discovery",
+                redact_url(base.as_str())
+            )));
+        }
+        let (user, password) = if base.username().is_empty() {
+            (amqp_user, amqp_password)
+        } else {
+            (
+                decode(base.username()),
+                base.password().map(decode).unwrap_or_default(),
+            )
+        };
+        // Credentials travel in a header only.
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        base.set_query(None);
+        Ok(Some(Endpoint {
+            base,
+            user,
+            password,
+            vhost,
+        }))
+    }
+
+    /// The password, to scrub it from texts.
+    pub(crate) fn password(&self) -> &str {
+        &self.password
+    }
+
+    fn queues_url(&self) -> Url {
+        let mut u = self.base.clone();
+        if let Ok(mut segs) = u.path_segments_mut() {
+            segs.pop_if_empty().extend(["api", "queues", &self.vhost]);
+        }
+        u.query_pairs_mut()
+            .append_pair("columns", "name,messages_ready,messages_unacknowledged");
+        u
+    }
+}
+
+/// One queue as the management API reports it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ListedQueue {
+    /// Queue name.
+    pub(crate) name: String,
+    /// Unacknowledged deliveries (statistics, refreshed every 5 s by default; absent
+    /// until the first sample).
+    #[serde(default)]
+    pub(crate) messages_unacknowledged: Option<u64>,
+}
+
+/// A client of the management API.
+pub(crate) struct Management {
+    endpoint: Endpoint,
+    client: reqwest::Client,
+}
+
+impl Management {
+    pub(crate) fn new(endpoint: Endpoint) -> Result<Self, RabbitMqError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .map_err(|e| RabbitMqError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Management { endpoint, client })
+    }
+
+    /// Where the API is (no credentials), for messages.
+    pub(crate) fn base(&self) -> &str {
+        self.endpoint.base.as_str()
+    }
+
+    /// Every queue of the vhost.
+    pub(crate) async fn queues(&self) -> Result<Vec<ListedQueue>, RabbitMqError> {
+        let url = self.endpoint.queues_url();
+        let fail = |reason: String| RabbitMqError::Management {
+            url: self.base().to_string(),
+            reason: reason.replace(&self.endpoint.password, "***"),
+        };
+        let resp = self
+            .client
+            .get(url)
+            .basic_auth(&self.endpoint.user, Some(&self.endpoint.password))
+            .send()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(fail(format!("HTTP {status}")));
+        }
+        resp.json::<Vec<ListedQueue>>()
+            .await
+            .map_err(|e| fail(format!("unexpected answer: {}", e.without_url())))
+    }
+}
+
+/// The Tidings endpoint queues among `listed`: a queue `q` whose error queue `q_error`
+/// exists too (Tidings always declares both), except the delay levels. Error queues,
+/// delay levels and queues of other applications are left out.
+pub(crate) fn endpoints(listed: &[ListedQueue]) -> BTreeMap<String, Option<u64>> {
+    let names: std::collections::HashSet<&str> = listed.iter().map(|q| q.name.as_str()).collect();
+    listed
+        .iter()
+        .filter(|q| !topology::is_delay_queue(&q.name))
+        .filter(|q| names.contains(tidings_core::transport::error_queue_name(&q.name).as_str()))
+        .map(|q| (q.name.clone(), q.messages_unacknowledged))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(name: &str) -> ListedQueue {
+        ListedQueue {
+            name: name.into(),
+            messages_unacknowledged: Some(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_api_is_an_error_without_the_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let amqp = Url::parse("amqp://app:Top-s3cret@127.0.0.1/%2f").unwrap();
+        let param = format!("http://127.0.0.1:{port}");
+        let e = Endpoint::resolve(&amqp, Some(&param)).unwrap().unwrap();
+        let err = Management::new(e).unwrap().queues().await.unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(
+            text.contains("management API") && !text.contains("Top-s3cret"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn endpoints_are_queues_with_an_error_queue() {
+        let listed = [
+            q("orders"),
+            q("orders_error"),
+            q("tidings_delay.3"),
+            q("tidings_delay_classic.0"),
+            q("someone-elses"),
+            q("lonely_error"),
+        ];
+        let e = endpoints(&listed);
+        assert_eq!(e.keys().collect::<Vec<_>>(), ["orders"]);
+    }
+
+    #[test]
+    fn endpoint_is_derived_from_the_amqp_url_without_credentials_in_it() {
+        let amqp = Url::parse("amqp://app:s%40cret@rabbit.local:5672/%2f").unwrap();
+        let e = Endpoint::resolve(&amqp, None).unwrap().unwrap();
+        assert_eq!(e.base.as_str(), "http://rabbit.local:15672/");
+        assert_eq!((e.user.as_str(), e.password()), ("app", "s@cret"));
+        assert_eq!(
+            e.queues_url().as_str(),
+            "http://rabbit.local:15672/api/queues/%2F?columns=name%2Cmessages_ready%2Cmessages_unacknowledged"
+        );
+        assert!(!format!("{e:?}").contains("s@cret"));
+
+        let amqp = Url::parse("amqp://h/prod").unwrap();
+        let e = Endpoint::resolve(&amqp, Some("http://admin:pw@mgmt:8080/rabbit"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.base.as_str(), "http://mgmt:8080/rabbit");
+        assert_eq!((e.user.as_str(), e.password()), ("admin", "pw"));
+        assert!(e
+            .queues_url()
+            .as_str()
+            .starts_with("http://mgmt:8080/rabbit/api/queues/prod?"));
+
+        let e = Endpoint::resolve(&Url::parse("amqp://h").unwrap(), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!((e.user.as_str(), e.vhost.as_str()), ("guest", "/"));
+        assert!(Endpoint::resolve(&amqp, Some("off")).unwrap().is_none());
+        let err = Endpoint::resolve(&amqp, Some("https://u:topsecret@h:15671"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("only http://") && !err.contains("topsecret"),
+            "{err}"
+        );
+    }
+}
