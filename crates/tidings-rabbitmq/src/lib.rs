@@ -1,5 +1,6 @@
 //! Tidings transport on RabbitMQ (lapin, AMQP 0-9-1), for RabbitMQ 3.10 and later, with
-//! no plugin required.
+//! no plugin required (the management plugin, when enabled, lets any process list the
+//! queues).
 //!
 //! ```no_run
 //! # async fn f() -> tidings_core::Result<()> {
@@ -23,6 +24,7 @@
 //! | lease | none: `extend_lease` is a no-op; the broker's `consumer_timeout` applies |
 //! | release | `basic.nack(requeue)` (quorum queues count it as a delivery) |
 //! | wake-up | push (`basic.consume`) |
+//! | listing queues (`stats`, dead letters without a queue filter) | management HTTP API `GET /api/queues/{vhost}` (`?management=`, default `http://<host>:15672`): every `<q>` that has a `<q>_error`; if it does not answer, only the queues declared through this transport (AMQP cannot list queues) |
 //! | parking a key on dead-letter | not supported (`parked_keys: None`) |
 //! | delete queue | `queue.delete` of `<queue>` and `<queue>_error` (their bindings go with them); delayed copies still in the shared delay levels are dropped when they come out, unless the queue is declared again by then |
 //!

@@ -194,6 +194,16 @@ async fn connection_cut_mid_stream_loses_nothing() {
     common::delete_queue(&queue).await;
 }
 
+/// Ready messages of `queue` (stats list every endpoint queue of the vhost).
+async fn ready_of(t: &RabbitMqTransport, queue: &str) -> u64 {
+    let stats = t.stats().await.unwrap();
+    stats
+        .iter()
+        .find(|s| s.queue == queue)
+        .unwrap_or_else(|| panic!("{queue} not in stats: {stats:?}"))
+        .ready
+}
+
 /// A send whose connection is cut before every confirm arrived fails (transient), never
 /// reports success; the next send reconnects and succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +238,7 @@ async fn send_cut_before_confirms_is_an_error_then_recovers() {
     let send = tokio::spawn(async move { t2.send(batch).await });
     // Wait until the publishing is under way (messages reach the queue), then cut.
     loop {
-        let ready = t.stats().await.unwrap()[0].ready;
+        let ready = ready_of(&t, &queue).await;
         if ready > 0 || started.elapsed() > Duration::from_secs(30) {
             break;
         }
@@ -246,7 +256,7 @@ async fn send_cut_before_confirms_is_an_error_then_recovers() {
         Err(e) => assert!(e.is_retryable(), "a lost connection is transient: {e}"),
         Ok(()) => {
             // Only acceptable if every message really is in the queue.
-            let ready = t.stats().await.unwrap()[0].ready;
+            let ready = ready_of(&t, &queue).await;
             assert_eq!(
                 ready, 50_000,
                 "send returned Ok but only {ready} messages arrived"
