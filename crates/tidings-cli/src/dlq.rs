@@ -12,6 +12,11 @@ use crate::format::{ago, excerpt, opt, table};
 use crate::opt::{FilterArgs, ListArgs, ShowArgs};
 use crate::Io;
 
+/// Printed when RabbitMQ shows no queues: AMQP alone cannot list them.
+pub(crate) const RABBITMQ_HINT: &str = "note: RabbitMQ cannot list queues over AMQP; Tidings \
+     asks its management API (rabbitmq-plugins enable rabbitmq_management; add \
+     ?management=http://HOST:15672 to the URL if it is elsewhere)";
+
 /// The shared filter from the command line.
 pub(crate) fn filter(f: &FilterArgs, ids: &[String], limit: usize) -> anyhow::Result<DlqFilter> {
     let ids = tidings_admin::parse_ids(&ids.join(","))?;
@@ -81,6 +86,12 @@ pub(crate) async fn list(
     }
     if views.is_empty() {
         writeln!(io.out, "no dead letters match")?;
+        if t.name() == "rabbitmq" && args.filter.endpoint.is_none() {
+            writeln!(
+                io.out,
+                "{RABBITMQ_HINT}; or name the endpoint with --endpoint"
+            )?;
+        }
         return Ok(());
     }
     print_table(io.out, &views)?;

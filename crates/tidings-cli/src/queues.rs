@@ -54,6 +54,9 @@ async fn once(
     }
     if stats.is_empty() {
         writeln!(io.out, "no queues declared on this {} transport", t.name())?;
+        if t.name() == "rabbitmq" {
+            writeln!(io.out, "{}", crate::dlq::RABBITMQ_HINT)?;
+        }
         return Ok(());
     }
     let rows: Vec<Vec<String>> = stats
