@@ -170,7 +170,7 @@ impl Management {
             .basic_auth(&self.endpoint.user, Some(&self.endpoint.password))
             .send()
             .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
+            .map_err(|e| fail(chain(&e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(fail(format!("HTTP {status}")));
@@ -179,6 +179,21 @@ impl Management {
             .await
             .map_err(|e| fail(format!("unexpected answer: {}", e.without_url())))
     }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own text omits the cause, e.g.
+/// "connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// The Tidings endpoint queues among `listed`: a queue `q` whose error queue `q_error`
