@@ -150,6 +150,12 @@ async fn step_in(
     payment_timeout: Duration,
 ) -> Result<(), HandlerError> {
     let Some(mut saga) = load(work, order_id).await? else {
+        if matches!(input, Input::Timeout) {
+            // The saga schedules its own timeout after it starts, so a timeout without a
+            // saga belongs to another database (e.g. an earlier run on a shared broker).
+            tracing::warn!(%order_id, "payment timeout for an unknown order ignored");
+            return Ok(());
+        }
         return Err(HandlerError::transient(format!(
             "no saga for order {order_id} yet"
         )));
