@@ -35,6 +35,10 @@ pub struct PostgresConfig {
     /// A claim scans from the last claimed position; every `rescan_interval` it starts
     /// again from the head to pick up redeliveries behind the cursor.
     pub rescan_interval: Duration,
+    /// When the server's autovacuum is off, how often the transport checks its queue
+    /// tables and vacuums or analyzes them when needed (zero: never). Ignored while
+    /// autovacuum is on.
+    pub maintenance_interval: Duration,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -55,7 +59,8 @@ impl PostgresConfig {
     ///
     /// Tidings options in the query string (removed before the URL reaches the driver):
     /// `schema`, `application_name`, `max_connections`, `poll_interval_ms`,
-    /// `max_message_size`. Everything else goes to the driver (`sslmode`, ...).
+    /// `max_message_size`, `maintenance_interval_ms`. Everything else goes to the driver
+    /// (`sslmode`, ...).
     pub fn from_url(url: &str) -> Result<Self, PgError> {
         let mut parsed = url::Url::parse(url)
             .map_err(|e| PgError::Config(format!("invalid postgres URL: {e}")))?;
@@ -74,6 +79,7 @@ impl PostgresConfig {
             poll_interval: Duration::from_millis(1000),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             rescan_interval: Duration::from_millis(250),
+            maintenance_interval: Duration::from_secs(2),
         };
         let mut rest = Vec::new();
         for (k, v) in parsed.query_pairs() {
@@ -86,6 +92,10 @@ impl PostgresConfig {
                 }
                 "poll_interval_ms" => {
                     cfg.poll_interval =
+                        Duration::from_millis(v.parse().map_err(|_| bad("not a number"))?)
+                }
+                "maintenance_interval_ms" => {
+                    cfg.maintenance_interval =
                         Duration::from_millis(v.parse().map_err(|_| bad("not a number"))?)
                 }
                 "max_message_size" => {

@@ -21,6 +21,7 @@ mod admin;
 pub mod config;
 pub mod error;
 pub mod inbox;
+mod maintain;
 mod migrate;
 pub mod outbox;
 mod receiver;

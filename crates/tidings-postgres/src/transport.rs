@@ -1,5 +1,5 @@
 //! [`PostgresTransport`]: connecting (pool, schema, LISTEN task, send and settlement
-//! writers) and the [`Transport`] implementation.
+//! writers, table maintenance when autovacuum is off) and the [`Transport`] implementation.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -180,6 +180,11 @@ impl PostgresTransport {
             tokio::spawn(run_send_writer(pool.clone(), sql.clone(), send_rx)),
             tokio::spawn(run_writer(pool.clone(), sql.clone(), wake.clone(), rx)),
             tokio::spawn(listen(pool.clone(), sql.channel.clone(), wake.clone())),
+            tokio::spawn(crate::maintain::run_maintenance(
+                pool.clone(),
+                config.schema.clone(),
+                config.maintenance_interval,
+            )),
         ];
         Ok(PostgresTransport {
             shared: Arc::new(Shared {

@@ -275,3 +275,62 @@ async fn a_version_1_schema_is_upgraded_and_a_newer_one_refused() {
     }
     common::drop_schema(&t).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transport_vacuums_its_tables_when_autovacuum_is_off() {
+    if !common::available() {
+        return;
+    }
+    let schema = common::schema("maint");
+    let mut cfg = common::config(&schema);
+    cfg.maintenance_interval = Duration::from_millis(200);
+    let t = PostgresTransport::connect(cfg).await.unwrap();
+    let autovacuum: bool = sqlx::query_scalar("SELECT current_setting('autovacuum')::boolean")
+        .fetch_one(t.pool())
+        .await
+        .unwrap();
+    if autovacuum {
+        eprintln!("skipped: autovacuum is on, so the transport leaves vacuuming to it");
+        common::drop_schema(&t).await;
+        return;
+    }
+    declare(&t, "churn", false).await;
+    for chunk in (0..3000).collect::<Vec<_>>().chunks(500) {
+        let batch = chunk
+            .iter()
+            .map(|&i| Outgoing::to_queue("churn", ready(i, false)))
+            .collect();
+        t.send(batch).await.unwrap();
+    }
+    let mut rx = t.receive("churn", ReceiveOptions::default()).await.unwrap();
+    for _ in 0..3000 {
+        let d = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a message within 10 s")
+            .unwrap()
+            .unwrap();
+        d.ack().await.unwrap();
+    }
+    rx.close().await.unwrap();
+    // 3000 acked rows are 3000 dead tuples: past the threshold, the transport vacuums.
+    let name = format!("\"{schema}\".messages");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let vacuumed: bool = sqlx::query_scalar(
+            "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = to_regclass($1)",
+        )
+        .bind(&name)
+        .fetch_one(t.pool())
+        .await
+        .unwrap();
+        if vacuumed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "messages not vacuumed within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    common::drop_schema(&t).await;
+}
