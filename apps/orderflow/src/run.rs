@@ -56,9 +56,9 @@ pub async fn start(common: &Common, mut config: Config) -> anyhow::Result<System
             config.db_file = Some(path.split('?').next().unwrap_or(path).into());
             return System::start_sqlite(config).await;
         }
-        let transport = tidings::connect(url).await.map_err(|e| {
-            anyhow::anyhow!("cannot connect to {}: {e}", tidings::redact_url(url))
-        })?;
+        let transport = tidings::connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", tidings::redact_url(url)))?;
         return System::start(config, transport).await;
     }
     match common.transport {

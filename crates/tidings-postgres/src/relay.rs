@@ -198,12 +198,17 @@ impl ClaimHandle for Handle {
 #[async_trait]
 impl OutboxStore for OutboxTable {
     async fn claim(&self, limit: usize) -> Result<Option<Claim>> {
-        let mut tx = self.pool.begin().await.map_err(PgError::db("relay outbox"))?;
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('tidings_relay_outbox'))")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(PgError::db("relay outbox"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(PgError::db("relay outbox"))?;
+        let locked: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtext('tidings_relay_outbox'))",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(PgError::db("relay outbox"))?;
         if !locked {
             return Ok(None);
         }
@@ -221,7 +226,9 @@ impl OutboxStore for OutboxTable {
         for r in rows {
             let envelope: Vec<u8> = r.try_get("envelope").map_err(PgError::db("relay outbox"))?;
             let id: i64 = r.try_get("id").map_err(PgError::db("relay outbox"))?;
-            let dest: Option<String> = r.try_get("destination").map_err(PgError::db("relay outbox"))?;
+            let dest: Option<String> = r
+                .try_get("destination")
+                .map_err(PgError::db("relay outbox"))?;
             out.push(OutboxRow::decode(id, dest, &envelope)?);
         }
         Ok(Some(Claim::new(out, Box::new(Handle { tx }))))

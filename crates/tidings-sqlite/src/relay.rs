@@ -222,11 +222,13 @@ impl ClaimHandle for Handle {
         let t = &self.table;
         let ids = serde_json::to_string(&ids).map_err(SqliteError::from)?;
         let mut tx = t.pool.begin().await.map_err(SqliteError::from)?;
-        sqlx::query("DELETE FROM tidings_relay_outbox WHERE id IN (SELECT value FROM json_each(?))")
-            .bind(ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(SqliteError::from)?;
+        sqlx::query(
+            "DELETE FROM tidings_relay_outbox WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(SqliteError::from)?;
         if !t.take_lease(&mut tx).await? {
             tracing::warn!("outbox relay lost its lease while shipping (a batch took longer than the lease?): another relay may have shipped the same rows");
         }
