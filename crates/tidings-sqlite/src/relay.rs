@@ -126,12 +126,7 @@ impl OutboxTable {
         msg: &M,
         opts: SendOptions,
     ) -> Result<Uuid> {
-        let producer = self.producer.as_ref().ok_or_else(|| {
-            tidings_core::Error::Config(
-                "OutboxTable has no producer: call .producer(bus.producer().clone())".into(),
-            )
-        })?;
-        let out = producer.outgoing(msg, opts)?;
+        let out = tidings_core::outbox::outgoing(self.producer.as_ref(), msg, opts)?;
         let id = out.envelope.id;
         self.enqueue(conn, &[out]).await?;
         Ok(id)

@@ -19,7 +19,22 @@ pub use relay::{names, Relay, RelayStats};
 use async_trait::async_trait;
 
 use crate::transport::{Destination, Outgoing};
-use crate::{Envelope, Result};
+use crate::{Envelope, Message, Producer, Result, SendOptions};
+
+/// Builds `msg` for an outbox table with the table's producer (the bus's, so envelopes are
+/// identical to bus-sent ones); a configuration error names the fix when there is none.
+pub fn outgoing<M: Message>(
+    producer: Option<&Producer>,
+    msg: &M,
+    opts: SendOptions,
+) -> Result<Outgoing> {
+    let producer = producer.ok_or_else(|| {
+        crate::Error::Config(
+            "OutboxTable has no producer: call .producer(bus.producer().clone())".into(),
+        )
+    })?;
+    producer.outgoing(msg, opts)
+}
 
 /// One unsent message of an outbox table.
 #[derive(Debug, Clone, PartialEq)]
