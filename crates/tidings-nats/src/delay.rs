@@ -174,12 +174,11 @@ impl Pump {
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
             while !flag.load(Ordering::Acquire) && !shared.closed.load(Ordering::Acquire) {
-                match pull(consumer.clone(), PUMP_BATCH).await {
-                    Ok(msgs) => {
-                        backoff = Duration::from_millis(50);
-                        shared.pump_batch(&queue, msgs).await;
-                    }
-                    Err(e) => {
+                let r = pull(consumer.clone(), PUMP_BATCH).await;
+                shared.pump_batch(&queue, r.msgs).await;
+                match r.error {
+                    None => backoff = Duration::from_millis(50),
+                    Some(e) => {
                         tracing::debug!(queue, error = %shared.cfg.scrub(&e), "delay pump pull failed; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));

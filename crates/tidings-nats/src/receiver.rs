@@ -45,7 +45,13 @@ pub(crate) const PULL_EXPIRES: Duration = Duration::from_secs(1);
 /// Largest batch of one fetch.
 const MAX_BATCH: usize = 256;
 
-pub(crate) type PullResult = std::result::Result<Vec<Message>, String>;
+/// What one pull brought, and the error that ended it early, if any. Messages received
+/// before an error are kept: dropping one would leave it pending on the consumer until
+/// its `ack_wait` (the lease) ran out.
+pub(crate) struct PullResult {
+    pub(crate) msgs: Vec<Message>,
+    pub(crate) error: Option<String>,
+}
 
 /// Deliveries from one queue.
 pub(crate) struct NatsReceiver {
@@ -66,16 +72,22 @@ pub(crate) struct NatsReceiver {
 }
 
 /// One pull: what is there now, else one message within [`PULL_EXPIRES`]. Bounded in
-/// time even if the connection drops under it (a lost request gets no answer).
+/// time even if the connection drops under it (a lost request gets no answer); what
+/// arrived before that bound is returned, never dropped.
 pub(crate) async fn pull(consumer: PullConsumer, n: usize) -> PullResult {
-    match tokio::time::timeout(PULL_EXPIRES * 4, pull_once(consumer, n)).await {
-        Ok(r) => r,
-        Err(_) => Err("pull got no answer (connection lost?)".into()),
-    }
+    let mut msgs = Vec::new();
+    // async-nats ends a batch itself `expires + 5 s` after asking; this bound only covers
+    // a request that never got out.
+    let bound = PULL_EXPIRES * 2 + Duration::from_secs(6);
+    let error = match tokio::time::timeout(bound, pull_once(consumer, n, &mut msgs)).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some("pull got no answer (connection lost?)".into()),
+    };
+    PullResult { msgs, error }
 }
 
-async fn pull_once(consumer: PullConsumer, n: usize) -> PullResult {
-    let mut out = Vec::new();
+async fn pull_once(consumer: PullConsumer, n: usize, out: &mut Vec<Message>) -> Result<(), String> {
     let mut batch = consumer
         .fetch()
         .max_messages(n)
@@ -98,7 +110,7 @@ async fn pull_once(consumer: PullConsumer, n: usize) -> PullResult {
             out.push(m.map_err(|e| e.to_string())?);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn release_later(msgs: Vec<Message>) {
@@ -164,19 +176,25 @@ impl NatsReceiver {
         };
         let (id, result) = match done {
             Ok((id, (_, r))) => (id, r),
-            Err(e) => (e.id(), Err(e.to_string())),
+            Err(e) => (
+                e.id(),
+                PullResult {
+                    msgs: Vec::new(),
+                    error: Some(e.to_string()),
+                },
+            ),
         };
         if let Some(i) = self.pull_ids.remove(&id) {
             self.busy[i] = false;
         }
-        match result {
-            Ok(msgs) => {
+        self.buffer.extend(result.msgs);
+        match result.error {
+            None => {
                 self.backoff = Duration::from_millis(50);
-                self.buffer.extend(msgs);
                 Ok(())
             }
-            Err(e) if is_not_found(&e) => Err(NatsError::UnknownQueue(self.queue.clone()).into()),
-            Err(e) => {
+            Some(e) if is_not_found(&e) => Err(NatsError::UnknownQueue(self.queue.clone()).into()),
+            Some(e) => {
                 tracing::warn!(queue = %self.queue, error = %self.shared.cfg.scrub(&e), "pull failed; retrying");
                 tokio::time::sleep(self.backoff).await;
                 self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
@@ -293,8 +311,8 @@ impl Receiver for NatsReceiver {
         // Let open pulls end (within PULL_EXPIRES), so what they bring can be released.
         let until = tokio::time::Instant::now() + PULL_EXPIRES * 3;
         while let Ok(Some(done)) = tokio::time::timeout_at(until, self.pulls.join_next()).await {
-            if let Ok((_, Ok(msgs))) = done {
-                self.buffer.extend(msgs);
+            if let Ok((_, r)) = done {
+                self.buffer.extend(r.msgs);
             }
         }
         self.pulls.abort_all();
@@ -317,8 +335,8 @@ impl Drop for NatsReceiver {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 while let Some(done) = pulls.join_next().await {
-                    if let Ok((_, Ok(msgs))) = done {
-                        release_later(msgs);
+                    if let Ok((_, r)) = done {
+                        release_later(r.msgs);
                     }
                 }
             });
