@@ -3,9 +3,10 @@
 //! service's business transaction; a [`Relay`](tidings_core::outbox::Relay) ships them,
 //! waits for the broker's confirm, then deletes them.
 //!
-//! A claim is a transaction holding `pg_try_advisory_xact_lock` on the table: one relay
-//! ships at a time (rows leave in id order, never twice at once), and a relay that dies
-//! drops its connection, which rolls the claim back and frees the lock for the next one.
+//! A relay's lease is a connection of its own (taken out of the pool) holding the session
+//! lock `pg_try_advisory_lock` on the table: one relay ships at a time (rows leave in id
+//! order, never twice at once), and a relay that dies drops that connection, which frees
+//! the lock for the next one. Marking a batch sent is one `DELETE` on that connection.
 //! Enqueues `NOTIFY` the relays on commit.
 //!
 //! (On the PostgreSQL *transport* no relay is needed: use [`Outbox`](crate::Outbox),
@@ -15,9 +16,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgListener, PgPool};
-use sqlx::{Postgres, Row, Transaction};
-use tidings_core::outbox::{Claim, ClaimHandle, OutboxRow, OutboxStore};
+use sqlx::postgres::{PgConnection, PgListener, PgPool};
+use sqlx::{Connection, Postgres, Row, Transaction};
+use tidings_core::outbox::{OutboxLease, OutboxRow, OutboxStore};
 use tidings_core::transport::Outgoing;
 use tidings_core::{Command, Event, Message, Producer, Result, SendOptions};
 use tokio::sync::Notify;
@@ -170,53 +171,44 @@ async fn listen(pool: PgPool, changed: Weak<Notify>) {
     }
 }
 
-struct Handle {
-    tx: Transaction<'static, Postgres>,
+/// The advisory lock key of the table (session level, held by a lease's connection).
+const LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('tidings_relay_outbox'))";
+
+/// A relay's hold on the table: a connection of its own, out of the pool, holding the
+/// session advisory lock. Dropped, the connection closes and the server frees the lock.
+struct Lease {
+    conn: PgConnection,
 }
 
 #[async_trait]
-impl ClaimHandle for Handle {
-    async fn complete(self: Box<Self>, ids: Vec<i64>) -> Result<()> {
-        let mut tx = self.tx;
-        if !ids.is_empty() {
+impl OutboxLease for Lease {
+    async fn step(
+        &mut self,
+        sent: &[i64],
+        in_flight: &[i64],
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>> {
+        if !sent.is_empty() {
             sqlx::query("DELETE FROM tidings_relay_outbox WHERE id = ANY($1)")
-                .bind(ids)
-                .execute(&mut *tx)
+                .bind(sent)
+                .execute(&mut self.conn)
                 .await
                 .map_err(PgError::db("relay outbox"))?;
         }
-        tx.commit().await.map_err(PgError::db("relay outbox"))?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl OutboxStore for OutboxTable {
-    async fn claim(&self, limit: usize) -> Result<Option<Claim>> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(PgError::db("relay outbox"))?;
-        let locked: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_xact_lock(hashtext('tidings_relay_outbox'))",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(PgError::db("relay outbox"))?;
-        if !locked {
-            return Ok(None);
+        if limit == 0 {
+            return Ok(Vec::new());
         }
+        // Not "id > the last one in flight": ids are taken at insert, so a transaction
+        // committing late can add a row below it.
         let rows = sqlx::query(
-            "SELECT id, destination, envelope FROM tidings_relay_outbox ORDER BY id LIMIT $1",
+            "SELECT id, destination, envelope FROM tidings_relay_outbox
+             WHERE id <> ALL($1) ORDER BY id LIMIT $2",
         )
+        .bind(in_flight)
         .bind(limit as i64)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut self.conn)
         .await
         .map_err(PgError::db("relay outbox"))?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let envelope: Vec<u8> = r.try_get("envelope").map_err(PgError::db("relay outbox"))?;
@@ -226,7 +218,46 @@ impl OutboxStore for OutboxTable {
                 .map_err(PgError::db("relay outbox"))?;
             out.push(OutboxRow::decode(id, dest, &envelope)?);
         }
-        Ok(Some(Claim::new(out, Box::new(Handle { tx }))))
+        Ok(out)
+    }
+
+    async fn release(self: Box<Self>) -> Result<()> {
+        // Closing the session frees its advisory lock.
+        self.conn
+            .close()
+            .await
+            .map_err(PgError::db("relay outbox"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl OutboxStore for OutboxTable {
+    async fn lease(&self) -> Result<Option<Box<dyn OutboxLease>>> {
+        // An idle relay only reads, and holds no connection of its own.
+        let any = sqlx::query("SELECT 1 FROM tidings_relay_outbox LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(PgError::db("relay outbox"))?;
+        if any.is_none() {
+            return Ok(None);
+        }
+        // Out of the pool: the lock must never go back into it with the connection.
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(PgError::db("relay outbox"))?
+            .detach();
+        let locked: bool = sqlx::query_scalar(LOCK)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(PgError::db("relay outbox"))?;
+        if !locked {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        Ok(Some(Box::new(Lease { conn })))
     }
 
     async fn pending(&self) -> Result<u64> {

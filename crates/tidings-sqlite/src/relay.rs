@@ -3,9 +3,10 @@
 //! service's business transaction; a [`Relay`](tidings_core::outbox::Relay) ships them to
 //! the broker, waits for its confirm, then deletes them.
 //!
-//! One relay ships at a time: a claim takes (or renews) a lease row before reading the
-//! oldest rows, so a second relay on the same file waits until the first one's lease
-//! expires (it died) — rows leave in commit order, never twice at once.
+//! One relay ships at a time: it holds a lease row, renewed with every batch it marks
+//! sent, so a second relay on the same file waits until the first one gives the lease up
+//! (its outbox ran empty) or the lease expires (it died) — rows leave in commit order,
+//! never twice at once.
 //!
 //! ```no_run
 //! # use tidings_core::Message;
@@ -34,7 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::Row;
-use tidings_core::outbox::{Claim, ClaimHandle, OutboxRow, OutboxStore};
+use tidings_core::outbox::{OutboxLease, OutboxRow, OutboxStore};
 use tidings_core::transport::Outgoing;
 use tidings_core::{Command, Event, Message, Producer, Result, SendOptions};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
@@ -172,24 +173,40 @@ impl OutboxTable {
         Ok(n == 1)
     }
 
-    async fn claim_rows(&self, limit: usize) -> Result<Option<Vec<OutboxRow>>, SqliteError> {
-        // An idle relay only reads: no write transaction unless there is work.
-        let any = sqlx::query("SELECT 1 FROM tidings_relay_outbox LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        if any.is_none() {
-            return Ok(None);
-        }
+    /// Marks `sent` shipped, renews the lease and reads up to `limit` rows not in
+    /// `in_flight`, in one write transaction (one commit per batch).
+    async fn step(
+        &self,
+        sent: &[i64],
+        in_flight: &[i64],
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, SqliteError> {
         let mut tx = self.pool.begin().await?;
-        if !self.take_lease(&mut tx).await? {
-            return Ok(None);
+        if !sent.is_empty() {
+            sqlx::query(
+                "DELETE FROM tidings_relay_outbox WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(serde_json::to_string(sent)?)
+            .execute(&mut *tx)
+            .await?;
         }
-        let rows = sqlx::query(
-            "SELECT id, destination, envelope FROM tidings_relay_outbox ORDER BY id LIMIT ?",
-        )
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        if !self.take_lease(&mut tx).await? {
+            return Err(SqliteError::Config(
+                "outbox relay lost its lease (a batch took longer than the lease?): another relay may be shipping; starting over".into(),
+            ));
+        }
+        let rows = if limit == 0 {
+            Vec::new()
+        } else {
+            sqlx::query(
+                "SELECT id, destination, envelope FROM tidings_relay_outbox
+                 WHERE id NOT IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?2",
+            )
+            .bind(serde_json::to_string(in_flight)?)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?
+        };
         tx.commit().await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -199,51 +216,58 @@ impl OutboxTable {
                     .map_err(|e| SqliteError::Config(format!("undecodable outbox row: {e}")))?,
             );
         }
-        Ok(Some(out))
+        Ok(out)
     }
 }
 
-struct Handle {
+/// This table's lease, held by one relay (and, within the process, the `claiming` lock).
+struct Lease {
     table: OutboxTable,
     _guard: OwnedMutexGuard<()>,
 }
 
 #[async_trait]
-impl ClaimHandle for Handle {
-    async fn complete(self: Box<Self>, ids: Vec<i64>) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let t = &self.table;
-        let ids = serde_json::to_string(&ids).map_err(SqliteError::from)?;
-        let mut tx = t.pool.begin().await.map_err(SqliteError::from)?;
-        sqlx::query(
-            "DELETE FROM tidings_relay_outbox WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(ids)
-        .execute(&mut *tx)
-        .await
-        .map_err(SqliteError::from)?;
-        if !t.take_lease(&mut tx).await? {
-            tracing::warn!("outbox relay lost its lease while shipping (a batch took longer than the lease?): another relay may have shipped the same rows");
-        }
-        tx.commit().await.map_err(SqliteError::from)?;
+impl OutboxLease for Lease {
+    async fn step(
+        &mut self,
+        sent: &[i64],
+        in_flight: &[i64],
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>> {
+        Ok(self.table.step(sent, in_flight, limit).await?)
+    }
+
+    async fn release(self: Box<Self>) -> Result<()> {
+        sqlx::query("UPDATE tidings_relay_lease SET expires_at = 0 WHERE id = 1 AND owner = ?")
+            .bind(&self.table.owner)
+            .execute(&self.table.pool)
+            .await
+            .map_err(SqliteError::from)?;
         Ok(())
     }
 }
 
 #[async_trait]
 impl OutboxStore for OutboxTable {
-    async fn claim(&self, limit: usize) -> Result<Option<Claim>> {
+    async fn lease(&self) -> Result<Option<Box<dyn OutboxLease>>> {
         let guard = self.claiming.clone().lock_owned().await;
-        let Some(rows) = self.claim_rows(limit).await? else {
+        // An idle relay only reads: no write transaction unless there is work.
+        let any = sqlx::query("SELECT 1 FROM tidings_relay_outbox LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(SqliteError::from)?;
+        if any.is_none() {
             return Ok(None);
-        };
-        let handle = Handle {
+        }
+        let mut tx = self.pool.begin().await.map_err(SqliteError::from)?;
+        if !self.take_lease(&mut tx).await? {
+            return Ok(None);
+        }
+        tx.commit().await.map_err(SqliteError::from)?;
+        Ok(Some(Box::new(Lease {
             table: self.clone(),
             _guard: guard,
-        };
-        Ok(Some(Claim::new(rows, Box::new(handle))))
+        })))
     }
 
     async fn pending(&self) -> Result<u64> {

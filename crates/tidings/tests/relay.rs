@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tidings_core::observe::{Observation, Observer};
-use tidings_core::outbox::{Claim, ClaimHandle, OutboxStore, Relay};
+use tidings_core::outbox::{OutboxLease, OutboxRow, OutboxStore, Relay};
 use tidings_core::pipeline::inbox::MemoryInbox;
 use tidings_core::transport::Transport;
 use tidings_core::{Bus, ConsumeContext, Endpoint, Message, SendOptions};
@@ -347,42 +347,51 @@ async fn two_relays_never_ship_a_row_twice(b: Broker, db: Db) {
     rig.finish().await;
 }
 
-/// Passes claims through, except that the first batch's mark never happens: the relay
-/// hangs after the broker confirmed it, and the test kills the relay there.
+/// Passes leases through, except that the first mark never happens: the relay hangs
+/// after the broker confirmed the first batch (while the second one is being sent), and the
+/// test kills the relay there.
 struct KillAfterConfirm {
     inner: Arc<dyn OutboxStore>,
     confirmed: Arc<Notify>,
-    fired: AtomicBool,
+    fired: Arc<AtomicBool>,
 }
 
-struct Hang {
-    _inner: Box<dyn ClaimHandle>,
+struct HangOnFirstMark {
+    inner: Box<dyn OutboxLease>,
     confirmed: Arc<Notify>,
+    fired: Arc<AtomicBool>,
 }
 
 #[async_trait]
-impl ClaimHandle for Hang {
-    async fn complete(self: Box<Self>, _ids: Vec<i64>) -> tidings_core::Result<()> {
-        self.confirmed.notify_one();
-        std::future::pending().await
+impl OutboxLease for HangOnFirstMark {
+    async fn step(
+        &mut self,
+        sent: &[i64],
+        in_flight: &[i64],
+        limit: usize,
+    ) -> tidings_core::Result<Vec<OutboxRow>> {
+        if !sent.is_empty() && !self.fired.swap(true, Ordering::SeqCst) {
+            self.confirmed.notify_one();
+            std::future::pending::<()>().await;
+        }
+        self.inner.step(sent, in_flight, limit).await
+    }
+    async fn release(self: Box<Self>) -> tidings_core::Result<()> {
+        self.inner.release().await
     }
 }
 
 #[async_trait]
 impl OutboxStore for KillAfterConfirm {
-    async fn claim(&self, limit: usize) -> tidings_core::Result<Option<Claim>> {
-        let Some(claim) = self.inner.claim(limit).await? else {
+    async fn lease(&self) -> tidings_core::Result<Option<Box<dyn OutboxLease>>> {
+        let Some(inner) = self.inner.lease().await? else {
             return Ok(None);
         };
-        if self.fired.swap(true, Ordering::SeqCst) {
-            return Ok(Some(claim));
-        }
-        let (rows, handle) = claim.into_parts();
-        let hang = Hang {
-            _inner: handle,
+        Ok(Some(Box::new(HangOnFirstMark {
+            inner,
             confirmed: self.confirmed.clone(),
-        };
-        Ok(Some(Claim::new(rows, Box::new(hang))))
+            fired: self.fired.clone(),
+        })))
     }
     async fn pending(&self) -> tidings_core::Result<u64> {
         self.inner.pending().await
@@ -398,13 +407,24 @@ async fn killed_between_confirm_and_mark(b: Broker, db: Db) {
     let killer = KillAfterConfirm {
         inner: first.store(),
         confirmed: confirmed.clone(),
-        fired: AtomicBool::new(false),
+        fired: Arc::default(),
     };
     let doomed = Relay::new(Arc::new(killer), rig.transport.clone()).batch_size(100);
     let task = tokio::spawn(doomed.run(CancellationToken::new()));
     tokio::time::timeout(Duration::from_secs(30), confirmed.notified())
         .await
         .expect("the first batch is confirmed by the broker");
+    // The second batch was being sent meanwhile; once it has arrived too, the relay dies
+    // with two confirmed batches unmarked.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while rig.seen.total_arrivals() < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second batch did not arrive: {} arrivals",
+            rig.seen.total_arrivals()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     task.abort(); // the relay dies between the broker's confirm and the mark
     let _ = task.await;
     drop(first);
@@ -429,8 +449,8 @@ async fn killed_between_confirm_and_mark(b: Broker, db: Db) {
     );
     let dups = arrivals.values().filter(|&&c| c > 1).count();
     match b {
-        // RabbitMQ delivers the re-shipped batch again; the inbox absorbs it.
-        Broker::Rabbit => assert_eq!(dups, 100, "the re-shipped batch arrives twice"),
+        // RabbitMQ delivers the two re-shipped batches again; the inbox absorbs them.
+        Broker::Rabbit => assert_eq!(dups, 200, "the re-shipped batches arrive twice"),
         // JetStream drops the re-publish itself: Nats-Msg-Id = envelope id, inside the
         // stream's duplicate window.
         Broker::Nats => assert_eq!(dups, 0, "JetStream deduplicates by Nats-Msg-Id"),

@@ -4,13 +4,16 @@
 //! confirm and only then marks them sent (deletes them).
 //!
 //! The table lives behind an [`OutboxStore`] (`tidings_sqlite::OutboxTable`,
-//! `tidings_postgres::OutboxTable`). A store hands out one [`Claim`] at a time: the oldest rows, in
-//! commit order, to one relay only (a lease on SQLite, an advisory lock on PostgreSQL), so
-//! two relays never ship the same row at once and per-key order holds.
+//! `tidings_postgres::OutboxTable`). A store leases the table to one relay at a time (a
+//! lease row on SQLite, a session advisory lock on PostgreSQL): that relay reads the oldest
+//! rows in commit order, so two relays never ship the same row at once and per-key order
+//! holds. The relay sends one batch at a time (the next only after the broker confirmed
+//! the previous one), and overlaps the table work — marking the previous batch sent,
+//! reading the next — with that send.
 //!
 //! Delivery is at least once: a relay that dies between the broker's confirm and the mark
-//! leaves the rows in the table, and the next claim ships them again — consumers' inboxes
-//! absorb the duplicates.
+//! leaves the rows in the table (up to two batches), and the next holder ships them
+//! again — consumers' inboxes absorb the duplicates.
 
 mod relay;
 
@@ -68,49 +71,37 @@ impl OutboxRow {
     }
 }
 
-/// Rows claimed by one relay. Completing the claim marks the rows sent; dropping it without
-/// completing leaves them for the next claim.
-pub struct Claim {
-    /// The claimed rows, oldest first.
-    pub rows: Vec<OutboxRow>,
-    handle: Box<dyn ClaimHandle>,
-}
-
-impl std::fmt::Debug for Claim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Claim")
-            .field("rows", &self.rows.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Claim {
-    /// A claim of `rows`, completed through `handle`.
-    pub fn new(rows: Vec<OutboxRow>, handle: Box<dyn ClaimHandle>) -> Self {
-        Claim { rows, handle }
-    }
-
-    /// Splits the claim into its rows and its handle (the relay sends the rows, then
-    /// completes the handle with their ids).
-    pub fn into_parts(self) -> (Vec<OutboxRow>, Box<dyn ClaimHandle>) {
-        (self.rows, self.handle)
-    }
-}
-
-/// Marks a claim's rows sent.
+/// One relay's exclusive hold on an outbox table (a lease row on SQLite, a session
+/// advisory lock on PostgreSQL), from [`OutboxStore::lease`] until released or dropped.
+///
+/// The relay pipelines through it: while one batch is being sent, [`OutboxLease::step`]
+/// marks the batch before it sent and reads the batch after it, leaving out the rows in
+/// flight. A relay that dies leaves its unmarked rows in the table, and the next holder
+/// ships them again.
 #[async_trait]
-pub trait ClaimHandle: Send {
-    /// Marks the rows `ids` sent (a store deletes them, keeping the table small) and
-    /// releases whatever the claim held (a transaction, an advisory lock).
-    async fn complete(self: Box<Self>, ids: Vec<i64>) -> Result<()>;
+pub trait OutboxLease: Send {
+    /// Marks the rows `sent` as shipped (a store deletes them, keeping the table small),
+    /// renews the hold, and returns up to `limit` of the oldest rows left, oldest first,
+    /// leaving out `in_flight` (rows being sent now). An error when the hold was lost
+    /// (another relay may be shipping): the relay stops and starts over.
+    async fn step(
+        &mut self,
+        sent: &[i64],
+        in_flight: &[i64],
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>>;
+
+    /// Gives the table up to other relays at once (dropping the lease gives it up too, on
+    /// PostgreSQL at once, on SQLite when the lease expires).
+    async fn release(self: Box<Self>) -> Result<()>;
 }
 
 /// An outbox table a [`Relay`] ships from.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + 'static {
-    /// Claims up to `limit` of the oldest unsent rows for this relay. `None` when there is
-    /// nothing to ship or another relay holds the outbox.
-    async fn claim(&self, limit: usize) -> Result<Option<Claim>>;
+    /// Makes the caller the table's only shipper. `None` when there is nothing to ship or
+    /// another relay holds the table.
+    async fn lease(&self) -> Result<Option<Box<dyn OutboxLease>>>;
 
     /// Rows not yet marked sent (for the `tidings_outbox_pending` gauge).
     async fn pending(&self) -> Result<u64>;

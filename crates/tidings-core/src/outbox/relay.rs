@@ -1,5 +1,9 @@
-//! [`Relay`]: the loop that ships an [`OutboxStore`]'s rows to a transport in batches —
-//! claim, send (the transport returns once the broker confirmed every message), mark sent.
+//! [`Relay`]: the loop that ships an [`OutboxStore`]'s rows to a transport in batches.
+//!
+//! Holding the table's lease, it sends batch k (the transport returns once the broker
+//! confirmed every message) while, at the same time, the lease marks batch k − 1 sent and
+//! reads batch k + 1. Sends never overlap, so a failed batch is retried before anything
+//! after it goes out (per-key order holds); only the table work runs beside them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::OutboxStore;
+use super::{OutboxLease, OutboxRow, OutboxStore};
 use crate::transport::Transport;
 use crate::Result;
 
@@ -19,7 +23,7 @@ pub mod names {
     pub const ERRORS: &str = "tidings_outbox_relay_errors_total";
     /// Gauge: rows waiting in the outbox table.
     pub const PENDING: &str = "tidings_outbox_pending";
-    /// Histogram: seconds from claim to mark of one batch.
+    /// Histogram: seconds to send one batch (with the table work done meanwhile).
     pub const BATCH_SECONDS: &str = "tidings_outbox_batch_seconds";
 }
 
@@ -93,7 +97,7 @@ impl Relay {
         }
     }
 
-    /// Rows per batch (one claim, one confirmed send, one mark). At least 1.
+    /// Rows per batch (one read, one confirmed send, one mark). At least 1.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch = n.max(1);
         self
@@ -116,30 +120,56 @@ impl Relay {
         self.stats.clone()
     }
 
-    /// Ships one batch: claims, sends (confirmed), marks sent. Returns how many rows; 0 when
-    /// there was nothing to ship or another relay holds the outbox.
-    pub async fn ship_once(&self) -> Result<usize> {
-        let started = Instant::now();
-        let Some(claim) = self.store.claim(self.batch).await? else {
+    /// Ships what the table holds now, batch after batch, until it is empty (or `stop` is
+    /// cancelled, or the table is leased to another relay), then gives the lease up.
+    /// Returns how many rows were shipped.
+    pub async fn ship_all(&self, stop: &CancellationToken) -> Result<usize> {
+        let Some(mut lease) = self.store.lease().await? else {
             return Ok(0);
         };
-        let (rows, handle) = claim.into_parts();
-        if rows.is_empty() {
-            handle.complete(Vec::new()).await?;
-            return Ok(0);
-        }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let n = rows.len();
-        self.transport
-            .send(rows.into_iter().map(|r| r.message).collect())
-            .await?;
-        handle.complete(ids).await?;
-        self.stats.shipped.fetch_add(n as u64, Ordering::Relaxed);
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(names::SHIPPED, "transport" => self.transport.name()).increment(n as u64);
-        metrics::histogram!(names::BATCH_SECONDS, "transport" => self.transport.name())
-            .record(started.elapsed().as_secs_f64());
+        let shipped = self.ship_with(&mut *lease, stop).await;
+        // Given up even after a failure: a lost hold has nothing to give up, and a failed
+        // send must not keep other relays away.
+        let released = lease.release().await;
+        let n = shipped?;
+        released?;
         Ok(n)
+    }
+
+    async fn ship_with(
+        &self,
+        lease: &mut dyn OutboxLease,
+        stop: &CancellationToken,
+    ) -> Result<usize> {
+        let mut total = 0;
+        let mut sent: Vec<i64> = Vec::new();
+        let mut rows = lease.step(&[], &[], self.batch).await?;
+        while !rows.is_empty() {
+            let started = Instant::now();
+            let (ids, messages) = split(rows);
+            let (confirmed, next) = tokio::join!(
+                self.transport.send(messages),
+                lease.step(&sent, &ids, self.batch)
+            );
+            // A failed send: its rows stay; the next batch (read, not sent) is dropped and
+            // read again after them.
+            confirmed?;
+            rows = next?;
+            let n = ids.len();
+            total += n;
+            sent = ids;
+            self.stats.shipped.fetch_add(n as u64, Ordering::Relaxed);
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(names::SHIPPED, "transport" => self.transport.name())
+                .increment(n as u64);
+            metrics::histogram!(names::BATCH_SECONDS, "transport" => self.transport.name())
+                .record(started.elapsed().as_secs_f64());
+            if stop.is_cancelled() {
+                break;
+            }
+        }
+        lease.step(&sent, &[], 0).await?;
+        Ok(total)
     }
 
     /// Ships until `stop` is cancelled, then finishes the batch in hand and returns.
@@ -158,7 +188,7 @@ impl Relay {
                     metrics::gauge!(names::PENDING).set(n as f64);
                 }
             }
-            match self.ship_once().await {
+            match self.ship_all(&stop).await {
                 Ok(n) if n > 0 => {
                     backoff = Duration::from_millis(50);
                     continue;
@@ -185,4 +215,8 @@ impl Relay {
             }
         }
     }
+}
+
+fn split(rows: Vec<OutboxRow>) -> (Vec<i64>, Vec<crate::transport::Outgoing>) {
+    rows.into_iter().map(|r| (r.id, r.message)).unzip()
 }
