@@ -17,8 +17,10 @@ use crate::observe::Observer;
 use crate::producer::{Producer, SendOptions};
 use crate::receive::{self, EndpointRuntime};
 use crate::topology::{self, TopologyReport};
-use crate::transport::{Outgoing, QueueSpec, ReceiveOptions, Topology, Transport};
-use crate::{Command, Envelope, Error, Event, JsonSerializer, Message, Result, Serializer};
+use crate::transport::{Destination, Outgoing, QueueSpec, ReceiveOptions, Topology, Transport};
+use crate::{
+    Command, Envelope, Error, Event, JsonSerializer, Message, MessageKind, Result, Serializer,
+};
 
 /// Builds a [`Bus`]: endpoints, routes to receivers in other processes, declarations.
 pub struct BusBuilder {
@@ -233,14 +235,22 @@ impl Bus {
     ) -> Result<Resp> {
         self.check_running()?;
         let reply_queue = self.reply_queue().await?;
-        let out = self.inner.producer.outgoing(
+        let producer = &self.inner.producer;
+        let destination = match Req::KIND {
+            MessageKind::Event => Destination::Topic,
+            MessageKind::Command => Destination::Queue(producer.route(Req::NAME)?.to_string()),
+        };
+        let (out, span) = producer.prepare(
+            Req::KIND,
             req,
             SendOptions::default().header(headers::REPLY_TO, reply_queue.clone()),
+            destination,
         )?;
         let id = out.envelope.id;
         let (tx, rx) = oneshot::channel();
+        // Registered before sending: the response may come back before `ship` returns.
         lock(&self.inner.pending).insert(id, tx);
-        if let Err(e) = self.inner.producer.send_raw(vec![out]).await {
+        if let Err(e) = producer.ship(out, span).await {
             lock(&self.inner.pending).remove(&id);
             return Err(e);
         }

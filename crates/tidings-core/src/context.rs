@@ -154,12 +154,13 @@ impl ConsumeContext {
         let opts = self
             .follow_up()
             .header(headers::IN_REPLY_TO, env.id.to_string());
-        let out = crate::transport::Outgoing::to_queue(
-            reply_to.to_string(),
-            self.producer().envelope(msg, opts)?,
-        );
-        let id = out.envelope.id;
-        self.producer().send_raw(vec![out]).await?;
-        Ok(id)
+        // A response goes to one queue, the requester's: a `tidings.send` span.
+        let (out, span) = self.producer().prepare(
+            crate::MessageKind::Command,
+            msg,
+            opts,
+            crate::transport::Destination::Queue(reply_to.to_string()),
+        )?;
+        self.producer().ship(out, span).await
     }
 }

@@ -199,8 +199,22 @@ impl Producer {
             MessageKind::Event => Destination::Topic,
             MessageKind::Command => Destination::Queue(self.route(M::NAME)?.to_string()),
         };
+        let (out, span) = self.prepare(M::KIND, msg, opts, destination)?;
+        self.ship(out, span).await
+    }
+
+    /// Builds `msg`'s outgoing message inside its producer span (`kind` picks
+    /// `tidings.publish` or `tidings.send`); [`Producer::ship`] sends it in that span. Split
+    /// so a caller can act between the two (`bus.request` registers the reply first).
+    pub(crate) fn prepare<M: Message>(
+        &self,
+        kind: MessageKind,
+        msg: &M,
+        opts: SendOptions,
+        destination: Destination,
+    ) -> Result<(Outgoing, tracing::Span)> {
         let span = crate::telemetry::producer_span(
-            M::KIND,
+            kind,
             self.inner.transport.name(),
             match &destination {
                 Destination::Queue(queue) => queue,
@@ -211,12 +225,19 @@ impl Producer {
         );
         let envelope = span.in_scope(|| self.envelope(msg, opts))?;
         crate::telemetry::record_outgoing(&span, &envelope);
-        let id = envelope.id;
-        crate::telemetry::record_sent(&envelope);
-        let out = Outgoing {
-            destination,
-            envelope,
-        };
+        Ok((
+            Outgoing {
+                destination,
+                envelope,
+            },
+            span,
+        ))
+    }
+
+    /// Sends a message built by [`Producer::prepare`] in its span; records a failure there.
+    pub(crate) async fn ship(&self, out: Outgoing, span: tracing::Span) -> Result<Uuid> {
+        let id = out.envelope.id;
+        crate::telemetry::record_sent(&out.envelope);
         let sent = self
             .inner
             .transport

@@ -321,3 +321,65 @@ async fn each_attempt_is_a_handle_span_under_one_receive() {
     assert_eq!(receive.status, Status::Unset, "the delivery succeeded");
     assert!(h.stop().await);
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+#[message(name = "otel.quote", kind = "command")]
+struct Quote {
+    sku: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+#[message(name = "otel.quoted", kind = "event")]
+struct Quoted {
+    cents: u32,
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_and_response_are_producer_spans_of_one_trace() {
+    let (exporter, provider) = provider();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tidings-test")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = TestHarness::start(|b| {
+        b.endpoint(
+            Endpoint::new("pricing").handle_fn(|q: Quote, ctx: ConsumeContext| async move {
+                ctx.respond(&Quoted { cents: q.sku * 10 }).await?;
+                Ok(())
+            }),
+        )
+    })
+    .await
+    .unwrap();
+    let answer: Quoted = h
+        .bus
+        .request(&Quote { sku: 7 }, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(answer, Quoted { cents: 70 });
+    assert!(
+        h.wait_until(WAIT, |_| named(&exporter, spans::RECEIVE).len() == 1)
+            .await,
+        "the request's receive span exported"
+    );
+    provider.force_flush().unwrap();
+    let all = finished(&exporter);
+    let request = one(&all, spans::SEND, "message_type", "otel.quote");
+    let receive = one(&all, spans::RECEIVE, "message_type", "otel.quote");
+    let handle = one(&all, spans::HANDLE, "message_type", "otel.quote");
+    let response = one(&all, spans::SEND, "message_type", "otel.quoted");
+    assert_eq!(request.span_kind, SpanKind::Producer);
+    assert_eq!(response.span_kind, SpanKind::Producer);
+    assert_eq!(attr(request, "messaging.destination.name"), "pricing");
+    assert!(
+        attr(response, "messaging.destination.name").contains(".replies."),
+        "the response goes to the requester's reply queue: {}",
+        attr(response, "messaging.destination.name")
+    );
+    assert_child(receive, request, true);
+    assert_child(handle, receive, false);
+    assert_child(response, handle, false);
+    let trace: TraceId = request.span_context.trace_id();
+    assert_eq!(response.span_context.trace_id(), trace, "one trace");
+    assert!(h.stop().await);
+}
