@@ -30,10 +30,10 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::Row;
 use tidings_core::outbox::{OutboxLease, OutboxRow, OutboxStore};
 use tidings_core::transport::Outgoing;
@@ -174,13 +174,21 @@ impl OutboxTable {
     }
 
     /// Marks `sent` shipped, renews the lease and reads up to `limit` rows not in
-    /// `in_flight`, in one write transaction (one commit per batch).
+    /// `in_flight`, in one write transaction (one commit per batch). With nothing to mark
+    /// and `renew` false it only reads (an idle relay polling its table writes nothing).
     async fn step(
         &self,
         sent: &[i64],
         in_flight: &[i64],
         limit: usize,
+        renew: bool,
     ) -> Result<Vec<OutboxRow>, SqliteError> {
+        if sent.is_empty() && !renew {
+            let rows = self
+                .read(in_flight, limit, &mut *self.pool.acquire().await?)
+                .await?;
+            return decode(rows);
+        }
         let mut tx = self.pool.begin().await?;
         if !sent.is_empty() {
             sqlx::query(
@@ -195,34 +203,49 @@ impl OutboxTable {
                 "outbox relay lost its lease (a batch took longer than the lease?): another relay may be shipping; starting over".into(),
             ));
         }
-        let rows = if limit == 0 {
-            Vec::new()
-        } else {
-            sqlx::query(
-                "SELECT id, destination, envelope FROM tidings_relay_outbox
-                 WHERE id NOT IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?2",
-            )
-            .bind(serde_json::to_string(in_flight)?)
-            .bind(limit as i64)
-            .fetch_all(&mut *tx)
-            .await?
-        };
+        let rows = self.read(in_flight, limit, &mut tx).await?;
         tx.commit().await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let envelope: Vec<u8> = r.try_get("envelope")?;
-            out.push(
-                OutboxRow::decode(r.try_get("id")?, r.try_get("destination")?, &envelope)
-                    .map_err(|e| SqliteError::Config(format!("undecodable outbox row: {e}")))?,
-            );
-        }
-        Ok(out)
+        decode(rows)
     }
+
+    /// Up to `limit` of the oldest rows not in `in_flight`.
+    async fn read(
+        &self,
+        in_flight: &[i64],
+        limit: usize,
+        conn: &mut SqliteConnection,
+    ) -> Result<Vec<SqliteRow>, SqliteError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query(
+            "SELECT id, destination, envelope FROM tidings_relay_outbox
+             WHERE id NOT IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?2",
+        )
+        .bind(serde_json::to_string(in_flight)?)
+        .bind(limit as i64)
+        .fetch_all(conn)
+        .await?)
+    }
+}
+
+fn decode(rows: Vec<SqliteRow>) -> Result<Vec<OutboxRow>, SqliteError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let envelope: Vec<u8> = r.try_get("envelope")?;
+        out.push(
+            OutboxRow::decode(r.try_get("id")?, r.try_get("destination")?, &envelope)
+                .map_err(|e| SqliteError::Config(format!("undecodable outbox row: {e}")))?,
+        );
+    }
+    Ok(out)
 }
 
 /// This table's lease, held by one relay (and, within the process, the `claiming` lock).
 struct Lease {
     table: OutboxTable,
+    /// When the lease row was last renewed.
+    renewed: Instant,
     _guard: OwnedMutexGuard<()>,
 }
 
@@ -234,7 +257,13 @@ impl OutboxLease for Lease {
         in_flight: &[i64],
         limit: usize,
     ) -> Result<Vec<OutboxRow>> {
-        Ok(self.table.step(sent, in_flight, limit).await?)
+        // Renewed with every mark, and at least every third of the lease while idle.
+        let renew = self.renewed.elapsed() >= self.table.lease / 3;
+        let rows = self.table.step(sent, in_flight, limit, renew).await?;
+        if renew || !sent.is_empty() {
+            self.renewed = Instant::now();
+        }
+        Ok(rows)
     }
 
     async fn release(self: Box<Self>) -> Result<()> {
@@ -266,6 +295,7 @@ impl OutboxStore for OutboxTable {
         tx.commit().await.map_err(SqliteError::from)?;
         Ok(Some(Box::new(Lease {
             table: self.clone(),
+            renewed: Instant::now(),
             _guard: guard,
         })))
     }

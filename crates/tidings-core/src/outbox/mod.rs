@@ -17,7 +17,7 @@
 
 mod relay;
 
-pub use relay::{names, Relay, RelayStats};
+pub use relay::{names, Relay, RelayStats, IDLE_RELEASE};
 
 use async_trait::async_trait;
 

@@ -17,7 +17,7 @@ use crate::Result;
 
 /// Metric names the relay records.
 pub mod names {
-    /// Counter: messages shipped and marked sent.
+    /// Counter: messages shipped (confirmed by the broker; marked sent with the next step).
     pub const SHIPPED: &str = "tidings_outbox_shipped_total";
     /// Counter: failed ship attempts (the rows stay and are retried).
     pub const ERRORS: &str = "tidings_outbox_relay_errors_total";
@@ -26,6 +26,9 @@ pub mod names {
     /// Histogram: seconds to send one batch (with the table work done meanwhile).
     pub const BATCH_SECONDS: &str = "tidings_outbox_batch_seconds";
 }
+
+/// How long a running relay keeps the table's lease with nothing to ship.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 /// Counts of one relay (shared with clones of [`Relay::stats`]).
 #[derive(Debug, Default)]
@@ -36,7 +39,7 @@ pub struct RelayStats {
 }
 
 impl RelayStats {
-    /// Messages shipped and marked sent.
+    /// Messages shipped (confirmed by the broker; marked sent with the next step).
     pub fn shipped(&self) -> u64 {
         self.shipped.load(Ordering::Relaxed)
     }
@@ -128,8 +131,7 @@ impl Relay {
             return Ok(0);
         };
         let shipped = self.ship_with(&mut *lease, stop).await;
-        // Given up even after a failure: a lost hold has nothing to give up, and a failed
-        // send must not keep other relays away.
+        // Given up even after a failure: a failed send must not keep other relays away.
         let released = lease.release().await;
         let n = shipped?;
         released?;
@@ -168,39 +170,31 @@ impl Relay {
                 break;
             }
         }
-        lease.step(&sent, &[], 0).await?;
+        if !sent.is_empty() {
+            lease.step(&sent, &[], 0).await?;
+        }
         Ok(total)
     }
 
     /// Ships until `stop` is cancelled, then finishes the batch in hand and returns.
     /// Failures (broker down, database busy) are logged and retried with back-off; rows
-    /// are never dropped.
+    /// are never dropped. The relay keeps the table's lease while rows keep coming and
+    /// gives it up after [`IDLE_RELEASE`] without any.
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(50);
-        let mut last_gauge = Instant::now() - Duration::from_secs(1);
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            if last_gauge.elapsed() >= Duration::from_secs(1) {
-                last_gauge = Instant::now();
-                if let Ok(n) = self.store.pending().await {
-                    metrics::gauge!(names::PENDING).set(n as f64);
+        let mut gauge = Instant::now() - Duration::from_secs(1);
+        while !stop.is_cancelled() {
+            self.gauge(&mut gauge).await;
+            let held = match self.store.lease().await {
+                Ok(Some(lease)) => self.hold(lease, &stop, &mut gauge).await,
+                Ok(None) => {
+                    self.idle(&stop).await;
+                    Ok(())
                 }
-            }
-            match self.ship_all(&stop).await {
-                Ok(n) if n > 0 => {
-                    backoff = Duration::from_millis(50);
-                    continue;
-                }
-                Ok(_) => {
-                    backoff = Duration::from_millis(50);
-                    tokio::select! {
-                        _ = self.store.changed() => {}
-                        _ = tokio::time::sleep(self.poll) => {}
-                        _ = stop.cancelled() => {}
-                    }
-                }
+                Err(e) => Err(e),
+            };
+            match held {
+                Ok(()) => backoff = Duration::from_millis(50),
                 Err(e) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(names::ERRORS, "transport" => self.transport.name())
@@ -212,6 +206,52 @@ impl Relay {
                     }
                     backoff = (backoff * 2).min(self.max_backoff);
                 }
+            }
+        }
+    }
+
+    /// Ships through `lease` until the table stayed empty for [`IDLE_RELEASE`] (or `stop`,
+    /// or a failure), then gives the lease up.
+    async fn hold(
+        &self,
+        mut lease: Box<dyn OutboxLease>,
+        stop: &CancellationToken,
+        gauge: &mut Instant,
+    ) -> Result<()> {
+        let mut busy_at = Instant::now();
+        let held = loop {
+            self.gauge(gauge).await;
+            match self.ship_with(&mut *lease, stop).await {
+                Err(e) => break Err(e),
+                Ok(n) if n > 0 => busy_at = Instant::now(),
+                Ok(_) if busy_at.elapsed() >= IDLE_RELEASE => break Ok(()),
+                Ok(_) => self.idle(stop).await,
+            }
+            if stop.is_cancelled() {
+                break Ok(());
+            }
+        };
+        // Given up even after a failure: a failed send must not keep other relays away.
+        let released = lease.release().await;
+        held?;
+        released
+    }
+
+    /// Waits for a notification, the poll interval or `stop`.
+    async fn idle(&self, stop: &CancellationToken) {
+        tokio::select! {
+            _ = self.store.changed() => {}
+            _ = tokio::time::sleep(self.poll) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+
+    /// Sets the pending gauge, at most once a second.
+    async fn gauge(&self, last: &mut Instant) {
+        if last.elapsed() >= Duration::from_secs(1) {
+            *last = Instant::now();
+            if let Ok(n) = self.store.pending().await {
+                metrics::gauge!(names::PENDING).set(n as f64);
             }
         }
     }
