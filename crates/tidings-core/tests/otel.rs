@@ -101,12 +101,17 @@ fn provider() -> (InMemorySpanExporter, SdkTracerProvider) {
     (exporter, provider)
 }
 
+/// Sends this thread's spans to `provider` until the guard drops.
+fn install(provider: &SdkTracerProvider) -> tracing::subscriber::DefaultGuard {
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tidings-test")));
+    tracing::subscriber::set_default(subscriber)
+}
+
 #[tokio::test(start_paused = true)]
 async fn three_hops_export_one_trace_tree() {
     let (exporter, provider) = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tidings-test")));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = install(&provider);
 
     let h = TestHarness::start(|b| {
         b.endpoint(
@@ -265,9 +270,7 @@ async fn three_hops_export_one_trace_tree() {
 #[tokio::test(start_paused = true)]
 async fn each_attempt_is_a_handle_span_under_one_receive() {
     let (exporter, provider) = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tidings-test")));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = install(&provider);
 
     let calls = Arc::new(AtomicU32::new(0));
     let seen = calls.clone();
@@ -337,9 +340,7 @@ struct Quoted {
 #[tokio::test(start_paused = true)]
 async fn request_and_response_are_producer_spans_of_one_trace() {
     let (exporter, provider) = provider();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tidings-test")));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = install(&provider);
 
     let h = TestHarness::start(|b| {
         b.endpoint(
