@@ -40,8 +40,24 @@ use crate::settle::NatsSettle;
 use crate::topology::is_not_found;
 use crate::transport::Shared;
 
-/// How long one long-poll pull waits on the server for a message.
-pub(crate) const PULL_EXPIRES: Duration = Duration::from_secs(1);
+/// How long one long-poll pull waits on the server for a message, at most (each pull
+/// draws its own wait between 1.0 and 1.4 s, see [`long_poll`]).
+pub(crate) const PULL_EXPIRES: Duration = Duration::from_millis(1400);
+
+/// The wait of one long poll: 1.0–1.4 s, drawn per pull. nats-server 2.9 can lose a
+/// redelivery that becomes due in the same instant a waiting pull request expires (the
+/// message counts as delivered but never reaches the client, so it comes back only after
+/// `ack_wait`); seen under load when a `nack(1 s)` was followed by a 1 s long poll. A
+/// wait that is not a round number, and differs per pull, keeps redeliveries due after
+/// round delays from landing on an expiry.
+fn long_poll() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Duration::from_millis(1000 + u64::from(nanos % 400))
+}
+
 /// Largest batch of one fetch.
 const MAX_BATCH: usize = 256;
 
@@ -71,7 +87,8 @@ pub(crate) struct NatsReceiver {
     pump: Pump,
 }
 
-/// One pull: what is there now, else one message within [`PULL_EXPIRES`]. Bounded in
+/// One pull: what is there now (a `no_wait` request without expiry, answered at once),
+/// else one message within [`long_poll`]. Bounded in
 /// time even if the connection drops under it (a lost request gets no answer); what
 /// arrived before that bound is returned, never dropped.
 pub(crate) async fn pull(consumer: PullConsumer, n: usize) -> PullResult {
@@ -91,7 +108,6 @@ async fn pull_once(consumer: PullConsumer, n: usize, out: &mut Vec<Message>) -> 
     let mut batch = consumer
         .fetch()
         .max_messages(n)
-        .expires(PULL_EXPIRES)
         .messages()
         .await
         .map_err(|e| e.to_string())?;
@@ -102,7 +118,7 @@ async fn pull_once(consumer: PullConsumer, n: usize, out: &mut Vec<Message>) -> 
         let mut batch = consumer
             .batch()
             .max_messages(1)
-            .expires(PULL_EXPIRES)
+            .expires(long_poll())
             .messages()
             .await
             .map_err(|e| e.to_string())?;
