@@ -123,21 +123,8 @@ impl Relay {
         self.stats.clone()
     }
 
-    /// Ships what the table holds now, batch after batch, until it is empty (or `stop` is
-    /// cancelled, or the table is leased to another relay), then gives the lease up.
-    /// Returns how many rows were shipped.
-    pub async fn ship_all(&self, stop: &CancellationToken) -> Result<usize> {
-        let Some(mut lease) = self.store.lease().await? else {
-            return Ok(0);
-        };
-        let shipped = self.ship_with(&mut *lease, stop).await;
-        // Given up even after a failure: a failed send must not keep other relays away.
-        let released = lease.release().await;
-        let n = shipped?;
-        released?;
-        Ok(n)
-    }
-
+    /// Ships batch after batch through `lease` until the table is empty (or `stop` is
+    /// cancelled); returns how many rows were shipped.
     async fn ship_with(
         &self,
         lease: &mut dyn OutboxLease,
