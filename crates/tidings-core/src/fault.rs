@@ -22,6 +22,10 @@ pub enum FaultReason {
     TimedOut,
     /// Its `expires_at` had passed.
     Expired,
+    /// The transport could not decode the delivery into an envelope at all (not written
+    /// by Tidings, or corrupt); the dead letter's body holds the raw bytes (see
+    /// [`crate::transport::undecodable`]).
+    Undecodable,
 }
 
 impl FaultReason {
@@ -35,6 +39,7 @@ impl FaultReason {
             FaultReason::Panicked => "panicked",
             FaultReason::TimedOut => "timed-out",
             FaultReason::Expired => "expired",
+            FaultReason::Undecodable => "undecodable",
         }
     }
 }

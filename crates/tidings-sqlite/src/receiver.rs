@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidings_core::envelope::headers;
+use tidings_core::transport::undecodable::Undecodable;
 use tidings_core::transport::{Delivery, ReceiveOptions, Receiver, Settle};
 use tidings_core::{Envelope, Result};
 use tokio::sync::{oneshot, Notify};
@@ -64,9 +65,7 @@ impl SqliteReceiver {
         let envelope = match Envelope::from_json(&row.envelope) {
             Ok(e) => e,
             Err(e) => {
-                // Only we write this column; leave the row leased (it comes back later).
-                tracing::error!(row = row.id, error = %e, "tidings-sqlite: undecodable envelope row");
-                self.outstanding.fetch_sub(1, Ordering::AcqRel);
+                self.dead_letter_undecodable(row, token, e);
                 return None;
             }
         };
@@ -85,6 +84,62 @@ impl SqliteReceiver {
             }),
             envelope,
         })
+    }
+
+    /// A row whose envelope does not decode (corruption, a foreign writer) goes to the
+    /// error queue as `undecodable` with its raw bytes, in a writer job that reads the
+    /// row's `message_id` and `partition_key` (parked per the options) — never left
+    /// leased, which would bring it back every lease and hold its key.
+    fn dead_letter_undecodable(&self, row: Claimed, token: i64, error: tidings_core::Error) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        self.slot_freed.notify_one();
+        let (writer, queue) = (self.writer.clone(), self.queue.clone());
+        let park = self.options.park_on_dead_letter && self.ordered;
+        let id = row.id;
+        let poison = Undecodable::new(&queue, row.envelope, error)
+            .delivery_count(u32::try_from(row.delivery_count).unwrap_or(u32::MAX))
+            .detail("tidings-sqlite-row", id.to_string());
+        tokio::spawn(async move {
+            let done = writer
+                .write::<bool, SqliteError, _>(move |conn| {
+                    Box::pin(async move {
+                        let found: Option<(String, Option<String>)> = sqlx::query_as(
+                            "SELECT message_id, partition_key FROM tidings_messages \
+                             WHERE id = ? AND lease_token = ?",
+                        )
+                        .bind(id)
+                        .bind(token)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        // Gone or leased again elsewhere: not ours to settle.
+                        let Some((message_id, key)) = found else {
+                            return Ok(false);
+                        };
+                        let env = poison
+                            .message_id(uuid::Uuid::parse_str(&message_id).ok())
+                            .partition_key(key.clone())
+                            .into_dead_letter();
+                        let dead = DeadRow {
+                            id,
+                            token,
+                            queue: queue.clone(),
+                            message_id: env.id.to_string(),
+                            message_type: env.message_type.clone(),
+                            reason: env.header(headers::FAULT_REASON).map(str::to_string),
+                            partition_key: key,
+                            envelope: serde_json::to_vec(&env)?,
+                            park,
+                        };
+                        crate::store::dead_letter(conn, &dead).await?;
+                        Ok(true)
+                    })
+                })
+                .await;
+            if let Err(e) = done {
+                tracing::error!(row = id, error = %e,
+                    "tidings-sqlite: dead-lettering an undecodable row failed; it comes back after its lease");
+            }
+        });
     }
 
     fn release_buffered(&mut self) {

@@ -9,6 +9,7 @@ mod basic;
 mod dead_letters;
 mod lifecycle;
 mod ordering;
+mod poison;
 mod settlement;
 mod volume;
 
@@ -24,6 +25,10 @@ pub use lifecycle::delete_queue_removes_queue_messages_and_error_queue;
 pub use ordering::{
     ordered_delay_holds_back_only_its_key, parked_key_waits_for_replay,
     per_key_order_under_concurrency,
+};
+pub use poison::{
+    undecodable_message_is_dead_lettered, undecodable_message_parks_its_key,
+    undecodable_message_releases_its_key,
 };
 pub use settlement::{
     ack_removes, delivery_count_grows, extend_lease_keeps_delivery_hidden,

@@ -54,6 +54,23 @@ pub trait TransportFactory: Send + Sync + 'static {
         let _ = case;
         None
     }
+
+    /// Puts `raw` into `queue` through the transport's native path, around Tidings'
+    /// encoding (a row inserted with SQL, an AMQP publish without Tidings properties, a
+    /// NATS publish on the queue's subject), as a foreign producer or corruption would:
+    /// the poison-message cases check that the receiver dead-letters it as `undecodable`.
+    /// `partition_key` goes wherever the native format keeps a key apart from the bytes
+    /// (a row's column, an AMQP header, the NATS partition subject).
+    ///
+    /// Default: [`Error::Unsupported`](crate::Error::Unsupported); the poison cases then
+    /// print `skipped: ..` and pass (the in-memory transport has no bytes to corrupt).
+    async fn inject_raw(&self, queue: &str, raw: &[u8], partition_key: Option<&str>) -> Result<()> {
+        let _ = (queue, raw, partition_key);
+        Err(crate::Error::Unsupported {
+            operation: "inject_raw",
+            transport: "conformance factory",
+        })
+    }
 }
 
 /// Runs one case (`case` is the case's future, not started yet), then deletes every queue
@@ -112,6 +129,9 @@ macro_rules! conformance_tests {
             ordered_delay_holds_back_only_its_key,
             replay_to_unknown_queue_keeps_dead_letters,
             delete_queue_removes_queue_messages_and_error_queue,
+            undecodable_message_is_dead_lettered,
+            undecodable_message_releases_its_key,
+            undecodable_message_parks_its_key,
         );
     };
     (@cases $factory:expr; $($name:ident),* $(,)?) => {

@@ -6,6 +6,7 @@
 //! see docs/DESIGN.md for how each transport maps every semantic.
 
 pub mod memory;
+pub mod undecodable;
 
 use std::time::Duration;
 
