@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::Row;
+use tidings_core::transport::undecodable::Undecodable;
 use tidings_core::transport::{Delivery, ReceiveOptions, Receiver};
 use tidings_core::{Envelope, Result};
 use tokio::sync::Notify;
@@ -123,15 +124,44 @@ impl PgReceiver {
                     settle: Box::new(settle),
                 }),
                 Err(e) => {
-                    // Written by us, so this is corruption: keep it leased and say so.
-                    tracing::error!(queue = %self.queue, seq, error = %e,
-                        "tidings-postgres: undecodable message row left in place");
-                    settle.settled.store(true, Ordering::Release);
-                    self.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    let count = u32::try_from(count).unwrap_or(u32::MAX);
+                    let poison = Undecodable::new(&self.queue, blob, e)
+                        .delivery_count(count)
+                        .detail("tidings-postgres-seq", seq.to_string());
+                    self.dead_letter_undecodable(poison, settle).await;
                 }
             }
         }
         Ok(got)
+    }
+
+    /// A row whose envelope does not decode (corruption, a foreign writer) goes to the
+    /// error queue as `undecodable` with its raw bytes and its `id` and `partition_key`
+    /// columns (so an ordered queue parks or releases the key per its options) — never
+    /// left leased, which would bring it back every lease and hold its key. If that
+    /// fails the row comes back (the dropped settlement requeues it).
+    async fn dead_letter_undecodable(&self, poison: Undecodable, settle: PgSettle) {
+        let meta = sqlx::query_as::<_, (Uuid, Option<String>)>(self.shared.sql.claimed_meta.sql())
+            .bind(&*self.queue)
+            .bind(settle.seq)
+            .bind(settle.claim)
+            .fetch_optional(&self.shared.pool)
+            .await;
+        let poison = match meta {
+            Ok(Some((id, key))) => poison.message_id(Some(id)).partition_key(key),
+            Ok(None) => {
+                // Its claim is gone (lease taken elsewhere): not ours to settle.
+                settle.settled.store(true, Ordering::Release);
+                self.outstanding.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(queue = %self.queue, seq = settle.seq, error = %e,
+                    "tidings-postgres: reading an undecodable row failed; it comes back");
+                return;
+            }
+        };
+        let _ = poison.dead_letter(Box::new(settle)).await;
     }
 
     /// Moves due rows of the queue from `scheduled` into `messages`; returns how many.

@@ -216,6 +216,12 @@ SELECT dead_of, partition_key FROM d WHERE $7 AND partition_key IS NOT NULL
 ON CONFLICT DO NOTHING
 "#;
 
+/// The id and key columns of a claimed row (`$1` queue, `$2` seq, `$3` claim): what is
+/// known of a row whose envelope does not decode.
+const CLAIMED_META: &str = r#"
+SELECT id, partition_key FROM {s}.messages WHERE queue = $1 AND seq = $2 AND claim = $3
+"#;
+
 const EXTEND: &str = r#"
 UPDATE {s}.messages SET visible_at = now() + make_interval(secs => $4)
 WHERE queue = $1 AND seq = $2 AND claim = $3
@@ -363,6 +369,7 @@ pub(crate) struct Sql {
     pub(crate) nack: Stmt,
     pub(crate) nack_schedule: Stmt,
     pub(crate) dead_letter: Stmt,
+    pub(crate) claimed_meta: Stmt,
     pub(crate) extend: Stmt,
     pub(crate) dead_letters: Stmt,
     pub(crate) dead_letters_lock: Stmt,
@@ -401,6 +408,7 @@ impl Sql {
             nack: s(NACK),
             nack_schedule: s(NACK_SCHEDULE),
             dead_letter: s(DEAD_LETTER),
+            claimed_meta: s(CLAIMED_META),
             extend: s(EXTEND),
             dead_letters: s(DEAD_LETTERS),
             dead_letters_lock: s(&format!("{DEAD_LETTERS} FOR UPDATE")),

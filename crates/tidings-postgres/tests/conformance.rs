@@ -1,5 +1,7 @@
 //! The transport conformance suite against a real PostgreSQL (`TIDINGS_PG_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/test`), each case in a fresh schema.
+//! `postgres://postgres@127.0.0.1:5432/test`), each case in a fresh schema. Raw
+//! (undecodable) rows are inserted with plain SQL on a connection of their own, as a
+//! foreign writer or a corruption would leave them.
 
 mod common;
 
@@ -44,6 +46,34 @@ impl tidings_core::conformance::TransportFactory for Factory {
     async fn create(&self) -> tidings_core::Result<Arc<dyn Transport>> {
         let t = PostgresTransport::connect(common::config(&self.schema)).await?;
         Ok(Arc::new(t))
+    }
+
+    async fn inject_raw(
+        &self,
+        queue: &str,
+        raw: &[u8],
+        partition_key: Option<&str>,
+    ) -> tidings_core::Result<()> {
+        use sqlx::Connection;
+        let err = |e: sqlx::Error| tidings_core::Error::Config(format!("inject_raw: {e}"));
+        let mut conn = sqlx::PgConnection::connect(&common::url())
+            .await
+            .map_err(err)?;
+        let s = &self.schema;
+        let sql = format!(
+            "INSERT INTO \"{s}\".messages \
+             (queue, seq, id, message_type, partition_key, visible_at, sent_at, envelope) \
+             VALUES ($1, nextval('\"{s}\".message_seq'), $2, '', $3, now(), now(), $4)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(queue)
+            .bind(uuid::Uuid::now_v7())
+            .bind(partition_key)
+            .bind(raw)
+            .execute(&mut conn)
+            .await
+            .map_err(err)?;
+        conn.close().await.map_err(err)
     }
 
     fn unsupported(&self, _case: &str) -> Option<&'static str> {
