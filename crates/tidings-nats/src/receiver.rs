@@ -28,6 +28,7 @@ use async_nats::jetstream::Message;
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::StreamExt;
+use tidings_core::transport::undecodable::Undecodable;
 use tidings_core::transport::{Delivery, ReceiveOptions, Receiver};
 use tidings_core::Result;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -241,6 +242,36 @@ impl NatsReceiver {
         Ok(true)
     }
 
+    /// A message that is not a Tidings envelope (a raw publish on the queue's subject)
+    /// goes to the error stream as `undecodable` with its payload, then is TERMed; its
+    /// partition key is unknown, so an ordered partition is released, never parked.
+    fn dead_letter_undecodable(
+        &self,
+        msg: Message,
+        permit: OwnedSemaphorePermit,
+        delivered: u32,
+        stream_seq: u64,
+        error: NatsError,
+    ) {
+        let poison = Undecodable::new(&self.queue, msg.payload.clone(), error)
+            .delivery_count(delivered)
+            .detail("nats-subject", msg.subject.as_str());
+        let reply = msg.message.reply.clone();
+        let (_, acker) = msg.split();
+        let settle = NatsSettle {
+            shared: self.shared.clone(),
+            acker: Some(acker),
+            reply,
+            queue: self.queue.clone(),
+            dead_letter_id: format!("undecodable:{}:dl:{stream_seq}", self.queue),
+            park_key: None,
+            permit: Some(permit),
+            lease: self.lease,
+            keeper: std::sync::Mutex::new(None),
+        };
+        tokio::spawn(poison.dead_letter(Box::new(settle)));
+    }
+
     /// Turns a message into a delivery; `None` if it is not due yet (sent back with a delay).
     fn delivery(&self, msg: Message, permit: OwnedSemaphorePermit) -> Option<Delivery> {
         let (delivered, published, stream_seq) = match msg.info() {
@@ -249,7 +280,10 @@ impl NatsReceiver {
         };
         let envelope = match codec::decode(msg.headers.as_ref(), msg.payload.clone()) {
             Ok(e) => e,
-            Err(e) => codec::foreign(msg.subject.as_str(), msg.payload.clone(), &e.to_string()),
+            Err(e) => {
+                self.dead_letter_undecodable(msg, permit, delivered, stream_seq, e);
+                return None;
+            }
         };
         let mut delivery_count = delivered;
         if let Some(at) = envelope.scheduled_for {

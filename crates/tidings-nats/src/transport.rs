@@ -112,6 +112,16 @@ impl NatsTransport {
         &self.shared.client
     }
 
+    /// The subject a message for `queue` with this partition key is published on: for a
+    /// producer outside Tidings (and tests) that publishes onto a queue directly. Such a
+    /// message must carry Tidings' envelope header, or the receiver dead-letters it as
+    /// `undecodable`.
+    pub fn queue_subject(&self, queue: &str, partition_key: Option<&str>) -> String {
+        let names = &self.shared.names;
+        let partition = names.partition(partition_key, &uuid::Uuid::nil());
+        names.queue_subject(queue, partition)
+    }
+
     /// Deletes every stream under this transport's prefix (queues, error queues, event
     /// streams): for tests and tearing down environments. Returns how many.
     pub async fn delete_all(&self) -> std::result::Result<usize, NatsError> {
