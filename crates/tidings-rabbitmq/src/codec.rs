@@ -168,6 +168,15 @@ fn time(s: Option<String>) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
+/// Why a received message cannot be taken for a Tidings envelope, if it cannot: it has no
+/// AMQP `type` property, which carries the contract name (a raw publish, a foreign
+/// producer). The receiver dead-letters such a message as `undecodable`.
+pub(crate) fn undecodable(props: &BasicProperties) -> Option<&'static str> {
+    props.kind().is_none().then_some(
+        "no AMQP `type` property: not a Tidings message (the contract name travels in `type`)",
+    )
+}
+
 /// The envelope of a received message. Tolerant: messages not sent by Tidings get
 /// defaults (a fresh id, version 1, sent now).
 pub(crate) fn decode(props: &BasicProperties, body: &[u8]) -> Decoded {

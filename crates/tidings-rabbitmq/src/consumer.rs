@@ -19,6 +19,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
 use tokio::time::Instant;
 
+use tidings_core::transport::undecodable::Undecodable;
 use tidings_core::transport::{Delivery, ReceiveOptions, Receiver};
 use tidings_core::{Error, Result};
 
@@ -107,6 +108,10 @@ impl RabbitReceiver {
         let decoded = codec::decode(&d.properties, &d.data);
         let given_back = self.conn.given_back(decoded.envelope.id);
         let count = decoded.delivery_count(d.redelivered, given_back);
+        if let Some(why) = codec::undecodable(&d.properties) {
+            self.dead_letter_undecodable(d, channel, decoded.envelope, count, why);
+            return None;
+        }
         let now_ms = Utc::now().timestamp_millis();
         if let Some(due) = decoded.due_at_ms.filter(|&due| due > now_ms) {
             // Longer than one pass through the delay levels: go round again.
@@ -159,6 +164,42 @@ impl RabbitReceiver {
             }
         }
         Some(p)
+    }
+
+    /// A message that is not a Tidings envelope goes to the error queue as `undecodable`
+    /// with its body and its foreign headers, then is acked; it never waits for or holds a
+    /// key (the broker keeps no per-key state to park).
+    fn dead_letter_undecodable(
+        &self,
+        d: lapin::message::Delivery,
+        channel: Channel,
+        decoded: tidings_core::Envelope,
+        count: u32,
+        why: &str,
+    ) {
+        let mut poison = Undecodable::new(&self.queue, d.data, why)
+            .message_id(Some(decoded.id))
+            .partition_key(decoded.partition_key)
+            .delivery_count(count);
+        for (k, v) in decoded.headers {
+            poison = poison.detail(k, v);
+        }
+        let mut placeholder = tidings_core::Envelope::new("", 0, Vec::new());
+        placeholder.id = decoded.id;
+        let settle = RabbitSettle {
+            conn: self.conn.clone(),
+            shared: self.shared.clone(),
+            queue: self.queue.clone(),
+            ordered: self.ordered,
+            // No key: settling it must not free a key another delivery holds.
+            pending: Mutex::new(Some(Pending {
+                acker: d.acker,
+                channel,
+                envelope: placeholder,
+                count,
+            })),
+        };
+        tokio::spawn(poison.dead_letter(Box::new(settle)));
     }
 
     fn deliver(&self, p: Pending) -> Delivery {
