@@ -3,7 +3,9 @@
 //! Built from an AMQP URL. Tidings' own settings ride in the query string and are removed
 //! before the URL goes to lapin; lapin's (`heartbeat`, `frame_max`, `channel_max`,
 //! `connection_timeout`, `auth_mechanism`) pass through. `amqps://` connects over TLS
-//! (rustls with the platform's trust store).
+//! (rustls with the platform's trust store); `?tls_ca=/path/ca.pem` adds the PEM
+//! certificates of that file as trusted roots (a private CA). The server's certificate
+//! must name the URL's host.
 //!
 //! `?management=http://host:15672` (default: the AMQP host, port 15672, the AMQP
 //! credentials; `off` disables) names the management HTTP API used to list queues (see
@@ -64,6 +66,8 @@ pub struct RabbitMqConfig {
     pub connection_name: String,
     /// The management HTTP API used to list queues (`None`: off). Holds credentials.
     pub(crate) management: Option<Endpoint>,
+    /// `?tls_ca=`: the file and its PEM certificates, trusted as roots for `amqps://`.
+    pub(crate) tls_ca: Option<(std::path::PathBuf, String)>,
 }
 
 impl std::fmt::Debug for RabbitMqConfig {
@@ -77,6 +81,7 @@ impl std::fmt::Debug for RabbitMqConfig {
             .field("reconnect_max_backoff", &self.reconnect_max_backoff)
             .field("connection_name", &self.connection_name)
             .field("management", &self.management_url())
+            .field("tls_ca", &self.tls_ca.as_ref().map(|(path, _)| path))
             .finish()
     }
 }
@@ -107,6 +112,7 @@ impl RabbitMqConfig {
             reconnect_max_backoff: Duration::from_secs(5),
             connection_name: "tidings".to_string(),
             management: None,
+            tls_ca: None,
         };
         let mut management = None;
         let mut passthrough = Vec::new();
@@ -129,6 +135,7 @@ impl RabbitMqConfig {
                 }
                 "connection_name" => config.connection_name = v.into_owned(),
                 "management" => management = Some(v.into_owned()),
+                "tls_ca" => config.tls_ca = Some(read_ca(&v)?),
                 _ => passthrough.push((k.into_owned(), v.into_owned())),
             }
         }
@@ -139,6 +146,11 @@ impl RabbitMqConfig {
                 .query_pairs_mut()
                 .clear()
                 .extend_pairs(passthrough.iter());
+        }
+        if config.tls_ca.is_some() && parsed.scheme() != "amqps" {
+            return Err(RabbitMqError::Config(
+                "`tls_ca` needs an `amqps://` URL (plain `amqp://` does not use TLS)".into(),
+            ));
         }
         config.management = Endpoint::resolve(&parsed, management.as_deref())?;
         config.url = parsed.to_string();
@@ -190,6 +202,18 @@ impl RabbitMqConfig {
             _ => out,
         }
     }
+}
+
+/// Reads `?tls_ca=`: a PEM file holding at least one certificate.
+fn read_ca(path: &str) -> Result<(std::path::PathBuf, String), RabbitMqError> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| RabbitMqError::Config(format!("tls_ca: cannot read `{path}`: {e}")))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(RabbitMqError::Config(format!(
+            "tls_ca: `{path}` holds no PEM certificate"
+        )));
+    }
+    Ok((path.into(), pem))
 }
 
 fn parse_num(key: &str, value: &str) -> Result<usize, RabbitMqError> {

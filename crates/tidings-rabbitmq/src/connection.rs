@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::LongString;
+use lapin::tcp::OwnedTLSConfig;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -169,12 +170,19 @@ impl Connector {
             None => {
                 let props = ConnectionProperties::default()
                     .with_connection_name(LongString::from(self.config.connection_name.clone()));
-                let conn = Connection::connect(&self.config.url, props)
+                let connect_err = |e: lapin::Error| RabbitMqError::Connect {
+                    url: self.config.redacted_url(),
+                    reason: self.config.redact(&e.to_string()),
+                };
+                // `?tls_ca=`: its certificates are trusted besides the platform's roots.
+                let tls = OwnedTLSConfig {
+                    identity: None,
+                    cert_chain: self.config.tls_ca.as_ref().map(|(_, pem)| pem.clone()),
+                };
+                let runtime = lapin::runtime::default_runtime().map_err(connect_err)?;
+                let conn = Connection::connect_with_config(&self.config.url, props, tls, runtime)
                     .await
-                    .map_err(|e| RabbitMqError::Connect {
-                        url: self.config.redacted_url(),
-                        reason: self.config.redact(&e.to_string()),
-                    })?;
+                    .map_err(connect_err)?;
                 let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 let ch = conn
                     .create_channel()
