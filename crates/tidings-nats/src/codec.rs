@@ -145,8 +145,9 @@ pub(crate) fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<Enve
     })
 }
 
-/// A placeholder envelope for a message that is not a Tidings envelope, so the consumer
-/// pipeline can dead-letter it (it fails to deserialize) instead of the receiver stalling.
+/// A placeholder envelope for a message in an error stream that is not a Tidings envelope
+/// (published there by something else), so listing the error queue shows it instead of
+/// failing. (A receiver dead-letters such a message as `undecodable`: see `receiver.rs`.)
 pub(crate) fn foreign(subject: &str, payload: Bytes, why: &str) -> Envelope {
     let mut env = Envelope::new("", 0, payload);
     env.content_type = "application/octet-stream".into();

@@ -16,6 +16,10 @@
 //! receiver runs a pump that moves them onto the queue when due. One still found early
 //! here is moved there, and not handed out. Closing stops the pump, waits for open pulls
 //! to end and releases (`-NAK`) everything buffered.
+//!
+//! A message without Tidings' envelope header (a raw publish on the queue's subject) is
+//! not handed out: it is dead-lettered as `undecodable` (see
+//! `tidings_core::transport::undecodable`), and TERMed once in the error stream.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;

@@ -305,4 +305,41 @@ mod tests {
         let err = RabbitMqConfig::from_url("amqp://app:s3cr3t@[bad/").unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
     }
+
+    #[test]
+    fn tls_ca_is_read_checked_and_taken_out_of_the_url() {
+        let dir = std::env::temp_dir().join(format!("tidings-tls-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let url = format!("amqps://u:p@h/%2f?tls_ca={}&heartbeat=5", ca.display());
+        let c = RabbitMqConfig::from_url(&url).unwrap();
+        assert_eq!(c.url, "amqps://u:p@h/%2f?heartbeat=5");
+        assert!(c
+            .tls_ca
+            .as_ref()
+            .is_some_and(|(p, pem)| *p == ca && pem.contains("BEGIN")));
+        assert!(format!("{c:?}").contains("ca.pem"));
+        let plain = format!("amqp://h/?tls_ca={}", ca.display());
+        let err = RabbitMqConfig::from_url(&plain).unwrap_err().to_string();
+        assert!(err.contains("amqps"), "{err}");
+        let err = RabbitMqConfig::from_url("amqps://h/?tls_ca=/nonexistent/ca.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tls_ca") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let err = RabbitMqConfig::from_url(&format!("amqps://h/?tls_ca={}", not_pem.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

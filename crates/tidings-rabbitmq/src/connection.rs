@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
-use lapin::types::LongString;
 use lapin::tcp::OwnedTLSConfig;
+use lapin::types::LongString;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::time::Instant;
 use uuid::Uuid;

@@ -5,6 +5,9 @@
 //! is busy waits in process (still unacked, so it counts against prefetch) until the key is
 //! settled. Ordered queues are declared `x-single-active-consumer`, so one receiver at a
 //! time gets the queue's messages in order; the others stand by.
+//!
+//! A message without the AMQP `type` property (not from Tidings) is not handed out: it is
+//! dead-lettered as `undecodable` (see `tidings_core::transport::undecodable`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

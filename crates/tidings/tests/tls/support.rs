@@ -11,19 +11,19 @@ use tidings_core::transport::{Outgoing, QueueSpec, ReceiveOptions, Topology, Tra
 use tidings_core::Envelope;
 
 /// Whether we run under CI (`CI=true`): a missing tool or service fails instead of skipping.
-pub fn ci() -> bool {
+pub(crate) fn ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
 /// Skips (prints why, returns false) or, under CI, fails.
-pub fn skip(why: &str) -> bool {
+pub(crate) fn skip(why: &str) -> bool {
     assert!(!ci(), "{why} (CI=true: the TLS tests need it)");
     eprintln!("skipped: {why}");
     false
 }
 
 /// The path of tool `name` (on PATH or in /usr/sbin), if installed.
-pub fn find_tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -37,12 +37,12 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
 }
 
 /// Whether tool `name` is installed; if not, skips (or fails under CI).
-pub fn tool(name: &str) -> bool {
+pub(crate) fn tool(name: &str) -> bool {
     find_tool(name).is_some() || skip(&format!("{name} is not installed"))
 }
 
 /// Runs a command in `dir`, panicking with its output if it fails.
-pub fn run(cmd: &mut Command, what: &str) {
+pub(crate) fn run(cmd: &mut Command, what: &str) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
@@ -64,7 +64,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// In `dir`: a CA (`ca.pem`, `ca.key`), a server certificate for 127.0.0.1 and
 /// localhost signed by it (`cert.pem`, `key.pem`), and an unrelated CA (`other-ca.pem`).
-pub fn make_certs(dir: &Path) {
+pub(crate) fn make_certs(dir: &Path) {
     std::fs::write(
         dir.join("ext.cnf"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
@@ -130,7 +130,7 @@ pub fn make_certs(dir: &Path) {
 }
 
 /// A port nothing listens on right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -138,7 +138,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until something listens on `port`, or panics naming `what` (with its log).
-pub fn wait_listening(port: u16, what: &str, log: Option<&Path>) {
+pub(crate) fn wait_listening(port: u16, what: &str, log: Option<&Path>) {
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
@@ -152,7 +152,7 @@ pub fn wait_listening(port: u16, what: &str, log: Option<&Path>) {
 }
 
 /// A child process killed (and reaped) on drop.
-pub struct Guard(pub Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -162,14 +162,14 @@ impl Drop for Guard {
 }
 
 /// Whether a TCP service answers on 127.0.0.1:`port`.
-pub fn answers(port: u16) -> bool {
+pub(crate) fn answers(port: u16) -> bool {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
 }
 
 /// Declares `queue`, sends one message, receives and acks it (and deletes the queue):
 /// the data path works over this connection.
-pub async fn round_trip(t: &Arc<dyn Transport>, queue: &str) {
+pub(crate) async fn round_trip(t: &Arc<dyn Transport>, queue: &str) {
     let topology = Topology {
         queues: vec![QueueSpec {
             name: queue.into(),
@@ -198,7 +198,7 @@ pub async fn round_trip(t: &Arc<dyn Transport>, queue: &str) {
 }
 
 /// A unique queue name.
-pub fn queue(what: &str) -> String {
+pub(crate) fn queue(what: &str) -> String {
     format!(
         "tls_{what}_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
