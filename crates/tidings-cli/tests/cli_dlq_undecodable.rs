@@ -21,7 +21,10 @@ async fn dlq_lists_and_shows_an_undecodable_dead_letter() {
     )])
     .await
     .unwrap();
-    let mut rx = t.receive("orders", ReceiveOptions::default()).await.unwrap();
+    let mut rx = t
+        .receive("orders", ReceiveOptions::default())
+        .await
+        .unwrap();
     let d = rx.recv().await.unwrap().unwrap();
     let raw = b"\xff\xfe\x00raw {not json".to_vec();
     Undecodable::new("orders", raw, "expected value at line 1 column 1")
