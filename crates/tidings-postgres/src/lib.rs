@@ -35,7 +35,8 @@ mod settle;
 pub mod transport;
 mod wake;
 
-pub use config::{redact_url, PostgresConfig};
+pub use config::PostgresConfig;
+pub use tidings_core::redact::redact_url;
 pub use error::PgError;
 pub use inbox::{transactional, Inbox, Transactional};
 pub use outbox::Outbox;
