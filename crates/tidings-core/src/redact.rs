@@ -146,7 +146,11 @@ pub fn url_secrets(url: &str) -> Vec<String> {
             url.split_once('?').map(|(_, q)| q.to_string())
         }
     };
-    for (k, v) in query.iter().flat_map(|q| q.split('&')).filter_map(|p| p.split_once('=')) {
+    for (k, v) in query
+        .iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|p| p.split_once('='))
+    {
         if is_secret_param(&decode_form(k)) {
             push(v);
             push(&v.replace('+', " "));

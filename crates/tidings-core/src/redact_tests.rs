@@ -8,13 +8,25 @@ use proptest::prelude::*;
 fn every_url_shape() {
     let table = [
         // user:password
-        ("amqp://guest:secret@host:5672/%2f", "amqp://guest:***@host:5672/%2f"),
-        ("amqps://app:s3cr%40t@mq.example/vh", "amqps://app:***@mq.example/vh"),
+        (
+            "amqp://guest:secret@host:5672/%2f",
+            "amqp://guest:***@host:5672/%2f",
+        ),
+        (
+            "amqps://app:s3cr%40t@mq.example/vh",
+            "amqps://app:***@mq.example/vh",
+        ),
         ("postgres://u:p%40ss@h/db", "postgres://u:***@h/db"),
-        ("nats://alice:pw+with+plus@h:4222", "nats://alice:***@h:4222"),
+        (
+            "nats://alice:pw+with+plus@h:4222",
+            "nats://alice:***@h:4222",
+        ),
         // token
         ("nats://T0KEN@nats:4222", "nats://***@nats:4222"),
-        ("tls://s3cr3ttoken@nats.example:4222", "tls://***@nats.example:4222"),
+        (
+            "tls://s3cr3ttoken@nats.example:4222",
+            "tls://***@nats.example:4222",
+        ),
         // a user without password is hidden too: it may be a token
         ("postgres://u@h/db", "postgres://***@h/db"),
         // an empty password: the user may be a token
@@ -60,7 +72,10 @@ fn secrets_of_a_url_raw_and_decoded() {
     let s = url_secrets("amqp://app:s3cr%40t@h/");
     assert!(s.contains(&"s3cr%40t".to_string()) && s.contains(&"s3cr@t".to_string()));
     assert_eq!(url_secrets("nats://tok@h"), vec!["tok".to_string()]);
-    assert_eq!(url_secrets("nats://h?tls_key=%2Fk.pem"), vec!["%2Fk.pem", "/k.pem"]);
+    assert_eq!(
+        url_secrets("nats://h?tls_key=%2Fk.pem"),
+        vec!["%2Fk.pem", "/k.pem"]
+    );
     assert!(url_secrets("nats://h:4222?prefix=x").is_empty());
     assert!(url_secrets("nats://u:pw9@h:99999").contains(&"pw9".to_string()));
     assert_eq!(

@@ -85,7 +85,11 @@ impl Endpoint {
                 } else {
                     host.to_string()
                 };
-                let (scheme, port) = if tls { ("https", 15671) } else { ("http", 15672) };
+                let (scheme, port) = if tls {
+                    ("https", 15671)
+                } else {
+                    ("http", 15672)
+                };
                 Url::parse(&format!("{scheme}://{host}:{port}/")).map_err(|e| {
                     RabbitMqError::Config(format!("cannot derive the management URL: {e}"))
                 })?
@@ -333,7 +337,10 @@ mod tests {
         let err = Endpoint::resolve(&amqps, Some("http://mgmt:15672"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("amqps://") && err.contains("https://"), "{err}");
+        assert!(
+            err.contains("amqps://") && err.contains("https://"),
+            "{err}"
+        );
         let explicit = Endpoint::resolve(&amqps, Some("https://mgmt:443/rabbit"));
         assert!(explicit.unwrap().is_some());
     }

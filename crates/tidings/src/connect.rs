@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use tidings_core::transport::Transport;
 use tidings_core::redact::redact_url;
+use tidings_core::transport::Transport;
 use tidings_core::{Error, Result};
 
 /// Connects the transport `url` names. Errors say which scheme or feature is missing.
@@ -74,7 +74,10 @@ mod tests {
             redact_url("amqp://guest:secret@host:5672/%2f"),
             "amqp://guest:***@host:5672/%2f"
         );
-        assert_eq!(redact_url("nats://T0KEN@127.0.0.1:4222"), "nats://***@127.0.0.1:4222");
+        assert_eq!(
+            redact_url("nats://T0KEN@127.0.0.1:4222"),
+            "nats://***@127.0.0.1:4222"
+        );
     }
 
     #[tokio::test]
