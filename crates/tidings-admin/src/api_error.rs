@@ -1,12 +1,17 @@
-//! How errors become HTTP responses: a status and `{"error": "..."}`.
+//! How errors become HTTP responses: RFC 9457 problem details,
+//! `Content-Type: application/problem+json`,
+//! `{"type": "about:blank", "title": "Not Found", "status": 404, "detail": "..."}`.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tidings_core::{Error, ErrorKind};
 
 use crate::AdminError;
 
-/// An error answered as JSON with a fitting status.
+/// The media type of problem details (RFC 9457).
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error answered as problem details with a fitting status.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
@@ -26,7 +31,9 @@ impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
         match e {
             AdminError::Transport(t) => t.into(),
-            AdminError::InvalidDuration(_) | AdminError::InvalidId(_) => {
+            AdminError::InvalidDuration(_)
+            | AdminError::InvalidId(_)
+            | AdminError::InvalidRequest(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
             }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
@@ -50,9 +57,16 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.message,
+        });
         (
             self.status,
-            axum::Json(serde_json::json!({ "error": self.message })),
+            [(header::CONTENT_TYPE, PROBLEM_JSON)],
+            body.to_string(),
         )
             .into_response()
     }

@@ -37,6 +37,9 @@ pub enum AdminError {
     /// A message id was not a UUID.
     #[error("invalid message id `{0}`: expected a UUID")]
     InvalidId(String),
+    /// A request to the admin API was malformed or would do more than it says.
+    #[error("{0}")]
+    InvalidRequest(String),
     /// The Prometheus recorder could not be installed.
     #[error("could not install the Prometheus recorder: {0}")]
     Metrics(String),

@@ -4,6 +4,9 @@
 //! its own port, a [`MessageJournal`] (a bounded in-memory record of the deliveries this
 //! process consumed) and a [`DeadLetterMonitor`] that raises [`DeadLetterAlert`]s.
 //!
+//! Mutating routes take JSON only, and without a bearer token only same-origin requests
+//! to a loopback host are answered (see [`guard`]); errors are RFC 9457 problem details.
+//!
 //! ```no_run
 //! # async fn demo(transport: std::sync::Arc<dyn tidings_core::transport::Transport>) -> Result<(), tidings_admin::AdminError> {
 //! use tidings_admin::{install_recorder, serve, AdminConfig, AdminState};
@@ -16,10 +19,12 @@ mod api_error;
 mod auth;
 mod dashboard;
 mod error;
+pub mod guard;
 mod journal;
 mod metrics;
 mod monitor;
 mod query;
+mod request;
 mod routes;
 mod server;
 mod state;
@@ -31,7 +36,8 @@ pub use journal::{JournalEntry, MessageJournal, DEFAULT_JOURNAL_CAPACITY, MAX_ER
 pub use metrics::{install_recorder, record_queue_stats};
 pub use monitor::{DeadLetterAlert, DeadLetterMonitor, MonitorConfig, ALERT_GAUGE};
 pub use query::{parse_duration, parse_ids, parse_since, DlqFilter};
-pub use routes::router;
+pub use request::{PurgeRequest, ReplayRequest};
+pub use routes::{router, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use server::{serve, AdminConfig, AdminServer};
 pub use state::AdminState;
 pub use timeline::{Timeline, TimelineEntry, TimelineSource};

@@ -12,11 +12,16 @@ use uuid::Uuid;
 
 use crate::api_error::ApiError;
 use crate::query::DlqFilter;
+use crate::request::{PurgeRequest, ReplayRequest};
 use crate::view::{DeadLetterView, FaultSummary, QueueView};
 use crate::{metrics, AdminState};
 
 /// At most this many dead letters are counted for `GET /dlq/summary`.
 const SUMMARY_LIMIT: usize = 10_000;
+/// Dead letters `GET /dlq` returns when no `limit` is given (or `limit=0`).
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// The largest `limit` `GET /dlq` honours.
+pub const MAX_PAGE_SIZE: usize = 1_000;
 
 /// The admin API and dashboard, mountable into any axum app (`app.nest("/admin", ..)`).
 ///
@@ -24,18 +29,21 @@ const SUMMARY_LIMIT: usize = 10_000;
 /// | --- | --- |
 /// | `GET /` | dashboard (HTML) |
 /// | `GET /queues` | per-queue figures |
-/// | `GET /dlq?endpoint=&type=&reason=&since=1h&limit=&ids=&correlation_id=` | dead letters |
+/// | `GET /dlq?endpoint=&type=&reason=&since=1h&limit=&ids=&correlation_id=` | dead letters, oldest first, [`DEFAULT_PAGE_SIZE`] unless `limit` (at most [`MAX_PAGE_SIZE`]) |
 /// | `GET /dlq/summary?..` | dead letters counted by reason and endpoint |
 /// | `GET /dlq/{id}` | one dead letter |
-/// | `POST /dlq/replay` | JSON `{endpoint, type, reason, since, ids: [..], correlation_id, to, dry_run}` |
-/// | `DELETE /dlq?..&confirm=true` | purge matching dead letters |
+/// | `POST /dlq/replay` | JSON [`ReplayRequest`](crate::ReplayRequest) `{endpoint, type, reason, since, ids: [..], correlation_id, limit, to, dry_run, all}` |
+/// | `DELETE /dlq?..&confirm=true` | purge matching dead letters ([`PurgeRequest`](crate::PurgeRequest); no filter needs `all=true`) |
 /// | `GET /messages?correlation_id=` | that conversation's messages in order: the [`MessageJournal`](crate::MessageJournal)'s deliveries merged with dead letters |
 /// | `GET /topology?format=json\|text\|mermaid\|dot` | the bus's topology (when given [`AdminState::topology`]) |
 /// | `GET /metrics` | Prometheus text |
-/// | `GET /healthz`, `GET /readyz` | liveness; readiness (the transport answers) |
+/// | `GET /healthz`, `GET /readyz` | liveness; readiness (`{"status":"ready"}` when the transport answers, else 503 `{"status":"unavailable"}`) |
 ///
-/// With a token set on the state, every route but `/`, `/healthz` and `/readyz` requires
-/// `Authorization: Bearer <token>`.
+/// Mutating requests (`POST`, `DELETE`) need `Content-Type: application/json`. With a
+/// token set on the state, every route but `/`, `/healthz` and `/readyz` requires
+/// `Authorization: Bearer <token>`; without one, only loopback hosts and same-origin
+/// requests are answered (see [`guard`](crate::guard)). Errors are RFC 9457 problem
+/// details (`application/problem+json`).
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/", get(dashboard))
@@ -53,6 +61,10 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             crate::auth::require_token,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::protect,
+        ))
         .with_state(state)
 }
 
@@ -67,8 +79,12 @@ async fn queues(State(s): State<AdminState>) -> Result<Json<Vec<QueueView>>, Api
 
 async fn list_dlq(
     State(s): State<AdminState>,
-    Query(filter): Query<DlqFilter>,
+    Query(mut filter): Query<DlqFilter>,
 ) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
+    filter.limit = Some(match filter.limit {
+        None | Some(0) => DEFAULT_PAGE_SIZE,
+        Some(n) => n.min(MAX_PAGE_SIZE),
+    });
     let found = filter.list(s.transport.as_ref()).await?;
     Ok(Json(found.iter().map(DeadLetterView::from).collect()))
 }
@@ -99,24 +115,6 @@ async fn show_dlq(
         .ok_or_else(|| tidings_core::Error::NotFound(id.to_string()).into())
 }
 
-/// Body of `POST /dlq/replay`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ReplayRequest {
-    endpoint: Option<String>,
-    #[serde(rename = "type")]
-    message_type: Option<String>,
-    reason: Option<String>,
-    since: Option<String>,
-    ids: Vec<Uuid>,
-    correlation_id: Option<String>,
-    limit: Option<usize>,
-    /// Replay into this queue instead of the original one.
-    to: Option<String>,
-    /// Only say what would be replayed.
-    dry_run: bool,
-}
-
 #[derive(Debug, Serialize)]
 struct ReplayResponse {
     replayed: u64,
@@ -128,31 +126,8 @@ async fn replay(
     State(s): State<AdminState>,
     body: axum::body::Bytes,
 ) -> Result<Json<ReplayResponse>, ApiError> {
-    let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReplayRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("invalid replay request: {e}"),
-            )
-        })?
-    };
-    let filter = DlqFilter {
-        endpoint: req.endpoint,
-        message_type: req.message_type,
-        reason: req.reason,
-        since: req.since,
-        limit: req.limit,
-        ids: (!req.ids.is_empty()).then(|| {
-            req.ids
-                .iter()
-                .map(Uuid::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        }),
-        correlation_id: req.correlation_id,
-    };
+    let req = ReplayRequest::from_json(&body)?;
+    let filter = req.filter();
     let t = s.transport.as_ref();
     if req.dry_run {
         let found = filter.list(t).await?;
@@ -173,25 +148,13 @@ async fn replay(
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Confirm {
-    confirm: Option<String>,
-}
-
 async fn purge_dlq(
     State(s): State<AdminState>,
-    Query(filter): Query<DlqFilter>,
-    Query(confirm): Query<Confirm>,
+    uri: axum::http::Uri,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if confirm.confirm.as_deref() != Some("true") {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "purging deletes dead letters for good: add `confirm=true` to the query",
-        ));
-    }
+    let req = PurgeRequest::from_query(uri.query().unwrap_or(""))?;
     let t = s.transport.as_ref();
-    let query = filter.resolve(t).await?;
+    let query = req.filter.resolve(t).await?;
     let n = t.purge(&query).await?;
     tracing::info!(purged = n, "admin: dead letters purged");
     Ok(Json(serde_json::json!({ "purged": n })))
@@ -245,22 +208,18 @@ async fn render_metrics(State(s): State<AdminState>) -> Result<Response, ApiErro
         .into_response())
 }
 
+/// Ready or not, nothing more: the probe is public, so the reason (which may name hosts
+/// and errors) goes to the log only.
 async fn ready(State(s): State<AdminState>) -> Response {
     match s.transport.stats().await {
-        Ok(stats) => Json(serde_json::json!({
-            "status": "ready",
-            "transport": s.transport.name(),
-            "queues": stats.len(),
-        }))
-        .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({
-                "status": "unavailable",
-                "transport": s.transport.name(),
-                "error": e.to_string(),
-            })),
-        )
-            .into_response(),
+        Ok(_) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(transport = s.transport.name(), error = %e, "admin: not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "unavailable" })),
+            )
+                .into_response()
+        }
     }
 }

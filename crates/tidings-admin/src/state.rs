@@ -17,6 +17,7 @@ pub struct AdminState {
     pub(crate) token: Option<Arc<str>>,
     pub(crate) topology: Option<Arc<TopologyReport>>,
     pub(crate) journal: Option<MessageJournal>,
+    pub(crate) allowed_hosts: Arc<[String]>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -27,6 +28,7 @@ impl std::fmt::Debug for AdminState {
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("topology", &self.topology.is_some())
             .field("journal", &self.journal)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -40,6 +42,7 @@ impl AdminState {
             token: None,
             topology: None,
             journal: None,
+            allowed_hosts: Arc::from(Vec::new()),
         }
     }
 
@@ -67,6 +70,28 @@ impl AdminState {
     /// error queues.
     pub fn journal(mut self, journal: MessageJournal) -> Self {
         self.journal = Some(journal);
+        self
+    }
+
+    /// Host names (no port) accepted in the `Host` header when no token is set, besides
+    /// the loopback names (`localhost`, `*.localhost`, `127.0.0.0/8`, `::1`). Without a
+    /// token any other host is refused, which defeats DNS rebinding; allow a name only
+    /// when the admin API is reached through it on a trusted network (a reverse proxy).
+    ///
+    /// ```
+    /// # fn demo(t: std::sync::Arc<dyn tidings_core::transport::Transport>) {
+    /// let state = tidings_admin::AdminState::new(t).allow_hosts(["orders.internal"]);
+    /// # }
+    /// ```
+    pub fn allow_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_hosts = hosts
+            .into_iter()
+            .map(|h| h.into().to_ascii_lowercase())
+            .collect();
         self
     }
 

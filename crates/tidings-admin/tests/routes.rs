@@ -26,7 +26,7 @@ async fn call_with(
     token: Option<&str>,
 ) -> (StatusCode, String) {
     let mut req = Request::builder().method(method).uri(uri);
-    if body.is_some() {
+    if body.is_some() || method != "GET" {
         req = req.header("content-type", "application/json");
     }
     if let Some(t) = token {
@@ -178,7 +178,13 @@ async fn replay_moves_back_and_dry_run_does_not() {
 
     let (s, body) = call(&app, "POST", "/dlq/replay", Some("{not json")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
-    let (s, body) = call(&app, "POST", "/dlq/replay", Some(r#"{"to":"nowhere"}"#)).await;
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/dlq/replay",
+        Some(r#"{"all":true,"to":"nowhere"}"#),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
 }
 
@@ -225,7 +231,7 @@ async fn probes_dashboard_and_metrics() {
     );
     let (s, body) = call(&app, "GET", "/readyz", None).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(body.contains("\"memory\""), "{body}");
+    assert_eq!(body, r#"{"status":"ready"}"#);
     let (s, body) = call(&app, "GET", "/", None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(body.contains("<title>Tidings admin</title>") && body.contains("only"));
@@ -250,7 +256,8 @@ async fn probes_dashboard_and_metrics() {
     let app = router(AdminState::new(std::sync::Arc::new(common::DownTransport)));
     let (s, body) = call(&app, "GET", "/readyz", None).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body.contains("connection refused"), "{body}");
+    // Ready or not, without internals (the reason is logged).
+    assert_eq!(body, r#"{"status":"unavailable"}"#);
     assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
     let (s, body) = call(&app, "GET", "/queues", None).await;
     assert_eq!(

@@ -10,7 +10,17 @@ pub(crate) async fn run(opts: &BenchOpts, io: &mut Io<'_>) -> anyhow::Result<()>
     if opts.json {
         writeln!(io.out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+        // The command line goes into the report: URL arguments with credentials masked.
+        let args: Vec<String> = std::env::args()
+            .skip(1)
+            .map(|a| {
+                if a.contains("://") || a.contains('@') {
+                    tidings::redact_url(&a)
+                } else {
+                    a
+                }
+            })
+            .collect();
         let command = format!("tidings {}", args.join(" "));
         writeln!(io.out, "{}", tidings_bench::markdown(&report, &command))?;
     }

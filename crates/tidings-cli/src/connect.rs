@@ -41,32 +41,20 @@ fn hint(url: &str) -> &'static str {
     }
 }
 
-/// Removes the URL's password from an error's text, should a transport have quoted it.
+/// Removes the URL's secrets (password, token, secret query values) from an error's
+/// text, should a transport have quoted them.
 pub(crate) fn scrub(e: anyhow::Error, url: &str) -> anyhow::Error {
-    let Some(password) = url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.password().map(str::to_string))
-        .filter(|p| !p.is_empty())
-    else {
-        return e;
-    };
+    let secrets = tidings::redact::url_secrets(url);
     let text = format!("{e:#}");
-    if !text.contains(&password) {
+    if !secrets.iter().any(|s| text.contains(s.as_str())) {
         return e;
     }
-    let decoded = percent_decode(&password);
-    anyhow::anyhow!(text.replace(&password, "***").replace(&decoded, "***"))
+    anyhow::anyhow!(tidings::redact::scrub(&text, &secrets))
 }
 
 /// [`scrub`] on a result's error.
 pub(crate) fn scrub_result<T>(r: anyhow::Result<T>, url: &str) -> anyhow::Result<T> {
     r.map_err(|e| scrub(e, url))
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map_or_else(|| s.to_string(), |(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
@@ -82,6 +70,11 @@ mod tests {
         );
         let s = format!("{e:#}");
         assert!(!s.contains("hunter"), "{s}");
+        let e = scrub(
+            anyhow::anyhow!("no token T0KEN here"),
+            "nats://T0KEN@h:4222",
+        );
+        assert_eq!(e.to_string(), "no token *** here");
         let e = scrub(anyhow::anyhow!("fine"), "memory://");
         assert_eq!(e.to_string(), "fine");
     }

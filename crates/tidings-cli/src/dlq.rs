@@ -8,7 +8,7 @@ use tidings::transport::{DeadLetterQuery, Transport};
 use tidings_admin::{DeadLetterView, DlqFilter};
 use uuid::Uuid;
 
-use crate::format::{ago, excerpt, opt, table};
+use crate::format::{ago, excerpt, opt, printable, table};
 use crate::opt::{FilterArgs, ListArgs, ShowArgs};
 use crate::Io;
 
@@ -81,7 +81,8 @@ pub(crate) async fn list(
     let found = f.list(t).await.context("listing dead letters")?;
     let views: Vec<DeadLetterView> = found.iter().map(DeadLetterView::from).collect();
     if args.json {
-        writeln!(io.out, "{}", serde_json::to_string_pretty(&views)?)?;
+        let json = serde_json::to_string_pretty(&views)?;
+        writeln!(io.out, "{}", printable(&json, true))?;
         return Ok(());
     }
     if views.is_empty() {
@@ -125,11 +126,14 @@ pub(crate) async fn show(
     })?;
     let v = DeadLetterView::from(dl);
     if args.json {
-        writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
+        let json = serde_json::to_string_pretty(&v)?;
+        writeln!(io.out, "{}", printable(&json, true))?;
         return Ok(());
     }
+    // Everything below comes from the message or the broker: escaped before printing.
     let o = &mut *io.out;
-    let field = |o: &mut dyn Write, k: &str, v: String| writeln!(o, "{k:<16}{v}");
+    let field =
+        |o: &mut dyn Write, k: &str, v: String| writeln!(o, "{k:<16}{}", printable(&v, false));
     field(o, "id:", v.id.to_string())?;
     field(o, "endpoint:", v.endpoint.clone())?;
     field(o, "type:", format!("{} v{}", v.message_type, v.version))?;
@@ -161,7 +165,7 @@ pub(crate) async fn show(
     ];
     for (label, name) in fault_headers {
         if let Some(val) = v.headers.get(name) {
-            writeln!(o, "  {:<16}{val}", format!("{label}:"))?;
+            writeln!(o, "  {:<16}{}", format!("{label}:"), printable(val, false))?;
         }
     }
     let others: Vec<_> = v
@@ -172,17 +176,21 @@ pub(crate) async fn show(
     if !others.is_empty() {
         writeln!(o, "\nheaders:")?;
         for (k, val) in others {
-            writeln!(o, "  {k}: {val}")?;
+            writeln!(o, "  {}: {}", printable(k, false), printable(val, false))?;
         }
     }
-    writeln!(o, "\nbody ({}):", v.content_type)?;
+    writeln!(o, "\nbody ({}):", printable(&v.content_type, false))?;
     match &v.body {
         serde_json::Value::String(s)
             if serde_json::from_slice::<serde_json::Value>(&dl.envelope.body).is_err() =>
         {
-            writeln!(o, "{s}")?
+            writeln!(o, "{}", printable(s, true))?
         }
-        json => writeln!(o, "{}", serde_json::to_string_pretty(json)?)?,
+        json => writeln!(
+            o,
+            "{}",
+            printable(&serde_json::to_string_pretty(json)?, true)
+        )?,
     }
     Ok(())
 }

@@ -46,9 +46,11 @@ async fn once(
     if args.json {
         let views: Vec<QueueView> = stats.iter().map(QueueView::from).collect();
         if line {
-            writeln!(io.out, "{}", serde_json::to_string(&views)?)?;
+            let json = serde_json::to_string(&views)?;
+            writeln!(io.out, "{}", crate::format::printable(&json, false))?;
         } else {
-            writeln!(io.out, "{}", serde_json::to_string_pretty(&views)?)?;
+            let json = serde_json::to_string_pretty(&views)?;
+            writeln!(io.out, "{}", crate::format::printable(&json, true))?;
         }
         return Ok(());
     }

@@ -113,7 +113,7 @@ fn print(out: &mut dyn Write, e: &Envelope, args: &TailArgs) -> anyhow::Result<(
             "partition_key": e.partition_key,
             "body": tidings_admin::body_value(&e.body),
         });
-        writeln!(out, "{v}")?;
+        writeln!(out, "{}", crate::format::printable(&v.to_string(), false))?;
         return Ok(());
     }
     let mut line = format!(
@@ -130,7 +130,7 @@ fn print(out: &mut dyn Write, e: &Envelope, args: &TailArgs) -> anyhow::Result<(
         line.push_str("  ");
         line.push_str(&excerpt(&String::from_utf8_lossy(&e.body), args.body_chars));
     }
-    writeln!(out, "{line}")?;
+    writeln!(out, "{}", crate::format::printable(&line, false))?;
     Ok(())
 }
 

@@ -160,9 +160,11 @@ async fn fetch(base: &str, token: Option<&str>, timeout: Duration) -> anyhow::Re
     if status.is_success() {
         return Ok(body);
     }
+    // Problem details (RFC 9457): the explanation is `detail`.
     let error = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string));
+        .and_then(|v| v["detail"].as_str().map(str::to_string))
+        .map(|e| crate::format::printable(&e, false).into_owned());
     match (status.as_u16(), error) {
         (401, _) => bail!(
             "the admin API at {shown} wants a bearer token: pass --token or set TIDINGS_ADMIN_TOKEN"

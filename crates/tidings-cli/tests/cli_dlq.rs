@@ -193,3 +193,67 @@ async fn dead_letters_across_processes_on_sqlite() {
     assert_eq!((orders.ready, orders.error_depth), (1, 0));
     assert_eq!(t.dead_letters(&Default::default()).await.unwrap().len(), 0);
 }
+
+/// A dead letter whose headers, error and body carry terminal escape sequences.
+async fn hostile(t: &std::sync::Arc<dyn tidings::transport::Transport>) -> uuid::Uuid {
+    use tidings::transport::{Outgoing, ReceiveOptions};
+    let mut env = tidings::Envelope::new(
+        "shop.reserve",
+        1,
+        "not json \x1b]0;pwned\x07 \u{9b}2J\nline two \u{202e}txt",
+    );
+    env.correlation_id = Some("c-\x1b[31mred".into());
+    env.headers
+        .insert("x-evil\x1b[2K".into(), "v\x1b[1A\rfake line".into());
+    let id = env.id;
+    t.send(vec![Outgoing::to_queue("orders", env)])
+        .await
+        .unwrap();
+    let mut rx = t
+        .receive("orders", ReceiveOptions::default())
+        .await
+        .unwrap();
+    let mut d = rx.recv().await.unwrap().unwrap();
+    tidings::Fault::new(FaultReason::HandlerFailed, "boom \x1b[?1049h", "orders")
+        .apply(&mut d.envelope);
+    d.dead_letter().await.unwrap();
+    rx.close().await.unwrap();
+    id
+}
+
+fn assert_inert(out: &str) {
+    for bad in ['\x1b', '\x07', '\u{9b}', '\u{202e}', '\r'] {
+        assert!(!out.contains(bad), "{bad:?} printed raw in\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn message_content_is_printed_with_control_characters_escaped() {
+    let t = common::transport().await;
+    let id = hostile(&t).await;
+    let out = ok(&t, &["dlq", "show", &id.to_string()]).await;
+    assert_inert(&out);
+    for want in [
+        "c-\\u001b[31mred",
+        "x-evil\\u001b[2K: v\\u001b[1A\\u000dfake line",
+        "boom \\u001b[?1049h",
+        "not json \\u001b]0;pwned\\u0007 \\u009b2J\nline two \\u202etxt",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    let list = ok(&t, &["dlq", "list"]).await;
+    assert_inert(&list);
+    assert!(list.contains("boom \\u001b[?1049h"), "{list}");
+    // JSON stays valid JSON and carries the same text.
+    let json = ok(&t, &["dlq", "show", &id.to_string(), "--json"]).await;
+    assert_inert(&json);
+    let v: DeadLetterView = serde_json::from_str(&json).unwrap();
+    assert_eq!(v.correlation_id.as_deref(), Some("c-\x1b[31mred"));
+    assert_eq!(
+        v.body,
+        "not json \x1b]0;pwned\x07 \u{9b}2J\nline two \u{202e}txt"
+    );
+    let listed = ok(&t, &["dlq", "list", "--json"]).await;
+    assert_inert(&listed);
+    assert!(serde_json::from_str::<Vec<DeadLetterView>>(&listed).is_ok());
+}

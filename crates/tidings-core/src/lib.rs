@@ -29,6 +29,7 @@ pub use producer::{Producer, SendOptions};
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod pipeline;
+pub mod redact;
 
 pub mod bus;
 pub mod endpoint;

@@ -20,6 +20,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tidings_core::redact::{percent_decode, redact_url, scrub};
 use url::Url;
 
 use crate::error::NatsError;
@@ -120,8 +121,11 @@ impl NatsConfig {
         let port = parsed.port().unwrap_or(4222);
         let mut cfg = NatsConfig::new(format!("{scheme}://{host}:{port}"));
         cfg.tls_required = scheme == "tls";
-        let user = decode_pct(parsed.username());
-        let password = parsed.password().map(decode_pct);
+        let user = decode_pct("user", parsed.username())?;
+        let password = parsed
+            .password()
+            .map(|p| decode_pct("password", p))
+            .transpose()?;
         cfg.credentials = match (user.is_empty(), password) {
             (false, Some(p)) => Credentials::UserPassword(user, p),
             (false, None) => Credentials::Token(user),
@@ -241,16 +245,11 @@ impl NatsConfig {
 
     /// `text` with every secret replaced by `***` (for error messages from below).
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        let secrets: Vec<&str> = match &self.credentials {
-            Credentials::None => vec![],
-            Credentials::Token(t) => vec![t],
-            Credentials::UserPassword(_, p) => vec![p],
-        };
-        for s in secrets.into_iter().filter(|s| !s.is_empty()) {
-            out = out.replace(s, "***");
+        match &self.credentials {
+            Credentials::None => text.to_string(),
+            Credentials::Token(t) => scrub(text, &[t]),
+            Credentials::UserPassword(_, p) => scrub(text, &[p]),
         }
-        out
     }
 
     /// async-nats connect options with credentials and TLS applied.
@@ -292,19 +291,11 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-fn decode_pct(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-/// Redacts `user:pass@` / `token@` in a URL-ish string that may not parse.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(a)) if a > s => format!("{}://***@{}", &url[..s], &url[a + 1..]),
-        _ => url.to_string(),
-    }
+/// Percent-decodes the URL's user or password (a `+` stays a `+`).
+fn decode_pct(what: &str, s: &str) -> Result<String, NatsError> {
+    percent_decode(s)
+        .map(|d| d.into_owned())
+        .map_err(|_| NatsError::Config(format!("the NATS URL's {what} is not UTF-8")))
 }
 
 impl std::fmt::Debug for NatsConfig {
@@ -380,6 +371,15 @@ mod tests {
         assert!(!format!("{t:?}").contains("tok123"));
         let e = NatsConfig::from_url_with_env("nats://u:pw9@h:99999", no_env).unwrap_err();
         assert!(!e.to_string().contains("pw9"), "{e}");
+        // `+` in user info is a plus, not a space.
+        let p = NatsConfig::from_url_with_env("nats://u:a+b%2Bc@h", no_env).unwrap();
+        assert_eq!(
+            p.credentials,
+            Credentials::UserPassword("u".into(), "a+b+c".into())
+        );
+        let e =
+            NatsConfig::from_url_with_env("nats://T0K%2B@h:99999?tls_key=/k", no_env).unwrap_err();
+        assert!(!e.to_string().contains("T0K"), "{e}");
     }
 
     #[test]

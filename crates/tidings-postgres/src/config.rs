@@ -1,10 +1,12 @@
 //! [`PostgresConfig`]: where to connect, which schema to use, and the tuning knobs.
 //! The password never leaves this module un-redacted: `Debug` and
-//! [`PostgresConfig::redacted_url`] print `***` in its place.
+//! [`PostgresConfig::redacted_url`] print `***` in its place
+//! ([`tidings_core::redact`], the rule every crate shares).
 
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
+use tidings_core::redact::{redact_url, scrub_url};
 
 use crate::error::PgError;
 
@@ -158,31 +160,10 @@ impl PostgresConfig {
             PgError::Config(format!(
                 "invalid postgres URL {}: {}",
                 self.redacted_url(),
-                redact_text(&e.to_string(), self.url.password())
+                scrub_url(&e.to_string(), self.url.as_str())
             ))
         })?;
         Ok(opts.application_name(&self.application_name))
-    }
-}
-
-/// `url` with any password replaced by `***`. Unparseable input is replaced wholesale.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() && u.set_password(Some("***")).is_err() {
-                return "<redacted url>".to_string();
-            }
-            u.to_string()
-        }
-        Err(_) => "<redacted url>".to_string(),
-    }
-}
-
-/// `text` with every occurrence of `secret` replaced by `***`.
-pub(crate) fn redact_text(text: &str, secret: Option<&str>) -> String {
-    match secret {
-        Some(s) if !s.is_empty() => text.replace(s, "***"),
-        _ => text.to_string(),
     }
 }
 
@@ -217,8 +198,10 @@ mod tests {
     }
 
     #[test]
-    fn redact_url_handles_no_password_and_garbage() {
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("not a url :pw@"), "<redacted url>");
+    fn query_passwords_are_redacted_too() {
+        let cfg = PostgresConfig::from_url("postgres://u@h/db?password=qu3ry-pw&sslmode=disable")
+            .unwrap();
+        let shown = format!("{cfg:?} {}", cfg.redacted_url());
+        assert!(!shown.contains("qu3ry-pw"), "{shown}");
     }
 }

@@ -35,10 +35,11 @@ mod settle;
 pub mod transport;
 mod wake;
 
-pub use config::{redact_url, PostgresConfig};
+pub use config::PostgresConfig;
 pub use error::PgError;
 pub use inbox::{transactional, Inbox, Transactional};
 pub use outbox::Outbox;
 pub use relay::OutboxTable;
 pub use saga::{SagaStore, Versioned};
+pub use tidings_core::redact::redact_url;
 pub use transport::PostgresTransport;

@@ -7,15 +7,17 @@
 //! certificates of that file as trusted roots (a private CA). The server's certificate
 //! must name the URL's host.
 //!
-//! `?management=http://host:15672` (default: the AMQP host, port 15672, the AMQP
-//! credentials; `off` disables) names the management HTTP API used to list queues (see
-//! the `management` module); only `http://`.
+//! `?management=http://host:15672` (default: the AMQP host, port 15672 over `http://`
+//! for `amqp://`, 15671 over `https://` for `amqps://`, the AMQP credentials; `off`
+//! disables) names the management HTTP API used to list queues (see the `management`
+//! module; `https://` is refused when listing: the HTTP client is built without TLS).
 //!
 //! The URL holds credentials: [`RabbitMqConfig`]'s `Debug` and every error show it with
 //! the password replaced by `***`.
 
 use std::time::Duration;
 
+use tidings_core::redact::{redact_url, scrub, url_secrets};
 use url::Url;
 
 use crate::error::RabbitMqError;
@@ -92,7 +94,8 @@ impl RabbitMqConfig {
     ///
     /// Tidings parameters: `queue_type` (`quorum` | `classic`), `max_message_size`
     /// (bytes), `connect_timeout_ms`, `connection_name`, `management` (the management
-    /// API's `http://` URL, default `http://<host>:15672` with the AMQP credentials; `off`).
+    /// API's URL, default `http://<host>:15672` (`https://<host>:15671` for `amqps://`)
+    /// with the AMQP credentials; `off`).
     pub fn from_url(url: &str) -> Result<Self, RabbitMqError> {
         let mut parsed = Url::parse(url).map_err(|e| {
             RabbitMqError::Config(format!("invalid AMQP URL `{}`: {e}", redact_url(url)))
@@ -192,15 +195,17 @@ impl RabbitMqConfig {
         redact_url(&self.url)
     }
 
-    /// Removes the URL's password (and the user info as a whole) from `text`.
+    /// Removes the URL's secrets (and the management API's password) from `text`.
     pub(crate) fn redact(&self, text: &str) -> String {
-        let out = redact_secrets(text, &self.url);
-        // A password of the management URL's own (the AMQP one is covered above; the
-        // implied default `guest` is no secret).
-        match self.management.as_ref().map(Endpoint::password) {
-            Some(pw) if !pw.is_empty() && pw != "guest" => out.replace(pw, "***"),
-            _ => out,
+        let mut secrets = url_secrets(&self.url);
+        // A password of the management URL's own (the implied default `guest` is no
+        // secret).
+        if let Some(pw) = self.management.as_ref().map(Endpoint::password) {
+            if pw != "guest" {
+                secrets.push(pw.to_string());
+            }
         }
+        scrub(text, &secrets)
     }
 }
 
@@ -222,54 +227,6 @@ fn parse_num(key: &str, value: &str) -> Result<usize, RabbitMqError> {
             "`{key}` must be a non-negative integer, not `{value}`"
         ))
     })
-}
-
-/// `url` with its password replaced by `***`; unparsable URLs are hidden entirely.
-pub(crate) fn redact_url(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() && u.set_password(Some("***")).is_err() {
-                return "<redacted URL>".to_string();
-            }
-            u.to_string()
-        }
-        Err(_) => "<unparsable URL>".to_string(),
-    }
-}
-
-/// Replaces every appearance of the password (raw and percent-decoded) in `text`.
-pub(crate) fn redact_secrets(text: &str, url: &str) -> String {
-    let mut out = text.to_string();
-    if let Ok(u) = Url::parse(url) {
-        if let Some(pw) = u.password().filter(|p| !p.is_empty()) {
-            out = out.replace(pw, "***");
-            if let Ok(decoded) = percent_decode(pw) {
-                if !decoded.is_empty() {
-                    out = out.replace(&decoded, "***");
-                }
-            }
-        }
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out)
 }
 
 #[cfg(test)]

@@ -3,12 +3,15 @@
 //! AMQP 0-9-1 cannot list queues, so a transport that declared nothing (the `tidings` CLI,
 //! a dashboard in another process) would see no endpoint. When the management plugin is
 //! enabled (`rabbitmq-plugins enable rabbitmq_management`), `GET /api/queues/{vhost}`
-//! lists them. The endpoint defaults to `http://<AMQP host>:15672` with the AMQP
-//! credentials; `?management=<http URL>` overrides it (credentials in that URL take
-//! precedence), `?management=off` turns discovery off. Plain `http://` only: the
-//! workspace builds its HTTP client without TLS, which is enough for a management API on
-//! loopback or a private network. Credentials go in a basic-auth header, never in a URL,
-//! and never appear in errors or logs.
+//! lists them. The endpoint follows the AMQP URL's scheme: `http://<AMQP host>:15672` for
+//! `amqp://`, `https://<AMQP host>:15671` for `amqps://`, with the AMQP credentials;
+//! `?management=<URL>` overrides it (credentials in that URL take precedence),
+//! `?management=off` turns discovery off. An `amqps://` link never sends its credentials
+//! to a plain `http://` management URL (refused at configuration). The workspace builds
+//! its HTTP client without TLS, so an `https://` endpoint is refused when queues are
+//! listed, before anything is sent: name the endpoint (`management=http://..` on an
+//! `amqp://` link) or turn discovery off. Credentials go in a basic-auth header, never
+//! in a URL, and never appear in errors or logs.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +19,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::redact_url;
+use tidings_core::redact::{percent_decode, redact_url};
+
 use crate::error::RabbitMqError;
 use crate::topology;
 
@@ -45,10 +49,11 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-fn decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map_or_else(|| s.to_string(), |(_, v)| v.into_owned())
+/// Percent-decodes a user, password or vhost (a `+` stays a `+`).
+fn decode(what: &str, s: &str) -> Result<String, RabbitMqError> {
+    percent_decode(s)
+        .map(|d| d.into_owned())
+        .map_err(|_| RabbitMqError::Config(format!("the AMQP URL's {what} is not UTF-8")))
 }
 
 impl Endpoint {
@@ -57,13 +62,17 @@ impl Endpoint {
     pub(crate) fn resolve(amqp: &Url, param: Option<&str>) -> Result<Option<Self>, RabbitMqError> {
         let vhost = match amqp.path().trim_start_matches('/') {
             "" => "/".to_string(),
-            v => decode(v),
+            v => decode("vhost", v)?,
         };
         let amqp_user = match amqp.username() {
             "" => "guest".to_string(),
-            u => decode(u),
+            u => decode("user", u)?,
         };
-        let amqp_password = amqp.password().map_or_else(|| "guest".to_string(), decode);
+        let amqp_password = match amqp.password() {
+            None => "guest".to_string(),
+            Some(p) => decode("password", p)?,
+        };
+        let tls = amqp.scheme() == "amqps";
         let mut base = match param {
             Some("off" | "false" | "none" | "") => return Ok(None),
             Some(p) => Url::parse(p).map_err(|e| {
@@ -76,24 +85,43 @@ impl Endpoint {
                 } else {
                     host.to_string()
                 };
-                Url::parse(&format!("http://{host}:15672/")).map_err(|e| {
+                let (scheme, port) = if tls {
+                    ("https", 15671)
+                } else {
+                    ("http", 15672)
+                };
+                Url::parse(&format!("{scheme}://{host}:{port}/")).map_err(|e| {
                     RabbitMqError::Config(format!("cannot derive the management URL: {e}"))
                 })?
             }
         };
-        if base.scheme() != "http" {
-            return Err(RabbitMqError::Config(format!(
-                "management URL `{}`: only http:// is supported (the HTTP client is built \
-                 without TLS); use management=off to disable queue discovery",
-                redact_url(base.as_str())
-            )));
+        match base.scheme() {
+            "https" => {}
+            "http" if !tls => {}
+            "http" => {
+                return Err(RabbitMqError::Config(format!(
+                    "management URL `{}`: the AMQP link uses TLS (amqps://), so the \
+                     credentials are not sent over plain http://; use https:// or \
+                     management=off",
+                    redact_url(base.as_str())
+                )))
+            }
+            other => {
+                return Err(RabbitMqError::Config(format!(
+                    "management URL `{}`: scheme `{other}` is not http:// or https://",
+                    redact_url(base.as_str())
+                )))
+            }
         }
         let (user, password) = if base.username().is_empty() {
             (amqp_user, amqp_password)
         } else {
             (
-                decode(base.username()),
-                base.password().map(decode).unwrap_or_default(),
+                decode("management user", base.username())?,
+                base.password()
+                    .map(|p| decode("management password", p))
+                    .transpose()?
+                    .unwrap_or_default(),
             )
         };
         // Credentials travel in a header only.
@@ -162,8 +190,17 @@ impl Management {
         let url = self.endpoint.queues_url();
         let fail = |reason: String| RabbitMqError::Management {
             url: self.base().to_string(),
-            reason: reason.replace(&self.endpoint.password, "***"),
+            reason: tidings_core::redact::scrub(&reason, &[&self.endpoint.password]),
         };
+        if url.scheme() != "http" {
+            // Refused before anything is sent: the client cannot do TLS.
+            return Err(fail(
+                "https:// is not supported (the HTTP client is built without TLS); \
+                 name a management=http://.. endpoint on an amqp:// link, or \
+                 management=off"
+                    .to_string(),
+            ));
+        }
         let resp = self
             .client
             .get(url)
@@ -280,12 +317,31 @@ mod tests {
             .unwrap();
         assert_eq!((e.user.as_str(), e.vhost.as_str()), ("guest", "/"));
         assert!(Endpoint::resolve(&amqp, Some("off")).unwrap().is_none());
-        let err = Endpoint::resolve(&amqp, Some("https://u:topsecret@h:15671"))
+        let err = Endpoint::resolve(&amqp, Some("ftp://u:topsecret@h:15671"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`ftp`") && !err.contains("topsecret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn amqps_follows_its_scheme_and_never_sends_credentials_in_clear() {
+        let amqps = Url::parse("amqps://app:pa+ss%2Bword@rabbit.local/%2f").unwrap();
+        let e = Endpoint::resolve(&amqps, None).unwrap().unwrap();
+        assert_eq!(e.base.as_str(), "https://rabbit.local:15671/");
+        // `+` is a plus in a URL's user info, not a space.
+        assert_eq!(e.password(), "pa+ss+word");
+        let err = Management::new(e).unwrap().queues().await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("https:// is not supported"), "{text}");
+        assert!(!text.contains("pa+ss"), "{text}");
+        let err = Endpoint::resolve(&amqps, Some("http://mgmt:15672"))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("only http://") && !err.contains("topsecret"),
+            err.contains("amqps://") && err.contains("https://"),
             "{err}"
         );
+        let explicit = Endpoint::resolve(&amqps, Some("https://mgmt:443/rabbit"));
+        assert!(explicit.unwrap().is_some());
     }
 }

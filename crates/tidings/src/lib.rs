@@ -20,4 +20,6 @@ pub use tidings_sqlite as sqlite;
 
 mod connect;
 
-pub use connect::{connect, redact_url};
+pub use connect::connect;
+/// The URL with its credentials masked: [`redact::redact_url`], the one rule every crate uses.
+pub use tidings_core::redact::redact_url;
