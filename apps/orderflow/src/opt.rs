@@ -55,6 +55,10 @@ pub struct ChaosArgs {
     /// same Idempotency-Key).
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
+    /// Orders per second placed by all clients together (0 = as fast as they get answers).
+    /// Above what the service processes, the backlog grows with every cycle.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
     /// Shortest time from a (re)start being ready to its kill, in ms.
     #[arg(long, default_value_t = 1000)]
     pub min_ms: u64,

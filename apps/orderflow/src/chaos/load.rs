@@ -24,9 +24,10 @@ pub struct Placed {
     pub refused: Vec<String>,
 }
 
-/// Runs `clients` clients against `base_url` until `stop`, each finishing the order it is
-/// placing (answered) before it returns.
-pub async fn place_until_stopped(base_url: String, clients: usize, stop: Stop) -> Placed {
+/// Runs `clients` clients against `base_url` until `stop`, placing `rate` orders per second
+/// in all (0: no pause), each finishing the order it is placing (answered) before it
+/// returns.
+pub async fn place_until_stopped(base_url: String, clients: usize, rate: f64, stop: Stop) -> Placed {
     let placed = Arc::new(Mutex::new(Placed::default()));
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -42,9 +43,20 @@ pub async fn place_until_stopped(base_url: String, clients: usize, stop: Stop) -
     let mut tasks = Vec::new();
     for c in 0..clients.max(1) {
         let (client, url, stop, placed) = (client.clone(), url.clone(), stop.clone(), placed.clone());
+        // Each client places one order per `every`; a slow answer delays its next order.
+        let every = (rate > 0.0).then(|| Duration::from_secs_f64(clients.max(1) as f64 / rate));
         tasks.push(tokio::spawn(async move {
             let mut i = c;
+            let mut tick = every.map(|d| {
+                let mut t = tokio::time::interval(d);
+                // after a stretch without answers, resume the pace (no burst)
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             while !stop.is_stopped() {
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
                 place_one(&client, &url, i, &placed).await;
                 i += clients.max(1);
             }

@@ -37,11 +37,12 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let url = args.transport_url.as_deref().map(own_schema);
     let shown = url.as_deref().map(tidings::redact_url);
     println!(
-        "orderflow chaos: seed {seed}, {} cycles, kills {}..{} ms after ready, {} clients, data dir {}, transport {}",
+        "orderflow chaos: seed {seed}, {} cycles, kills {}..{} ms after ready, {} clients at {}/s in all, data dir {}, transport {}",
         args.cycles,
         args.min_ms,
         args.max_ms,
         args.clients,
+        args.rate,
         data_dir.display(),
         shown.as_deref().unwrap_or("sqlite (embedded)")
     );
@@ -81,9 +82,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         .ready_timeout(Duration::from_secs(120));
     let chaos = Chaos::new(config, command, Ready::http(addr, "/admin/readyz"));
     let base = format!("http://{addr}");
-    let clients = args.clients;
+    let (clients, rate) = (args.clients, args.rate);
     let outcome = chaos
-        .run(move |stop| load::place_until_stopped(base, clients, stop))
+        .run(move |stop| load::place_until_stopped(base, clients, rate, stop))
         .await?;
     println!(
         "kills done: {} cycles in {:.1}s; {} orders answered 202, {} requests repeated",
