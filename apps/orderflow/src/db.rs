@@ -225,7 +225,10 @@ async fn migrate_inbox(pool: &SqlitePool) -> anyhow::Result<()> {
     .rows_affected();
     sqlx::query("DROP TABLE inbox").execute(&mut *tx).await?;
     tx.commit().await?;
-    tracing::info!(moved, "migrated OrderFlow's old inbox table into tidings_inbox");
+    tracing::info!(
+        moved,
+        "migrated OrderFlow's old inbox table into tidings_inbox"
+    );
     Ok(())
 }
 

@@ -67,13 +67,23 @@ async fn charged_but_not_committed_then_refund_gives_the_money_back() {
     let system = payments_only(dir.path()).await;
     let order = Uuid::now_v7();
     // The capture handler got as far as the gateway call, then the process died.
-    let gw = Gateway::new(system.db.clone(), GatewayConfig {
-        latency: Duration::ZERO,
-        fail_rate: 0.0,
-        decline_rate: 0.0,
-    });
-    assert_eq!(gw.charge(&order.to_string(), 4990).await.unwrap(), Charge::Captured);
-    assert_eq!(payment_status(&system, order).await, None, "nothing recorded on our side");
+    let gw = Gateway::new(
+        system.db.clone(),
+        GatewayConfig {
+            latency: Duration::ZERO,
+            fail_rate: 0.0,
+            decline_rate: 0.0,
+        },
+    );
+    assert_eq!(
+        gw.charge(&order.to_string(), 4990).await.unwrap(),
+        Charge::Captured
+    );
+    assert_eq!(
+        payment_status(&system, order).await,
+        None,
+        "nothing recorded on our side"
+    );
 
     system
         .bus
@@ -89,7 +99,10 @@ async fn charged_but_not_committed_then_refund_gives_the_money_back() {
         vec![("charge".into(), 4990), ("refund".into(), 4990)],
         "the refund found the charge at the gateway although our table had none"
     );
-    assert_eq!(payment_status(&system, order).await.as_deref(), Some("refunded"));
+    assert_eq!(
+        payment_status(&system, order).await.as_deref(),
+        Some("refunded")
+    );
 
     // The capture, redelivered after the restart.
     system
@@ -147,8 +160,15 @@ async fn a_refund_before_the_charge_voids_the_intent_and_blocks_a_late_capture()
         .await
         .unwrap();
     handled(&system, 2).await;
-    assert_eq!(ledger(&system, order).await, vec![("void".into(), 0)], "never charged");
-    assert_eq!(payment_status(&system, order).await.as_deref(), Some("voided"));
+    assert_eq!(
+        ledger(&system, order).await,
+        vec![("void".into(), 0)],
+        "never charged"
+    );
+    assert_eq!(
+        payment_status(&system, order).await.as_deref(),
+        Some("voided")
+    );
     system.shutdown().await;
 }
 
@@ -178,7 +198,10 @@ fn the_file_sink_writes_each_notification_id_once_across_restarts() {
     // a kill in the middle of writing b's line
     std::fs::write(
         &path,
-        format!("{}{{\"id\":\"{b}\",\"order_", std::fs::read_to_string(&path).unwrap()),
+        format!(
+            "{}{{\"id\":\"{b}\",\"order_",
+            std::fs::read_to_string(&path).unwrap()
+        ),
     )
     .unwrap();
     let sink = FileSink::open(path.clone()).unwrap();

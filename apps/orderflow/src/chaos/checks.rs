@@ -121,8 +121,13 @@ pub async fn chaos_checks(
     .await?;
     let mut wrong = Vec::new();
     for r in &rows {
-        let (id, total, status, charged, refunded): (String, i64, Option<String>, i64, i64) =
-            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+        let (id, total, status, charged, refunded): (String, i64, Option<String>, i64, i64) = (
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+        );
         let expected = if status.as_deref() == Some("Completed") {
             total
         } else {

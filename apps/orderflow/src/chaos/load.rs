@@ -27,7 +27,12 @@ pub struct Placed {
 /// Runs `clients` clients against `base_url` until `stop`, placing `rate` orders per second
 /// in all (0: no pause), each finishing the order it is placing (answered) before it
 /// returns.
-pub async fn place_until_stopped(base_url: String, clients: usize, rate: f64, stop: Stop) -> Placed {
+pub async fn place_until_stopped(
+    base_url: String,
+    clients: usize,
+    rate: f64,
+    stop: Stop,
+) -> Placed {
     let placed = Arc::new(Mutex::new(Placed::default()));
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -35,14 +40,21 @@ pub async fn place_until_stopped(base_url: String, clients: usize, rate: f64, st
     {
         Ok(c) => c,
         Err(e) => {
-            placed.lock().await.refused.push(format!("no HTTP client: {e}"));
-            return Arc::try_unwrap(placed).map(|m| m.into_inner()).unwrap_or_default();
+            placed
+                .lock()
+                .await
+                .refused
+                .push(format!("no HTTP client: {e}"));
+            return Arc::try_unwrap(placed)
+                .map(|m| m.into_inner())
+                .unwrap_or_default();
         }
     };
     let url = format!("{base_url}/orders");
     let mut tasks = Vec::new();
     for c in 0..clients.max(1) {
-        let (client, url, stop, placed) = (client.clone(), url.clone(), stop.clone(), placed.clone());
+        let (client, url, stop, placed) =
+            (client.clone(), url.clone(), stop.clone(), placed.clone());
         // Each client places one order per `every`; a slow answer delays its next order.
         let every = (rate > 0.0).then(|| Duration::from_secs_f64(clients.max(1) as f64 / rate));
         tasks.push(tokio::spawn(async move {
@@ -103,7 +115,11 @@ async fn place_one(client: &reqwest::Client, url: &str, i: usize, placed: &Mutex
         }
         if status.is_client_error() {
             let text = resp.text().await.unwrap_or_default();
-            placed.lock().await.refused.push(format!("{status}: {text}"));
+            placed
+                .lock()
+                .await
+                .refused
+                .push(format!("{status}: {text}"));
             return;
         }
         // 5xx (e.g. the database went away under a dying process): repeat

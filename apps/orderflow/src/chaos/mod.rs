@@ -105,7 +105,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     )
     .await?;
     outcome.child.kill().await?;
-    let mut all = report::check_invariants(&db, &data_dir.join("notifications.jsonl"), scope).await?;
+    let mut all =
+        report::check_invariants(&db, &data_dir.join("notifications.jsonl"), scope).await?;
     all.extend(
         checks::chaos_checks(
             &db,
@@ -119,7 +120,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     all.push(Check {
         name: "no order refused (4xx)",
         ok: outcome.load.refused.is_empty(),
-        detail: format!("{} refused {:?}", outcome.load.refused.len(), outcome.load.refused.first()),
+        detail: format!(
+            "{} refused {:?}",
+            outcome.load.refused.len(),
+            outcome.load.refused.first()
+        ),
     });
     let (completed, cancelled) = report::outcomes(&db, scope).await?;
     println!(
@@ -127,7 +132,12 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         settled.waited.as_secs_f64()
     );
     for c in &all {
-        println!("  [{}] {}: {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
+        println!(
+            "  [{}] {}: {}",
+            if c.ok { "ok" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
     }
     let failed = all.iter().filter(|c| !c.ok).count();
     let _ = transport.close().await;
