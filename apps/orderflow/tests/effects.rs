@@ -215,3 +215,50 @@ fn the_file_sink_writes_each_notification_id_once_across_restarts() {
         .collect();
     assert_eq!(ids, vec![a, b], "{text}");
 }
+
+/// A data dir of an older OrderFlow (its own `inbox` table): its rows move into the
+/// framework's `tidings_inbox`, so a message handled before the upgrade stays a duplicate.
+#[tokio::test]
+async fn an_old_inbox_table_is_migrated_into_tidings_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orderflow.db");
+    {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE inbox (message_id TEXT NOT NULL, consumer TEXT NOT NULL, \
+             handled_at INTEGER NOT NULL, PRIMARY KEY (message_id, consumer)) WITHOUT ROWID; \
+             INSERT INTO inbox VALUES ('01a24200-0000-7000-8000-000000000001', 'payments', 1);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let db = orderflow::db::Db::open(&path, false).await.unwrap();
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT endpoint, message_id, processed_at FROM tidings_inbox")
+            .fetch_all(&db.read)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        vec![(
+            "payments".to_string(),
+            "01a24200-0000-7000-8000-000000000001".to_string(),
+            1
+        )]
+    );
+    let old: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'")
+            .fetch_optional(&db.read)
+            .await
+            .unwrap();
+    assert_eq!(old, None, "the old table is gone");
+    db.close().await;
+    // opening again is a no-op
+    let db = orderflow::db::Db::open(&path, false).await.unwrap();
+    db.close().await;
+}
