@@ -104,6 +104,8 @@ impl Db {
             .connect_with(opts.clone())
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&write).await?;
+        tidings_sqlite::inbox::create_table(&write).await?;
+        migrate_inbox(&write).await?;
         let outbox = OutboxTable::open(write.clone()).await?;
         Ok(Db {
             writer: Writer::Pool(write, outbox),
@@ -116,6 +118,7 @@ impl Db {
     pub async fn on_transport(transport: &SqliteTransport) -> anyhow::Result<Db> {
         // Start-up DDL, before anything else writes.
         sqlx::raw_sql(SCHEMA).execute(transport.pool()).await?;
+        migrate_inbox(transport.pool()).await?;
         let opts = connect_options(&transport.config().path, false)?;
         let producer = Producer::new(Arc::new(transport.clone()), HashMap::new(), None);
         let outbox = tidings_sqlite::Outbox::new(transport, producer);
@@ -199,6 +202,34 @@ impl Db {
         }
         self.read.close().await;
     }
+}
+
+/// Moves the rows of the `inbox` table of an older OrderFlow (before it used the framework's
+/// `tidings_inbox`) into `tidings_inbox` and drops it, in one transaction: a message handled
+/// before the upgrade stays a duplicate after it.
+async fn migrate_inbox(pool: &SqlitePool) -> anyhow::Result<()> {
+    let old: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'")
+            .fetch_optional(pool)
+            .await?;
+    if old.is_none() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let moved = sqlx::query(
+        "INSERT OR IGNORE INTO tidings_inbox (endpoint, message_id, processed_at) \
+         SELECT consumer, message_id, handled_at FROM inbox",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("DROP TABLE inbox").execute(&mut *tx).await?;
+    tx.commit().await?;
+    tracing::info!(
+        moved,
+        "migrated OrderFlow's old inbox table into tidings_inbox"
+    );
+    Ok(())
 }
 
 /// The error of a closure run by the transport's writer, or of the writer itself.

@@ -47,7 +47,9 @@ pub struct LoadResult {
     pub elapsed: Duration,
 }
 
-fn order_body(i: usize, undeliverable_rate: f64) -> serde_json::Value {
+/// A random order for `POST /orders` (client `i`; a fraction shipped where shipping does
+/// not deliver).
+pub fn order_body(i: usize, undeliverable_rate: f64) -> serde_json::Value {
     let mut rng = rand::rng();
     let n = rng.random_range(1..=3);
     let mut lines = Vec::new();

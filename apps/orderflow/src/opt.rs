@@ -34,6 +34,47 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the message topology as a mermaid diagram.
     Topology,
+    /// Crash-cycle test: run `orderflow serve` as a child, place orders over HTTP, kill it
+    /// with SIGKILL at seeded random moments and restart it, then check every invariant.
+    Chaos(ChaosArgs),
+}
+
+/// `orderflow chaos`.
+#[derive(Debug, Clone, Args)]
+pub struct ChaosArgs {
+    /// Kills (each followed by a restart).
+    #[arg(long, default_value_t = 20)]
+    pub cycles: u32,
+    /// Seeds the kill moments (random when absent; printed, to replay a failure).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Data dir of the child (default: a fresh one under the temp dir, kept afterwards).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Client tasks placing orders meanwhile (each repeats an unanswered request with the
+    /// same Idempotency-Key).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Orders per second placed by all clients together (0 = as fast as they get answers).
+    /// Above what the service processes, the backlog grows with every cycle.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Shortest time from a (re)start being ready to its kill, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub min_ms: u64,
+    /// Longest time from a (re)start being ready to its kill, in ms.
+    #[arg(long, default_value_t = 4000)]
+    pub max_ms: u64,
+    /// The child's payment timeout (short, so that timeouts race captures across kills).
+    #[arg(long, default_value_t = 5)]
+    pub payment_timeout_secs: u64,
+    /// How long to wait for quiescence after the last restart, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub settle_secs: u64,
+    /// Transport by URL (e.g. `postgres://…`; default: the embedded SQLite transport). On
+    /// PostgreSQL without `schema=` in the URL the run gets a schema of its own.
+    #[arg(long, env = "TIDINGS_URL", hide_env_values = true)]
+    pub transport_url: Option<String>,
 }
 
 /// Options shared by the run and serve.
@@ -64,7 +105,7 @@ pub struct Common {
     /// Transport by URL: `sqlite://<file>`, `postgres://…`, `amqp(s)://…`, `nats://…`,
     /// `memory://`. On a broker the business tables stay in the data dir's SQLite file and
     /// an outbox relay ships their messages.
-    #[arg(long, env = "TIDINGS_URL")]
+    #[arg(long, env = "TIDINGS_URL", hide_env_values = true)]
     pub transport_url: Option<String>,
     /// fsync every commit (otherwise commits survive a process crash, not a power loss).
     #[arg(long)]

@@ -175,12 +175,18 @@ pub async fn check_invariants(
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
-    let mut lines: HashMap<String, u32> = HashMap::new();
+    // Distinct notification ids per order (the sink is idempotent by id; a repeated line
+    // of one id is one notification).
+    let mut lines: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
     if let Ok(text) = std::fs::read_to_string(notifications) {
         for line in text.lines() {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if let Some(id) = v.get("order_id").and_then(|v| v.as_str()) {
-                    *lines.entry(id.to_string()).or_default() += 1;
+                if let Some(order) = v.get("order_id").and_then(|v| v.as_str()) {
+                    let id = v.get("id").and_then(|v| v.as_str()).unwrap_or(line);
+                    lines
+                        .entry(order.to_string())
+                        .or_default()
+                        .insert(id.to_string());
                 }
             }
         }
@@ -188,7 +194,7 @@ pub async fn check_invariants(
     let none = ids.iter().filter(|id| !lines.contains_key(*id)).count();
     let several = ids
         .iter()
-        .filter(|id| lines.get(*id).is_some_and(|n| *n > 1))
+        .filter(|id| lines.get(*id).is_some_and(|n| n.len() > 1))
         .count();
     checks.push(check(
         "exactly one notification per order",

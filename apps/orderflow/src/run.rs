@@ -29,6 +29,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     match opts.command {
         Some(Command::Topology) => topology().await,
         Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Chaos(args)) => crate::chaos::run(args).await,
         None => job(opts.run).await,
     }
 }

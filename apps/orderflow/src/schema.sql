@@ -1,14 +1,10 @@
 -- OrderFlow business schema. Each service owns its tables (prefix); none reads another's.
 PRAGMA journal_mode = WAL;
 
--- shared plumbing: inbox (dedup per consumer); off the SQLite transport the outbox is
--- tidings_relay_outbox, created by tidings_sqlite::OutboxTable
-CREATE TABLE IF NOT EXISTS inbox (
-    message_id TEXT NOT NULL,
-    consumer   TEXT NOT NULL,
-    handled_at INTEGER NOT NULL,
-    PRIMARY KEY (message_id, consumer)
-) WITHOUT ROWID;
+-- shared plumbing: the inbox is the framework's `tidings_inbox` (the SQLite transport's
+-- table, or tidings_sqlite::inbox::create_table off it); off the SQLite transport the
+-- outbox is tidings_relay_outbox, created by tidings_sqlite::OutboxTable. A data dir of an
+-- older OrderFlow (its own `inbox` table) is migrated by db::migrate_inbox.
 
 -- orders API
 CREATE TABLE IF NOT EXISTS api_catalog (

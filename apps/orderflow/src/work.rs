@@ -1,5 +1,7 @@
 //! The unit of work every service handler (and the API) writes in: inbox row (for
-//! handlers), business writes and outgoing messages commit in one transaction.
+//! handlers: the framework's transactional inbox, `tidings_inbox`, through
+//! [`tidings_sqlite::inbox::record_in`]), business writes and outgoing messages commit in
+//! one transaction.
 //!
 //! ```text
 //! let fresh = db
@@ -23,7 +25,7 @@ use sqlx::sqlite::SqliteConnection;
 use tidings_core::transport::Outgoing;
 use tidings_core::{ConsumeContext, HandlerError, Message, Producer, SendOptions};
 
-use crate::db::{db_err, Db};
+use crate::db::Db;
 
 /// One transaction's business writes and outgoing messages.
 pub struct Work<'c> {
@@ -81,7 +83,7 @@ impl Db {
             + Send
             + 'static,
     {
-        let inbox = (ctx.message_id().to_string(), ctx.endpoint().to_string());
+        let inbox = (ctx.message_id(), ctx.endpoint().to_string());
         let v = self
             .unit(ctx.producer().clone(), ctx.follow_up(), Some(inbox), f)
             .await?;
@@ -113,7 +115,7 @@ impl Db {
         &self,
         producer: Producer,
         opts: SendOptions,
-        inbox: Option<(String, String)>,
+        inbox: Option<(uuid::Uuid, String)>,
         f: F,
     ) -> Result<Option<T>, HandlerError>
     where
@@ -127,19 +129,8 @@ impl Db {
         let done = self
             .write(move |conn: &mut SqliteConnection| {
                 Box::pin(async move {
-                    if let Some((message_id, consumer)) = inbox {
-                        let inserted = sqlx::query(
-                            "INSERT INTO inbox (message_id, consumer, handled_at) VALUES (?, ?, ?) \
-                             ON CONFLICT DO NOTHING",
-                        )
-                        .bind(message_id)
-                        .bind(consumer)
-                        .bind(chrono::Utc::now().timestamp_millis())
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_err)?
-                        .rows_affected();
-                        if inserted == 0 {
+                    if let Some((message_id, endpoint)) = inbox {
+                        if !tidings_sqlite::inbox::record_in(conn, message_id, &endpoint).await? {
                             return Ok::<_, HandlerError>(None);
                         }
                     }

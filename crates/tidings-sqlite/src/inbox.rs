@@ -43,6 +43,28 @@ pub async fn record_in(
     Ok(n == 1)
 }
 
+/// The inbox table's definition (as in the transport's schema), for a service's own
+/// database: see [`create_table`].
+const TABLE: &str = "
+CREATE TABLE IF NOT EXISTS tidings_inbox (
+    endpoint TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    processed_at INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tidings_inbox_processed ON tidings_inbox (processed_at);";
+
+/// Creates the `tidings_inbox` table in `pool`'s database if it is not there: for a
+/// service on a broker transport whose business tables (and [`OutboxTable`]) live in its
+/// own SQLite file, so that [`record_in`] commits the inbox row in its business
+/// transaction. The SQLite transport's database has it already.
+///
+/// [`OutboxTable`]: crate::OutboxTable
+pub async fn create_table(pool: &sqlx::SqlitePool) -> Result<(), SqliteError> {
+    sqlx::raw_sql(TABLE).execute(pool).await?;
+    Ok(())
+}
+
 /// The inbox table as a dedup store.
 #[derive(Debug, Clone)]
 pub struct SqliteInbox {

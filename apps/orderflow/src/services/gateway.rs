@@ -1,13 +1,25 @@
-//! A simulated payment gateway ("the bank"), idempotent by payment intent like real ones:
-//! charging the same intent twice returns the first outcome and never charges twice. Its
-//! ledger (`gw_ledger`) stands for the bank's records. Latency, transient failures (some
-//! of them *after* the charge went through, as when a response is lost) and declines are
-//! configurable. The latency is spent before the ledger is touched: the ledger write is a
-//! short job of its own ([`Db::write`]), never holding the database while "the bank" thinks.
+//! A simulated payment gateway ("the bank") that behaves like a real one (a PSP's payment
+//! intents): every call names the payment intent (the order id, a key *we* own), and
+//!
+//! - [`Gateway::charge`] is idempotent by intent: a repeat returns the first outcome and
+//!   never charges twice; an intent cancelled before its charge refuses it;
+//! - [`Gateway::status`] tells what happened to an intent (nothing, captured, declined,
+//!   voided, refunded) — the question to ask before deciding anything after a crash;
+//! - [`Gateway::cancel`] is the idempotent compensation: it refunds a captured intent, or
+//!   voids one not charged yet so that a late charge is refused (a PSP's "cancel payment
+//!   intent").
+//!
+//! Its ledger (`gw_ledger`, one row per intent and kind) stands for the bank's records: it
+//! is written in transactions of its own, never in the service's, so it keeps what
+//! happened when the service is killed between calling the gateway and committing the
+//! answer. Latency, transient failures (some of them *after* the effect, as when a
+//! response is lost) and declines are configurable. The latency is spent before the ledger
+//! is touched: the ledger write is a short job of its own ([`Db::write`]).
 
 use std::time::Duration;
 
 use rand::Rng;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
 use crate::db::{Db, WriteError};
@@ -17,7 +29,7 @@ use crate::db::{Db, WriteError};
 pub struct GatewayConfig {
     /// Time one call takes.
     pub latency: Duration,
-    /// Probability that a call fails transiently (half before, half after charging).
+    /// Probability that a call fails transiently (half before, half after its effect).
     pub fail_rate: f64,
     /// Probability that a charge is declined.
     pub decline_rate: f64,
@@ -36,10 +48,27 @@ impl Default for GatewayConfig {
 /// How a charge ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charge {
-    /// Money moved.
+    /// Money moved (now or by an earlier call for the same intent).
     Captured,
     /// The card was declined.
     Declined,
+    /// The intent was cancelled (voided, or refunded) before this call: nothing charged.
+    Cancelled,
+}
+
+/// What the gateway knows about an intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentStatus {
+    /// Never charged nor cancelled.
+    Unknown,
+    /// Charged this amount, not refunded.
+    Captured(i64),
+    /// The charge was declined.
+    Declined,
+    /// Cancelled before any charge; a later charge is refused.
+    Voided,
+    /// Charged, then this amount refunded.
+    Refunded(i64),
 }
 
 /// A gateway failure worth retrying.
@@ -63,8 +92,51 @@ pub struct Gateway {
     config: GatewayConfig,
 }
 
+/// The intent's state from its ledger rows.
+async fn intent_status(
+    conn: &mut SqliteConnection,
+    intent: &str,
+) -> Result<IntentStatus, sqlx::Error> {
+    let rows = sqlx::query("SELECT kind, amount_cents FROM gw_ledger WHERE intent = ?")
+        .bind(intent)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut status = IntentStatus::Unknown;
+    for r in rows {
+        let (kind, amount): (String, i64) = (r.try_get(0)?, r.try_get(1)?);
+        status = match (kind.as_str(), status) {
+            ("refund", _) => IntentStatus::Refunded(amount),
+            (_, IntentStatus::Refunded(a)) => IntentStatus::Refunded(a),
+            ("charge", _) => IntentStatus::Captured(amount),
+            ("decline", _) => IntentStatus::Declined,
+            ("void", _) => IntentStatus::Voided,
+            (_, s) => s,
+        };
+    }
+    Ok(status)
+}
+
+async fn record(
+    conn: &mut SqliteConnection,
+    intent: &str,
+    kind: &str,
+    amount_cents: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO gw_ledger (intent, kind, amount_cents, at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(intent)
+    .bind(kind)
+    .bind(amount_cents)
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl Gateway {
-    /// A gateway keeping its ledger in `db`.
+    /// A gateway keeping its ledger in `db` (in transactions of its own).
     pub fn new(db: Db, config: GatewayConfig) -> Self {
         Gateway { db, config }
     }
@@ -73,95 +145,84 @@ impl Gateway {
         p > 0.0 && rand::rng().random_bool(p.clamp(0.0, 1.0))
     }
 
-    /// Charges `amount_cents` for `intent` (the order id) at most once.
-    pub async fn charge(&self, intent: &str, amount_cents: i64) -> Result<Charge, GatewayError> {
+    async fn call_starts(&self, what: &'static str) -> Result<(), GatewayError> {
         tokio::time::sleep(self.config.latency).await;
         if self.roll(self.config.fail_rate / 2.0) {
-            return Err(GatewayError::Unavailable(
-                "connection reset before charging",
-            ));
+            return Err(GatewayError::Unavailable(what));
         }
+        Ok(())
+    }
+
+    fn answer<T>(&self, v: T, what: &'static str) -> Result<T, GatewayError> {
+        if self.roll(self.config.fail_rate / 2.0) {
+            return Err(GatewayError::Unavailable(what));
+        }
+        Ok(v)
+    }
+
+    /// Charges `amount_cents` for `intent` (the order id) at most once; a repeat returns the
+    /// first outcome.
+    pub async fn charge(&self, intent: &str, amount_cents: i64) -> Result<Charge, GatewayError> {
+        self.call_starts("connection reset before charging").await?;
         let declined = self.roll(self.config.decline_rate);
         let intent = intent.to_string();
-        // Look up and record in one write: two racing charges of an intent see one outcome.
+        // Look up and record in one transaction: two racing charges see one outcome.
         let outcome = self
             .db
             .write(move |conn| {
                 Box::pin(async move {
-                    let prior: Option<String> = sqlx::query(
-                        "SELECT kind FROM gw_ledger WHERE intent = ? AND kind IN ('charge', 'decline')",
-                    )
-                    .bind(&intent)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map(|row| row.try_get("kind"))
-                    .transpose()?;
-                    let kind = match prior {
-                        Some(kind) => kind,
-                        None => {
-                            let kind = if declined { "decline" } else { "charge" };
-                            sqlx::query(
-                                "INSERT INTO gw_ledger (intent, kind, amount_cents, at) \
-                                 VALUES (?, ?, ?, ?)",
-                            )
-                            .bind(&intent)
-                            .bind(kind)
-                            .bind(if declined { 0 } else { amount_cents })
-                            .bind(chrono::Utc::now().timestamp_millis())
-                            .execute(&mut *conn)
-                            .await?;
-                            kind.to_string()
+                    Ok::<_, GatewayError>(match intent_status(conn, &intent).await? {
+                        IntentStatus::Captured(_) => Charge::Captured,
+                        IntentStatus::Declined => Charge::Declined,
+                        IntentStatus::Voided | IntentStatus::Refunded(_) => Charge::Cancelled,
+                        IntentStatus::Unknown if declined => {
+                            record(conn, &intent, "decline", 0).await?;
+                            Charge::Declined
                         }
-                    };
-                    Ok::<_, GatewayError>(if kind == "charge" {
-                        Charge::Captured
-                    } else {
-                        Charge::Declined
+                        IntentStatus::Unknown => {
+                            record(conn, &intent, "charge", amount_cents).await?;
+                            Charge::Captured
+                        }
                     })
                 })
             })
             .await?;
-        if self.roll(self.config.fail_rate / 2.0) {
-            return Err(GatewayError::Unavailable("response lost after charging"));
-        }
-        Ok(outcome)
+        self.answer(outcome, "response lost after charging")
     }
 
-    /// Refunds the capture of `intent`, at most once. Returns the amount refunded.
-    pub async fn refund(&self, intent: &str) -> Result<i64, GatewayError> {
-        tokio::time::sleep(self.config.latency).await;
-        if self.roll(self.config.fail_rate / 2.0) {
-            return Err(GatewayError::Unavailable(
-                "connection reset before refunding",
-            ));
-        }
+    /// What happened to `intent` so far.
+    pub async fn status(&self, intent: &str) -> Result<IntentStatus, GatewayError> {
+        self.call_starts("connection reset before the status answer")
+            .await?;
+        let mut conn = self.db.read.acquire().await?;
+        Ok(intent_status(&mut conn, intent).await?)
+    }
+
+    /// Cancels `intent`, idempotently: refunds its capture (at most once), or voids it when
+    /// nothing was charged so that a later charge is refused. Returns the intent's status
+    /// afterwards (`Refunded`, `Voided` or `Declined`).
+    pub async fn cancel(&self, intent: &str) -> Result<IntentStatus, GatewayError> {
+        self.call_starts("connection reset before cancelling")
+            .await?;
         let intent = intent.to_string();
-        self.db
+        let outcome = self
+            .db
             .write(move |conn| {
                 Box::pin(async move {
-                    let charged: Option<i64> = sqlx::query(
-                        "SELECT amount_cents FROM gw_ledger WHERE intent = ? AND kind = 'charge'",
-                    )
-                    .bind(&intent)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map(|r| r.try_get(0))
-                    .transpose()?;
-                    let amount = charged.unwrap_or(0);
-                    if amount > 0 {
-                        sqlx::query(
-                            "INSERT INTO gw_ledger (intent, kind, amount_cents, at) \
-                             VALUES (?, 'refund', ?, ?) ON CONFLICT DO NOTHING",
-                        )
-                        .bind(&intent)
-                        .bind(amount)
-                        .bind(chrono::Utc::now().timestamp_millis())
-                        .execute(&mut *conn)
-                        .await?;
-                    }
-                    Ok::<_, GatewayError>(amount)
+                    Ok::<_, GatewayError>(match intent_status(conn, &intent).await? {
+                        IntentStatus::Captured(amount) => {
+                            record(conn, &intent, "refund", amount).await?;
+                            IntentStatus::Refunded(amount)
+                        }
+                        IntentStatus::Unknown => {
+                            record(conn, &intent, "void", 0).await?;
+                            IntentStatus::Voided
+                        }
+                        done => done,
+                    })
                 })
             })
-            .await
+            .await?;
+        self.answer(outcome, "response lost after cancelling")
     }
 }

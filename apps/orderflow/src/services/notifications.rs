@@ -1,8 +1,17 @@
 //! Notifications: tells the customer how their order ended, on their channel (e-mail, SMS,
-//! push) through a [`Sink`]. Exactly one notification per order: the inbox drops duplicate
-//! deliveries and `notif_sent` (unique per order) drops a second outcome message.
+//! push) through a [`Sink`]. Exactly one notification per order, under kills too:
+//!
+//! - the notification carries an id (the id of the message that causes it, the same on
+//!   every redelivery), and the sink is idempotent by that id, as real providers are by an
+//!   idempotency key ([`FileSink`] remembers the ids it wrote);
+//! - the sink is called *before* the commit that records it (`notif_sent`, with the inbox
+//!   row): a kill in between redelivers the message, which calls the sink again with the
+//!   same id (dropped there) and then commits. Calling it after the commit instead would
+//!   lose the notification to a kill in between.
+//! - `notif_sent` (unique per order) keeps a second outcome message from notifying again.
 
-use std::io::Write;
+use std::collections::HashSet;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +29,8 @@ pub const QUEUE: &str = "notifications";
 /// One message to a customer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Notification {
+    /// The notification's id: the same for every delivery of the message that causes it.
+    pub id: Uuid,
     /// The order.
     pub order_id: Uuid,
     /// The customer.
@@ -34,27 +45,49 @@ pub struct Notification {
 
 /// Where notifications go (an e-mail/SMS/push provider in production).
 pub trait Sink: Send + Sync + 'static {
-    /// Delivers one notification.
+    /// Delivers one notification — idempotently by [`Notification::id`]: a second call with
+    /// the same id delivers nothing more (the handler calls it again after a crash).
     fn deliver(&self, n: &Notification) -> std::io::Result<()>;
 }
 
-/// Appends one JSON line per notification to a file.
+/// Appends one JSON line per notification to a file, once per notification id: it reads
+/// the ids already in the file when it opens, and drops a repeat (a provider's
+/// idempotency key; it keeps every id in memory, 16 bytes each).
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
-    file: Mutex<std::fs::File>,
+    state: Mutex<(std::fs::File, HashSet<Uuid>)>,
+}
+
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: Uuid,
 }
 
 impl FileSink {
-    /// Opens (appending) `path`.
+    /// Opens (appending) `path`, learning the ids it holds. A last line cut short by a kill
+    /// is ended, so the next line starts clean (the cut one has no id, and is written again
+    /// by the redelivery).
     pub fn open(path: PathBuf) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)?;
+        let mut text = String::new();
+        file.seek(SeekFrom::Start(0))?;
+        file.read_to_string(&mut text)?;
+        let ids = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<IdOnly>(l).ok())
+            .map(|n| n.id)
+            .collect();
+        if !text.is_empty() && !text.ends_with('\n') {
+            file.write_all(b"\n")?;
+        }
         Ok(FileSink {
             path,
-            file: Mutex::new(file),
+            state: Mutex::new((file, ids)),
         })
     }
 
@@ -68,8 +101,15 @@ impl Sink for FileSink {
     fn deliver(&self, n: &Notification) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(n)?;
         line.push(b'\n');
-        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        f.write_all(&line)
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (file, ids) = &mut *state;
+        if ids.contains(&n.id) {
+            return Ok(());
+        }
+        // One write of the whole line (O_APPEND): a kill leaves all of it or a cut tail.
+        file.write_all(&line)?;
+        ids.insert(n.id);
+        Ok(())
     }
 }
 
@@ -81,6 +121,7 @@ pub fn endpoint(db: Db, sink: Arc<dyn Sink>) -> Endpoint {
             let (db, sink) = (db.clone(), sink.clone());
             let span = super::span(&ctx, m.order_id);
             let n = Notification {
+                id: ctx.message_id(),
                 order_id: m.order_id,
                 customer_id: m.customer_id,
                 channel: m.channel,
@@ -96,6 +137,7 @@ pub fn endpoint(db: Db, sink: Arc<dyn Sink>) -> Endpoint {
             let (db, sink) = (d2.clone(), s2.clone());
             let span = super::span(&ctx, m.order_id);
             let n = Notification {
+                id: ctx.message_id(),
                 order_id: m.order_id,
                 customer_id: m.customer_id,
                 channel: m.channel,
@@ -113,29 +155,32 @@ async fn notify(
     ctx: &ConsumeContext,
 ) -> Result<(), HandlerError> {
     let (order_id, kind, channel) = (n.order_id.to_string(), n.kind, n.channel.as_str());
-    let fresh = db
-        .work(ctx, move |work: &mut Work<'_>| {
-            Box::pin(async move {
-                let n = sqlx::query(
-                    "INSERT INTO notif_sent (order_id, kind, channel) VALUES (?, ?, ?) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(order_id)
-                .bind(kind)
-                .bind(channel)
-                .execute(work.conn())
-                .await
-                .map_err(db_err)?
-                .rows_affected();
-                Ok(n == 1)
-            })
-        })
-        .await?;
-    // After the commit (a duplicate delivery is `None`): at most one notification.
-    if fresh == Some(true) {
+    let notified: Option<i64> = sqlx::query_scalar("SELECT 1 FROM notif_sent WHERE order_id = ?")
+        .bind(&order_id)
+        .fetch_optional(&db.read)
+        .await
+        .map_err(db_err)?;
+    if notified.is_none() {
+        // Before the commit: a kill after it redelivers, and the sink drops the repeat.
         sink.deliver(&n)
-            .map_err(|e| HandlerError::permanent(format!("notification sink: {e}")))?;
+            .map_err(|e| HandlerError::transient(format!("notification sink: {e}")))?;
     }
+    db.work(ctx, move |work: &mut Work<'_>| {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO notif_sent (order_id, kind, channel) VALUES (?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(order_id)
+            .bind(kind)
+            .bind(channel)
+            .execute(work.conn())
+            .await
+            .map_err(db_err)?;
+            Ok(())
+        })
+    })
+    .await?;
     Ok(())
 }
 

@@ -1,13 +1,14 @@
 //! Payments: captures an order's payment through the gateway (idempotent by payment
-//! intent = order id: charged at most once whatever the redeliveries) and refunds it as a
-//! compensation. A refund that arrives before any capture voids the intent, so a late
-//! capture is refused. Ordered by order id: one message per order at a time.
+//! intent = order id: charged at most once whatever the redeliveries or kills) and refunds
+//! it as a compensation, asking the gateway rather than our own table (see
+//! `docs/effects.md`): a refund that finds no capture voids the intent at the gateway, so a
+//! late capture is refused there. Ordered by order id: one message per order at a time.
 
 use sqlx::Row;
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use tracing::Instrument;
 
-use super::gateway::{Charge, Gateway};
+use super::gateway::{Charge, Gateway, IntentStatus};
 use crate::contracts::{
     CapturePayment, PaymentCaptured, PaymentFailed, PaymentRefunded, RefundPayment,
 };
@@ -76,6 +77,11 @@ fn outcome_of(status: &str) -> Result<(), String> {
     }
 }
 
+/// Captures the payment. The gateway is called outside any transaction (it takes time),
+/// then its answer is committed with the inbox row and the message to the saga. A kill
+/// between the two leaves a charge we did not record: the redelivery charges again, and
+/// the gateway, idempotent by intent (the order id), answers the first outcome without
+/// charging twice — or `Cancelled` if a refund cancelled the intent meanwhile.
 async fn capture(
     db: &Db,
     gw: &Gateway,
@@ -83,66 +89,57 @@ async fn capture(
     ctx: &ConsumeContext,
 ) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
-    // The gateway is called outside any transaction (it takes time); it is idempotent by
-    // payment intent (the order id), so a redelivery never charges twice.
-    let prior = status(db, &order).await?;
-    let outcome = match prior.as_ref() {
-        Some((s, _)) => outcome_of(s),
+    let status = match status(db, &order).await? {
+        // Recorded by a refund that came first (we never record a capture without
+        // committing its message, so a recorded capture is a duplicate the inbox drops).
+        Some((s, _)) => s,
         None => match gw.charge(&order, m.amount_cents).await {
-            Ok(Charge::Captured) => Ok(()),
-            Ok(Charge::Declined) => Err("payment-declined".to_string()),
+            Ok(Charge::Captured) => "captured".to_string(),
+            Ok(Charge::Declined) => "declined".to_string(),
+            Ok(Charge::Cancelled) => "voided".to_string(),
             Err(e) => {
                 tracing::info!(error = %e, attempt = ctx.attempt(), "gateway failed transiently");
                 return Err(HandlerError::transient(e));
             }
         },
     };
-    let fresh = prior.is_none();
     db.work(ctx, move |work| {
-        Box::pin(record_capture(work, m, order, fresh, outcome))
+        Box::pin(record_capture(work, m, order, status))
     })
     .await?;
     Ok(())
 }
 
-/// Records the gateway's answer (first answer wins) and tells the saga.
+/// Records the gateway's answer (a status already recorded wins: the gateway's answer to a
+/// cancelled intent agrees with it) and tells the saga.
 async fn record_capture(
     work: &mut Work<'_>,
     m: CapturePayment,
     order: String,
-    fresh: bool,
-    outcome: Result<(), String>,
+    status: String,
 ) -> Result<(), HandlerError> {
-    let outcome = if fresh {
-        let (status, amount) = match &outcome {
-            Ok(()) => ("captured", m.amount_cents),
-            Err(_) => ("declined", 0),
-        };
-        // Conditional: never overwrites a recorded outcome — except a void, when money did
-        // move (then the saga, already cancelled, asks for the refund).
-        sqlx::query(
-            "INSERT INTO pay_payments (order_id, status, amount_cents, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at \
-             WHERE pay_payments.status = 'voided' AND excluded.status = 'captured'",
-        )
+    let amount = if status == "captured" {
+        m.amount_cents
+    } else {
+        0
+    };
+    sqlx::query(
+        "INSERT INTO pay_payments (order_id, status, amount_cents, updated_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(&order)
+    .bind(&status)
+    .bind(amount)
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(work.conn())
+    .await
+    .map_err(db_err)?;
+    let recorded: String = sqlx::query_scalar("SELECT status FROM pay_payments WHERE order_id = ?")
         .bind(&order)
-        .bind(status)
-        .bind(amount)
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(work.conn())
+        .fetch_one(work.conn())
         .await
         .map_err(db_err)?;
-        let recorded: String =
-            sqlx::query_scalar("SELECT status FROM pay_payments WHERE order_id = ?")
-                .bind(&order)
-                .fetch_one(work.conn())
-                .await
-                .map_err(db_err)?;
-        outcome_of(&recorded)
-    } else {
-        outcome
-    };
-    match outcome {
+    match outcome_of(&recorded) {
         Ok(()) => work.emit(&PaymentCaptured {
             order_id: m.order_id,
             amount_cents: m.amount_cents,
@@ -154,6 +151,10 @@ async fn record_capture(
     }
 }
 
+/// Refunds (compensation). The decision is never taken from our table alone: a capture may
+/// have charged and been killed before recording it. The gateway's idempotent `cancel`
+/// asks the bank's side — it refunds a charge, or voids an intent not charged yet so that
+/// a capture still on its way is refused — and its answer is recorded.
 async fn refund(
     db: &Db,
     gw: &Gateway,
@@ -161,35 +162,20 @@ async fn refund(
     ctx: &ConsumeContext,
 ) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
-    let prior = status(db, &order).await?;
-    let refunded = match prior.as_ref().map(|(s, _)| s.as_str()) {
-        Some("captured") => Some(gw.refund(&order).await.map_err(HandlerError::transient)?),
-        _ => None,
-    };
-    let known = prior.is_some();
-    tracing::info!(reason = %m.reason, "refund handled");
+    let after = gw.cancel(&order).await.map_err(HandlerError::transient)?;
+    tracing::info!(reason = %m.reason, ?after, "refund handled");
     db.work(ctx, move |work: &mut Work<'_>| {
         Box::pin(async move {
-            match (known, refunded) {
-                (true, Some(amount)) => {
+            match after {
+                IntentStatus::Refunded(amount) => {
                     set_status(work, &order, "refunded", amount).await?;
                     work.emit(&PaymentRefunded {
                         order_id: m.order_id,
                         amount_cents: amount,
                     })?;
                 }
-                // No capture yet: void the intent, so a late capture is refused.
-                (false, _) => {
-                    sqlx::query(
-                        "INSERT INTO pay_payments (order_id, status, amount_cents, updated_at) \
-                         VALUES (?, 'voided', 0, ?) ON CONFLICT (order_id) DO NOTHING",
-                    )
-                    .bind(&order)
-                    .bind(chrono::Utc::now().timestamp_millis())
-                    .execute(work.conn())
-                    .await
-                    .map_err(db_err)?;
-                }
+                IntentStatus::Voided => set_status(work, &order, "voided", 0).await?,
+                // Declined (nothing to give back), or an answer `cancel` does not give.
                 _ => {}
             }
             Ok(())

@@ -1,5 +1,5 @@
-//! Fault injection for tests and the load run: a transport decorator that delivers some
-//! messages twice (same message id), as an at-least-once broker may.
+//! A transport decorator that delivers some messages twice (same message id), as an
+//! at-least-once broker may: fault injection for tests and the load run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
