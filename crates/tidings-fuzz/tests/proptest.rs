@@ -30,7 +30,10 @@ fn text() -> impl Strategy<Value = String> {
 
 fn time() -> impl Strategy<Value = chrono::DateTime<Utc>> {
     // chrono's whole range, not only plausible dates
-    (-8_000_000_000_000i64..250_000_000_000i64, 0u32..2_000_000_000)
+    (
+        -8_000_000_000_000i64..250_000_000_000i64,
+        0u32..2_000_000_000,
+    )
         .prop_filter_map("a representable time", |(s, n)| {
             Utc.timestamp_opt(s, n).single()
         })
@@ -51,17 +54,19 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             proptest::collection::vec(any::<u8>(), 0..64),
         ),
     )
-        .prop_map(|((t, v, corr), (cause, key, sent, due), (headers, ct, body))| {
-            let mut e = Envelope::new(t, v, body);
-            e.correlation_id = corr;
-            e.causation_id = cause.map(Uuid::from_u128);
-            e.partition_key = key;
-            e.sent_at = sent;
-            e.scheduled_for = due;
-            e.headers = headers;
-            e.content_type = ct;
-            e
-        })
+        .prop_map(
+            |((t, v, corr), (cause, key, sent, due), (headers, ct, body))| {
+                let mut e = Envelope::new(t, v, body);
+                e.correlation_id = corr;
+                e.causation_id = cause.map(Uuid::from_u128);
+                e.partition_key = key;
+                e.sent_at = sent;
+                e.scheduled_for = due;
+                e.headers = headers;
+                e.content_type = ct;
+                e
+            },
+        )
 }
 
 /// `bytes` with some bytes overwritten and maybe cut short.
@@ -253,7 +258,8 @@ proptest! {
 #[test]
 fn seeds_and_regressions_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let targets: [(&str, fn(&[u8])); 5] = [
+    type Target = fn(&[u8]);
+    let targets: [(&str, Target); 5] = [
         ("envelope_json", tidings_fuzz::envelope_json),
         ("nats_envelope", tidings_fuzz::nats_envelope),
         ("rabbitmq_envelope", tidings_fuzz::rabbitmq_envelope),
@@ -273,5 +279,9 @@ fn seeds_and_regressions_pass() {
             }
         }
     }
-    assert!(ran >= 10, "only {ran} inputs found under {}", root.display());
+    assert!(
+        ran >= 10,
+        "only {ran} inputs found under {}",
+        root.display()
+    );
 }
