@@ -114,6 +114,10 @@ pub struct Common {
     /// they joined, so more in flight means bigger batches, not more CPU.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Hours an `Idempotency-Key` is remembered (a retry within them gets the first order
+    /// back; after them the key may name a new order).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub idempotency_window_hours: u64,
 }
 
 /// The load run.

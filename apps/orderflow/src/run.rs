@@ -46,6 +46,7 @@ pub fn config(common: &Common, service: Service) -> Config {
     c.concurrency = common.concurrency;
     c.service = service;
     c.fsync = common.fsync;
+    c.idempotency_window = Duration::from_secs(common.idempotency_window_hours * 3600);
     c
 }
 
@@ -92,10 +93,10 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
         Ok(handle) => admin = admin.metrics(handle),
         Err(e) => tracing::warn!(error = %e, "no Prometheus recorder: /admin/metrics is off"),
     }
-    let router = app(AppState {
-        db: system.db.clone(),
-        producer: system.bus.producer().clone(),
-    })
+    let router = app(
+        AppState::new(system.db.clone(), system.bus.producer().clone())
+            .idempotency_window(system.config.idempotency_window),
+    )
     .nest("/admin", tidings_admin::router(admin));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {

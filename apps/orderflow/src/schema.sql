@@ -21,10 +21,22 @@ CREATE TABLE IF NOT EXISTS api_orders (
     placed_at      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_orders_placed ON api_orders (placed_at);
-CREATE TABLE IF NOT EXISTS api_idempotency (
-    key      TEXT PRIMARY KEY,
-    order_id TEXT NOT NULL
+-- Idempotency-Key → order, with the request's SHA-256 fingerprint (same key, different
+-- order: 422) and when it was stored (microseconds; keys expire after a window).
+CREATE TABLE IF NOT EXISTS api_idempotency_keys (
+    key          TEXT PRIMARY KEY,
+    order_id     TEXT NOT NULL,
+    request_hash BLOB,
+    created_at   INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS api_idempotency_keys_created ON api_idempotency_keys (created_at);
+-- Keys of the earlier table (no fingerprint, no time) move over once, dated by their
+-- order; the old table is then dropped. On a fresh database this moves nothing.
+CREATE TABLE IF NOT EXISTS api_idempotency (key TEXT PRIMARY KEY, order_id TEXT NOT NULL);
+INSERT OR IGNORE INTO api_idempotency_keys (key, order_id, request_hash, created_at)
+    SELECT k.key, k.order_id, NULL, o.placed_at
+    FROM api_idempotency k JOIN api_orders o ON o.order_id = k.order_id;
+DROP TABLE api_idempotency;
 
 -- inventory
 CREATE TABLE IF NOT EXISTS inv_stock (

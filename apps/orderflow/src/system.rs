@@ -73,6 +73,8 @@ pub struct Config {
     pub fsync: bool,
     /// The database file, when not `<data_dir>/orderflow.db` (a `sqlite://` transport URL).
     pub db_file: Option<PathBuf>,
+    /// How long the API remembers an `Idempotency-Key`.
+    pub idempotency_window: Duration,
 }
 
 impl Config {
@@ -95,6 +97,7 @@ impl Config {
             concurrency: 64,
             service: Service::All,
             fsync: false,
+            idempotency_window: crate::api::idempotency::DEFAULT_WINDOW,
             db_file: None,
         }
     }

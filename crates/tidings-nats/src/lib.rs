@@ -40,3 +40,27 @@ pub mod transport;
 pub use config::NatsConfig;
 pub use error::NatsError;
 pub use transport::NatsTransport;
+
+/// The receiver's envelope decoding (the `Tidings-Envelope` header and the payload), and
+/// its inverse, exposed for the fuzz harness (`crates/tidings-fuzz`); not a stable API.
+#[doc(hidden)]
+pub mod wire {
+    use async_nats::HeaderMap;
+    use bytes::Bytes;
+    use tidings_core::Envelope;
+
+    use crate::NatsError;
+
+    /// The envelope of a stored message, as the receiver decodes it.
+    pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<Envelope, NatsError> {
+        crate::codec::decode(headers, payload)
+    }
+
+    /// Headers and payload of `env`, as the publisher encodes them.
+    pub fn encode(env: &Envelope) -> Result<(HeaderMap, Bytes), NatsError> {
+        crate::codec::encode(env, None)
+    }
+
+    /// The header holding the envelope's metadata as JSON.
+    pub const ENVELOPE_HEADER: &str = crate::codec::ENVELOPE_HEADER;
+}

@@ -47,3 +47,21 @@ mod transport;
 pub use config::{QueueType, RabbitMqConfig, DEFAULT_MAX_MESSAGE_SIZE};
 pub use error::RabbitMqError;
 pub use transport::RabbitMqTransport;
+
+/// The consumer's envelope decoding (AMQP properties and body), and its inverse, exposed
+/// for the fuzz harness (`crates/tidings-fuzz`); not a stable API.
+#[doc(hidden)]
+pub mod wire {
+    use lapin::BasicProperties;
+    use tidings_core::Envelope;
+
+    /// The envelope of a received message, as the consumer decodes it.
+    pub fn decode(props: &BasicProperties, body: &[u8]) -> Envelope {
+        crate::codec::decode(props, body).envelope
+    }
+
+    /// AMQP properties and payload of `env`, as the publisher encodes them.
+    pub fn encode(env: &Envelope) -> (BasicProperties, Vec<u8>) {
+        crate::codec::encode(env, &crate::codec::Extra::default())
+    }
+}

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,28 +14,12 @@ use tidings_core::SendOptions;
 use uuid::Uuid;
 
 use super::correlation::CorrelationId;
+use super::idempotency::{self, Seen};
 use super::problem::Problem;
+use super::request::{parse_order, PlaceOrder, MAX_BODY_BYTES};
 use super::AppState;
-use crate::contracts::{Channel, OrderLine, OrderPlaced};
+use crate::contracts::{OrderLine, OrderPlaced};
 use crate::db::{db_err, Work};
-
-/// The idempotency header.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-
-/// A new order.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PlaceOrder {
-    /// Who orders.
-    pub customer_id: String,
-    /// What: at least one line, each with a catalog product and a quantity ≥ 1.
-    pub lines: Vec<OrderLine>,
-    /// Where to send the confirmation (default `email`).
-    #[serde(default)]
-    pub notify_via: Option<Channel>,
-    /// ISO country to ship to (default `US`).
-    #[serde(default)]
-    pub ship_to: Option<String>,
-}
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -110,18 +95,8 @@ fn accepted(id: Uuid, total_cents: i64, correlation: &str, replayed: bool) -> Re
     resp
 }
 
-async fn validate(state: &AppState, body: &[u8]) -> Result<(PlaceOrder, i64), Problem> {
-    let order: PlaceOrder = match serde_json::from_slice::<serde_json::Value>(body) {
-        Err(e) => {
-            return Err(Problem::invalid(
-                format!("the body is not valid JSON: {e}"),
-                vec![],
-            ))
-        }
-        Ok(v) => serde_json::from_value(v).map_err(|e| {
-            Problem::invalid(format!("the body does not describe an order: {e}"), vec![])
-        })?,
-    };
+/// The catalog's price of each line's product; a 400 naming every unknown product.
+async fn price(state: &AppState, order: &PlaceOrder) -> Result<i64, Problem> {
     let rows = sqlx::query("SELECT product_id, price_cents FROM api_catalog")
         .fetch_all(&state.db.read)
         .await
@@ -133,50 +108,52 @@ async fn validate(state: &AppState, body: &[u8]) -> Result<(PlaceOrder, i64), Pr
         prices.insert(id, price);
     }
     let mut errors = Vec::new();
-    if order.customer_id.trim().is_empty() {
-        errors.push("customer_id must not be empty".to_string());
-    }
-    if order.lines.is_empty() {
-        errors.push("lines must hold at least one line".to_string());
-    }
     let mut total = 0i64;
     for (i, l) in order.lines.iter().enumerate() {
-        if l.quantity == 0 {
-            errors.push(format!("lines[{i}].quantity must be at least 1"));
-        }
         match prices.get(&l.product_id) {
-            Some(p) => total += p * i64::from(l.quantity),
+            Some(p) => {
+                total = p
+                    .checked_mul(i64::from(l.quantity))
+                    .and_then(|t| t.checked_add(total))
+                    .ok_or_else(|| Problem::invalid("the order's total is too large", vec![]))?;
+            }
             None => errors.push(format!(
                 "lines[{i}].product_id `{}` is not in the catalog",
                 l.product_id
             )),
         }
     }
-    if let Some(c) = &order.ship_to {
-        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-            errors.push(format!(
-                "ship_to `{c}` must be a two-letter ISO country code"
-            ));
-        }
-    }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors.join("; "), errors));
     }
-    Ok((order, total))
+    Ok(total)
+}
+
+/// What the order's transaction did.
+enum Stored {
+    /// Stored a new order.
+    New,
+    /// The key was used for this same order: (id, total).
+    Replayed(String, i64),
+    /// The key was used for a different order.
+    Conflict,
 }
 
 /// Places an order: the order row and its `OrderPlaced` event commit in one transaction.
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
-    request_body = PlaceOrder,
+    request_body(content = PlaceOrder, description = "The order; at most 65536 bytes (413 above)"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Same key, same order: a retry never creates a second one"),
-        ("X-Correlation-Id" = Option<String>, Header, description = "Carried by every message the order causes; generated when absent"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$",
+         description = "Same key, same order: a retry never creates a second one. The same key with a different order is refused (422). Keys are remembered for a window (default 24 h)."),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried by every message the order causes; generated when absent, or when not 1–128 visible ASCII characters"),
     ),
     responses(
         (status = 202, description = "Accepted; the order is processed asynchronously", body = OrderAccepted,
          headers(("Location" = String, description = "/orders/{id}"), ("X-Correlation-Id" = String))),
-        (status = 400, description = "Invalid order", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid order or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 65536 bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used for a different order", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -184,18 +161,28 @@ pub async fn place_order(
     State(state): State<AppState>,
     Extension(CorrelationId(correlation)): Extension<CorrelationId>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let key = headers
-        .get(IDEMPOTENCY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::too_large(MAX_BODY_BYTES),
+        _ => Problem::invalid(format!("the body could not be read: {e}"), vec![]),
+    })?;
+    let key = idempotency::key(&headers)?;
+    let order = parse_order(&body)?;
+    let fingerprint = order.fingerprint();
+    let window = state.idempotency_window;
     if let Some(k) = &key {
-        if let Some((id, total)) = by_key(&state.db.read, k).await? {
-            return Ok(accepted(id, total, &correlation, true));
+        let horizon = idempotency::horizon(chrono::Utc::now().timestamp_micros(), window);
+        match idempotency::seen(&state.db.read, k, &fingerprint, horizon)
+            .await
+            .map_err(Problem::internal)?
+        {
+            Seen::New => {}
+            Seen::Same(id, total) => return replayed(&id, total, &correlation),
+            Seen::Different => return Err(Problem::key_reused()),
         }
     }
-    let (order, total) = validate(&state, &body).await?;
+    let total = price(&state, &order).await?;
     let id = Uuid::now_v7();
     let placed_at = chrono::Utc::now();
     let opts = SendOptions::default()
@@ -210,13 +197,17 @@ pub async fn place_order(
                 if let Some(k) = &key {
                     // checked again inside the (serialized) write transaction: two racing
                     // retries
-                    if let Some(found) = key_row(work.conn(), k).await.map_err(db_err)? {
-                        return Ok(Some(found));
+                    let now = placed_at.timestamp_micros();
+                    let horizon = idempotency::horizon(now, window);
+                    match idempotency::seen(work.conn(), k, &fingerprint, horizon)
+                        .await
+                        .map_err(db_err)?
+                    {
+                        Seen::New => {}
+                        Seen::Same(id, total) => return Ok(Stored::Replayed(id, total)),
+                        Seen::Different => return Ok(Stored::Conflict),
                     }
-                    sqlx::query("INSERT INTO api_idempotency (key, order_id) VALUES (?, ?)")
-                        .bind(k)
-                        .bind(id.to_string())
-                        .execute(work.conn())
+                    idempotency::remember(work.conn(), k, &id.to_string(), &fingerprint, now, horizon)
                         .await
                         .map_err(db_err)?;
                 }
@@ -233,52 +224,36 @@ pub async fn place_order(
                 .execute(work.conn())
                 .await
                 .map_err(db_err)?;
+                let channel = order.channel();
+                let ship_to = order.country().to_string();
                 work.emit(&OrderPlaced {
                     order_id: id,
                     customer_id: order.customer_id,
-                    lines: order.lines,
+                    lines: order.lines.into_iter().map(OrderLine::from).collect(),
                     total_cents: total,
-                    channel: order.notify_via.unwrap_or(Channel::Email),
-                    ship_to: order.ship_to.unwrap_or_else(|| "US".into()),
+                    channel,
+                    ship_to,
                     placed_at,
                 })?;
-                Ok(None)
+                Ok(Stored::New)
             })
         })
         .await
         .map_err(Problem::internal)?;
     match stored {
-        Some((id, total)) => Ok(accepted(
-            id.parse().map_err(Problem::internal)?,
-            total,
-            &correlation,
-            true,
-        )),
-        None => Ok(accepted(id, total, &correlation, false)),
+        Stored::New => Ok(accepted(id, total, &correlation, false)),
+        Stored::Replayed(id, total) => replayed(&id, total, &correlation),
+        Stored::Conflict => Err(Problem::key_reused()),
     }
 }
 
-/// The order a key was used for (order id, total).
-async fn key_row<'c, E>(db: E, key: &str) -> Result<Option<(String, i64)>, sqlx::Error>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    sqlx::query_as(
-        "SELECT o.order_id, o.total_cents FROM api_idempotency k JOIN api_orders o ON o.order_id = k.order_id WHERE k.key = ?",
-    )
-    .bind(key)
-    .fetch_optional(db)
-    .await
-}
-
-async fn by_key<'c, E>(db: E, key: &str) -> Result<Option<(Uuid, i64)>, Problem>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    let Some((id, total)) = key_row(db, key).await.map_err(Problem::internal)? else {
-        return Ok(None);
-    };
-    Ok(Some((id.parse().map_err(Problem::internal)?, total)))
+fn replayed(id: &str, total: i64, correlation: &str) -> Result<Response, Problem> {
+    Ok(accepted(
+        id.parse().map_err(Problem::internal)?,
+        total,
+        correlation,
+        true,
+    ))
 }
 
 /// An order's status, from the read model fed by events.

@@ -36,6 +36,30 @@ impl Problem {
         }
     }
 
+    /// A 413: the body is larger than `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Problem {
+            kind: "https://orderflow.example/problems/too-large".into(),
+            title: "The request body is too large".into(),
+            status: 413,
+            detail: format!("the body is larger than {limit} bytes"),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A 422: the Idempotency-Key was used for a different order.
+    pub fn key_reused() -> Self {
+        Problem {
+            kind: "https://orderflow.example/problems/idempotency-key-reused".into(),
+            title: "The Idempotency-Key was used for a different order".into(),
+            status: 422,
+            detail:
+                "this Idempotency-Key was used for a different order; use a new key for a new order"
+                    .into(),
+            errors: Vec::new(),
+        }
+    }
+
     /// A 404.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Problem {
