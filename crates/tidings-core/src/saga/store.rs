@@ -8,7 +8,7 @@
 //! 2. load the saga's record (if any) and call `decide` with it (pure: no I/O);
 //! 3. apply the [`Write`] with optimistic concurrency: an insert finds no row, an update or
 //!    delete finds the version the step read — otherwise fail with
-//!    [`Error::Conflict`](crate::Error::Conflict) (the runner re-runs the step);
+//!    [`Error::Conflict`] (the runner re-runs the step);
 //! 4. enqueue [`Decision::outgoing`] in the same transaction (the transport's own tables,
 //!    or an outbox table a relay ships), and commit.
 //!
