@@ -81,14 +81,8 @@ CREATE TABLE IF NOT EXISTS notif_sent (
     channel  TEXT NOT NULL
 );
 
--- order saga (orchestration state, optimistic concurrency on version)
-CREATE TABLE IF NOT EXISTS saga_orders (
-    order_id TEXT PRIMARY KEY,
-    state    TEXT NOT NULL,
-    data     TEXT NOT NULL,
-    reason   TEXT,
-    version  INTEGER NOT NULL
-);
+-- order saga: the framework's saga table (tidings_saga_instances) and the view
+-- saga_orders over it, created by services::saga::prepare
 
 -- read model (fed by events)
 CREATE TABLE IF NOT EXISTS view_orders (

@@ -245,6 +245,7 @@ impl System {
         relay: bool,
     ) -> anyhow::Result<System> {
         seed(&db).await?;
+        saga::prepare(&db).await?;
         let sink: Arc<dyn Sink> = Arc::new(FileSink::open(config.notifications_path())?);
         let journal = tidings_admin::MessageJournal::new();
         let bus = bus_builder(transport.clone(), &config, &db, sink)

@@ -72,6 +72,14 @@ impl Work<'_> {
     }
 }
 
+impl Work<'_> {
+    /// Adds messages already built (e.g. by a saga step) to those sent when the
+    /// transaction commits.
+    pub fn push(&mut self, outgoing: Vec<Outgoing>) {
+        self.outgoing.extend(outgoing);
+    }
+}
+
 impl Db {
     /// A handler's unit of work for the message of `ctx`: `None` when the inbox already
     /// holds this message for this endpoint (a duplicate delivery, to be acked without

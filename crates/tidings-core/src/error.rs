@@ -69,6 +69,19 @@ pub enum Error {
         /// The transport's name.
         transport: &'static str,
     },
+    /// A saga instance was saved by someone else between a step's load and its save
+    /// (optimistic concurrency): nothing was written; the step is re-run.
+    #[error("saga `{saga}` key `{key}` changed concurrently (expected version {expected:?}, found {found:?})")]
+    Conflict {
+        /// The saga's name.
+        saga: String,
+        /// The instance's key.
+        key: String,
+        /// The version the step read (`None`: it expected no instance).
+        expected: Option<i64>,
+        /// The version found at save (`None`: the instance is gone).
+        found: Option<i64>,
+    },
     /// A dead letter with this id was not found.
     #[error("dead letter `{0}` not found")]
     NotFound(String),
@@ -79,7 +92,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Transport { kind, .. } => *kind,
-            Error::RequestTimeout { .. } => ErrorKind::Transient,
+            Error::RequestTimeout { .. } | Error::Conflict { .. } => ErrorKind::Transient,
             _ => ErrorKind::Permanent,
         }
     }

@@ -1,7 +1,9 @@
 //! [`TestHarness`]: runs a bus on the in-memory transport and records what was sent,
 //! published, consumed and faulted — like MassTransit's test harness. Use it under paused
 //! tokio time (`#[tokio::test(start_paused = true)]`) and retry / redelivery schedules run
-//! instantly.
+//! instantly — as do saga timeouts ([`Step::request_timeout`](crate::saga::Step::request_timeout)):
+//! attach a saga with a [`MemorySagaStore`](crate::saga::MemorySagaStore) and its 30 s
+//! timeout arrives as soon as everything else is idle.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -36,6 +36,7 @@ pub mod endpoint;
 pub mod observe;
 pub mod outbox;
 mod receive;
+pub mod saga;
 pub mod topology;
 
 pub use bus::{Bus, BusBuilder};

@@ -13,7 +13,8 @@
 //!   together.
 //! - [`transactional`]: a handler whose inbox row, business writes and outgoing messages
 //!   commit in one transaction; duplicates are skipped.
-//! - [`SagaStore`]: saga state with optimistic concurrency.
+//! - [`SqliteSagaStore`]: saga steps (state with optimistic concurrency, inbox row,
+//!   messages) as one transaction, for [`tidings_core::saga`].
 //! - [`OutboxTable`]: an outbox table in a service's own SQLite database, shipped to a
 //!   broker transport by a [`Relay`](tidings_core::outbox::Relay).
 //!
@@ -43,6 +44,6 @@ pub use error::{Result, SqliteError};
 pub use inbox::{transactional, SqliteInbox, Transactional};
 pub use outbox::Outbox;
 pub use relay::OutboxTable;
-pub use saga::SagaStore;
+pub use saga::SqliteSagaStore;
 pub use schema::SCHEMA_VERSION;
 pub use transport::SqliteTransport;

@@ -1,23 +1,38 @@
-//! The order saga (orchestration): OrderPlaced → ReserveStock → CapturePayment →
-//! CreateShipment → OrderCompleted. Any failure runs the compensations that apply (release
-//! stock, refund) and ends in OrderCancelled{reason}. A payment that does not answer within
-//! the deadline cancels the order (a PaymentTimeout scheduled to this endpoint). State lives
-//! in `saga_orders` with optimistic concurrency (version column); the endpoint is ordered by
-//! order id, so conflicts are rare and retried when they happen.
+//! The order saga (orchestration) on the framework's sagas ([`tidings_core::saga`]):
+//! OrderPlaced → ReserveStock → CapturePayment → CreateShipment → OrderCompleted.
+//!
+//! Each step records the undo of what it started ([`Step::compensate_with`]: a reservation
+//! is undone by ReleaseStock, a capture by RefundPayment); a failure (stock rejected,
+//! payment declined, shipment failed, payment timeout) runs the recorded undos newest first
+//! ([`Step::fail`]) and ends in OrderCancelled{reason}. A payment that does not answer
+//! within the deadline cancels the order: a saga timeout (PaymentTimeout), dropped by the
+//! framework if the saga moved on before it arrived. The timeout also asks payments to
+//! refund, which voids an intent that was not captured yet, so a late capture is refused;
+//! a capture that lands after the cancellation anyway is refunded. Refunds are idempotent
+//! per order in payments, so two of them refund once.
+//!
+//! State: [`OrderSaga`] in the framework's saga table (`tidings_saga_instances`, saga
+//! `order`), kept after completion for the reports (the view `saga_orders` shows it as the
+//! reports read it). Each step runs in OrderFlow's unit of work ([`Db::work`]): inbox row,
+//! saga state and outgoing messages commit together.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
+use tidings_core::saga::{Completion, Decide, Saga, SagaState, SagaStore, Step, StepOutcome};
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
-use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::contracts::*;
-use crate::db::{db_err, Db, Work};
+use crate::db::{db_err, Db};
 
 /// The endpoint's queue name.
 pub const QUEUE: &str = "order-saga";
+
+/// The saga's name (in the saga table).
+pub const SAGA: &str = "order";
 
 /// What the saga remembers about an order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,255 +49,285 @@ pub struct SagaData {
     pub ship_to: String,
 }
 
-/// One saga instance as stored.
-#[derive(Debug, Clone)]
-struct Saga {
-    order_id: Uuid,
-    state: String,
-    data: SagaData,
-    version: i64,
+/// Where an order is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Waiting for inventory.
+    Reserving,
+    /// Waiting for payments (a timeout is armed).
+    Paying,
+    /// Waiting for shipping.
+    Shipping,
+    /// Done.
+    Completed,
+    /// Cancelled (see the reason).
+    Cancelled,
 }
 
-/// What happened to the order.
-#[derive(Debug)]
-enum Input {
-    Reserved,
-    Rejected(String),
-    Captured,
-    PaymentFailed(String),
-    Shipped,
-    ShipFailed(String),
-    Timeout,
+/// The order saga's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderSaga {
+    /// The order.
+    pub order: SagaData,
+    /// Where it is.
+    pub phase: Phase,
+    /// Why it was cancelled.
+    pub reason: Option<String>,
 }
 
-async fn load(work: &mut Work<'_>, order_id: Uuid) -> Result<Option<Saga>, HandlerError> {
-    let row = sqlx::query("SELECT state, data, version FROM saga_orders WHERE order_id = ?")
-        .bind(order_id.to_string())
-        .fetch_optional(work.conn())
-        .await
-        .map_err(db_err)?;
-    let Some(row) = row else { return Ok(None) };
-    let data: String = row.try_get("data").map_err(db_err)?;
-    Ok(Some(Saga {
-        order_id,
-        state: row.try_get("state").map_err(db_err)?,
-        data: serde_json::from_str(&data)
-            .map_err(|e| HandlerError::permanent(format!("saga state of {order_id}: {e}")))?,
-        version: row.try_get("version").map_err(db_err)?,
-    }))
-}
-
-async fn save(work: &mut Work<'_>, saga: &Saga, reason: Option<&str>) -> Result<(), HandlerError> {
-    let saved = sqlx::query(
-        "UPDATE saga_orders SET state = ?, reason = COALESCE(?, reason), version = version + 1 \
-         WHERE order_id = ? AND version = ?",
-    )
-    .bind(&saga.state)
-    .bind(reason)
-    .bind(saga.order_id.to_string())
-    .bind(saga.version)
-    .execute(work.conn())
-    .await
-    .map_err(db_err)?
-    .rows_affected();
-    if saved == 0 {
-        return Err(HandlerError::transient(format!(
-            "saga {} changed concurrently (expected version {})",
-            saga.order_id, saga.version
-        )));
+impl SagaState for OrderSaga {
+    fn name(&self) -> &str {
+        match self.phase {
+            Phase::Reserving => "reserving",
+            Phase::Paying => "paying",
+            Phase::Shipping => "shipping",
+            Phase::Completed => "completed",
+            Phase::Cancelled => "cancelled",
+        }
     }
-    Ok(())
 }
 
-async fn start(db: &Db, m: OrderPlaced, ctx: &ConsumeContext) -> Result<(), HandlerError> {
-    db.work(ctx, move |work| Box::pin(start_in(work, m)))
-        .await?;
-    Ok(())
-}
+impl OrderSaga {
+    fn to(mut self, phase: Phase) -> Self {
+        self.phase = phase;
+        self
+    }
 
-async fn start_in(work: &mut Work<'_>, m: OrderPlaced) -> Result<(), HandlerError> {
-    let data = SagaData {
-        customer_id: m.customer_id,
-        lines: m.lines.clone(),
-        total_cents: m.total_cents,
-        channel: m.channel,
-        ship_to: m.ship_to,
-    };
-    let json = serde_json::to_string(&data).map_err(HandlerError::permanent)?;
-    let fresh = sqlx::query(
-        "INSERT INTO saga_orders (order_id, state, data, version) VALUES (?, 'reserving', ?, 1) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(m.order_id.to_string())
-    .bind(json)
-    .execute(work.conn())
-    .await
-    .map_err(db_err)?
-    .rows_affected()
-        == 1;
-    if fresh {
-        work.emit(&ReserveStock {
-            order_id: m.order_id,
-            lines: m.lines,
+    /// Fails the order: recorded undos newest first, then OrderCancelled.
+    fn cancel(
+        mut self,
+        order_id: uuid::Uuid,
+        reason: &str,
+        step: &mut Step<'_>,
+    ) -> Result<Self, HandlerError> {
+        step.fail(reason)?;
+        step.publish(&OrderCancelled {
+            order_id,
+            customer_id: self.order.customer_id.clone(),
+            channel: self.order.channel,
+            reason: reason.to_string(),
         })?;
+        step.complete();
+        tracing::info!(%order_id, reason, "order cancelled");
+        self.reason = Some(reason.to_string());
+        Ok(self.to(Phase::Cancelled))
     }
-    Ok(())
 }
 
-async fn step(
-    db: &Db,
-    ctx: &ConsumeContext,
-    order_id: Uuid,
-    input: Input,
-    payment_timeout: Duration,
-) -> Result<(), HandlerError> {
-    db.work(ctx, move |work| {
-        Box::pin(step_in(work, order_id, input, payment_timeout))
+/// The saga definition; a payment not answered within `payment_timeout` cancels the order.
+pub fn definition(payment_timeout: Duration) -> Saga<OrderSaga> {
+    Saga::<OrderSaga>::new(SAGA)
+        // The reports read every order's final state.
+        .completion(Completion::Keep)
+        .starts_with(
+            |m: &OrderPlaced| m.order_id,
+            |m, step| {
+                step.send(&ReserveStock {
+                    order_id: m.order_id,
+                    lines: m.lines.clone(),
+                })?;
+                Ok(OrderSaga {
+                    order: SagaData {
+                        customer_id: m.customer_id.clone(),
+                        lines: m.lines.clone(),
+                        total_cents: m.total_cents,
+                        channel: m.channel,
+                        ship_to: m.ship_to.clone(),
+                    },
+                    phase: Phase::Reserving,
+                    reason: None,
+                })
+            },
+        )
+        .on(
+            |m: &StockReserved| m.order_id,
+            move |s, m, step| match s.phase {
+                Phase::Reserving => {
+                    let id = m.order_id;
+                    step.compensate_with(&ReleaseStock { order_id: id })?;
+                    step.send(&CapturePayment {
+                        order_id: id,
+                        customer_id: s.order.customer_id.clone(),
+                        amount_cents: s.order.total_cents,
+                    })?;
+                    step.request_timeout(&PaymentTimeout { order_id: id }, payment_timeout)?;
+                    Ok(s.to(Phase::Paying))
+                }
+                _ => Ok(s),
+            },
+        )
+        .on(
+            |m: &StockRejected| m.order_id,
+            |s, m, step| match s.phase {
+                Phase::Reserving => s.cancel(m.order_id, &m.reason, step),
+                _ => Ok(s),
+            },
+        )
+        .on(
+            |m: &PaymentCaptured| m.order_id,
+            |s, m, step| match s.phase {
+                Phase::Paying => {
+                    let id = m.order_id;
+                    step.compensate_with(&RefundPayment {
+                        order_id: id,
+                        reason: "order cancelled after capture".into(),
+                    })?;
+                    step.send(&CreateShipment {
+                        order_id: id,
+                        ship_to: s.order.ship_to.clone(),
+                        lines: s.order.lines.clone(),
+                    })?;
+                    Ok(s.to(Phase::Shipping))
+                }
+                Phase::Cancelled => {
+                    // A capture that lands after the deadline cancelled the order: give it back.
+                    step.send(&RefundPayment {
+                        order_id: m.order_id,
+                        reason: "captured after cancellation".into(),
+                    })?;
+                    Ok(s)
+                }
+                _ => Ok(s),
+            },
+        )
+        .on(
+            |m: &PaymentFailed| m.order_id,
+            |s, m, step| match s.phase {
+                Phase::Paying => s.cancel(m.order_id, &m.reason, step),
+                _ => Ok(s),
+            },
+        )
+        .on(
+            |m: &PaymentTimeout| m.order_id,
+            |s, m, step| match s.phase {
+                Phase::Paying => {
+                    // The capture may be in flight: void the intent (or refund it if it went
+                    // through), then undo the reservation.
+                    step.send(&RefundPayment {
+                        order_id: m.order_id,
+                        reason: "payment-timeout".into(),
+                    })?;
+                    s.cancel(m.order_id, "payment-timeout", step)
+                }
+                _ => Ok(s),
+            },
+        )
+        .on(
+            |m: &ShipmentCreated| m.order_id,
+            |s, m, step| match s.phase {
+                Phase::Shipping => {
+                    step.clear_compensations();
+                    step.publish(&OrderCompleted {
+                        order_id: m.order_id,
+                        customer_id: s.order.customer_id.clone(),
+                        channel: s.order.channel,
+                        total_cents: s.order.total_cents,
+                    })?;
+                    step.complete();
+                    Ok(s.to(Phase::Completed))
+                }
+                _ => Ok(s),
+            },
+        )
+        .on(
+            |m: &ShipmentFailed| m.order_id,
+            |s, m, step| match s.phase {
+                Phase::Shipping => s.cancel(m.order_id, &m.reason, step),
+                _ => Ok(s),
+            },
+        )
+}
+
+/// Saga steps in OrderFlow's unit of work ([`Db::work`]): the inbox row, the saga row and
+/// the outgoing messages in one transaction (on the SQLite transport a job of its writer;
+/// otherwise the write pool + the outbox table).
+#[derive(Debug, Clone)]
+pub struct DbSagaStore {
+    db: Db,
+}
+
+impl DbSagaStore {
+    /// Saga steps on `db`.
+    pub fn new(db: Db) -> Self {
+        DbSagaStore { db }
+    }
+}
+
+#[async_trait]
+impl SagaStore for DbSagaStore {
+    async fn step(
+        &self,
+        saga: &str,
+        key: &str,
+        ctx: &ConsumeContext,
+        decide: Decide,
+    ) -> Result<StepOutcome, HandlerError> {
+        let (saga, key) = (saga.to_string(), key.to_string());
+        let done = self
+            .db
+            .work(ctx, move |work| {
+                Box::pin(async move {
+                    let out =
+                        tidings_sqlite::saga::step_in(work.conn(), &saga, &key, decide).await?;
+                    work.push(out);
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(match done {
+            Some(()) => StepOutcome::Applied,
+            None => StepOutcome::Duplicate,
+        })
+    }
+}
+
+/// The reports' view of the saga: `saga_orders(order_id, state, reason, version)`.
+const VIEW: &str = "CREATE VIEW IF NOT EXISTS saga_orders AS \
+    SELECT key AS order_id, state, json_extract(data, '$.reason') AS reason, version \
+    FROM tidings_saga_instances WHERE saga = 'order'";
+
+/// Creates the saga table and the `saga_orders` view (idempotent). A database written by
+/// an older OrderFlow has a `saga_orders` table instead: refused with a message.
+pub async fn prepare(db: &Db) -> anyhow::Result<()> {
+    db.write(|conn: &mut SqliteConnection| {
+        Box::pin(async move {
+            let kind: Option<String> =
+                sqlx::query_scalar("SELECT type FROM sqlite_master WHERE name = 'saga_orders'")
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+            if kind.as_deref() == Some("table") {
+                return Err(HandlerError::permanent(
+                    "this data dir was written by an OrderFlow with the hand-written saga \
+                     (table saga_orders): start on a fresh data dir",
+                ));
+            }
+            tidings_sqlite::saga::create_table(conn).await?;
+            sqlx::raw_sql(VIEW)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            Ok::<_, HandlerError>(())
+        })
     })
-    .await?;
-    Ok(())
-}
-
-async fn step_in(
-    work: &mut Work<'_>,
-    order_id: Uuid,
-    input: Input,
-    payment_timeout: Duration,
-) -> Result<(), HandlerError> {
-    let Some(mut saga) = load(work, order_id).await? else {
-        if matches!(input, Input::Timeout) {
-            // The saga schedules its own timeout after it starts, so a timeout without a
-            // saga belongs to another database (e.g. an earlier run on a shared broker).
-            tracing::warn!(%order_id, "payment timeout for an unknown order ignored");
-            return Ok(());
-        }
-        return Err(HandlerError::transient(format!(
-            "no saga for order {order_id} yet"
-        )));
-    };
-    let id = order_id;
-    let d = saga.data.clone();
-    let mut reason = None;
-    let next = match (saga.state.as_str(), input) {
-        ("reserving", Input::Reserved) => {
-            work.emit(&CapturePayment {
-                order_id: id,
-                customer_id: d.customer_id.clone(),
-                amount_cents: d.total_cents,
-            })?;
-            work.emit_delayed(&PaymentTimeout { order_id: id }, payment_timeout)?;
-            Some("paying")
-        }
-        ("reserving", Input::Rejected(r)) => {
-            reason = Some(r);
-            Some("cancelled")
-        }
-        ("paying", Input::Captured) => {
-            work.emit(&CreateShipment {
-                order_id: id,
-                ship_to: d.ship_to.clone(),
-                lines: d.lines.clone(),
-            })?;
-            Some("shipping")
-        }
-        ("paying", Input::PaymentFailed(r)) => {
-            work.emit(&ReleaseStock { order_id: id })?;
-            reason = Some(r);
-            Some("cancelled")
-        }
-        ("paying", Input::Timeout) => {
-            work.emit(&ReleaseStock { order_id: id })?;
-            work.emit(&RefundPayment {
-                order_id: id,
-                reason: "payment-timeout".into(),
-            })?;
-            reason = Some("payment-timeout".to_string());
-            Some("cancelled")
-        }
-        ("shipping", Input::Shipped) => {
-            work.emit(&OrderCompleted {
-                order_id: id,
-                customer_id: d.customer_id.clone(),
-                channel: d.channel,
-                total_cents: d.total_cents,
-            })?;
-            Some("completed")
-        }
-        ("shipping", Input::ShipFailed(r)) => {
-            work.emit(&ReleaseStock { order_id: id })?;
-            work.emit(&RefundPayment {
-                order_id: id,
-                reason: r.clone(),
-            })?;
-            reason = Some(r);
-            Some("cancelled")
-        }
-        ("cancelled", Input::Captured) => {
-            // A capture that lands after the deadline cancelled the order: give it back.
-            work.emit(&RefundPayment {
-                order_id: id,
-                reason: "captured after cancellation".into(),
-            })?;
-            None
-        }
-        (state, input) => {
-            tracing::debug!(state, ?input, "saga: nothing to do");
-            None
-        }
-    };
-    if let Some(next) = next {
-        if let Some(r) = &reason {
-            work.emit(&OrderCancelled {
-                order_id: id,
-                customer_id: d.customer_id.clone(),
-                channel: d.channel,
-                reason: r.clone(),
-            })?;
-            tracing::info!(reason = %r, "order cancelled");
-        }
-        saga.state = next.to_string();
-        save(work, &saga, reason.as_deref()).await?;
-    }
-    Ok(())
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The saga endpoint; a payment not answered within `payment_timeout` cancels the order.
 pub fn endpoint(db: Db, payment_timeout: Duration) -> Endpoint {
-    macro_rules! on {
-        ($ep:expr, $ty:ty, |$m:ident| $input:expr) => {{
-            let db = db.clone();
-            $ep.handle_fn(move |$m: $ty, ctx: ConsumeContext| {
-                let db = db.clone();
-                let span = super::span(&ctx, $m.order_id);
-                let order_id = $m.order_id;
-                let input = $input;
-                async move { step(&db, &ctx, order_id, input, payment_timeout).await }
-                    .instrument(span)
-            })
-        }};
-    }
-    let d0 = db.clone();
     let ep = Endpoint::new(QUEUE)
         .ordered(true)
-        .handle_fn(move |m: OrderPlaced, ctx: ConsumeContext| {
-            let db = d0.clone();
-            let span = super::span(&ctx, m.order_id);
-            async move { start(&db, m, &ctx).await }.instrument(span)
-        })
-        .upcast::<OrderPlacedV1, OrderPlaced>();
-    let ep = on!(ep, StockReserved, |m| Input::Reserved);
-    let ep = on!(ep, StockRejected, |m| Input::Rejected(m.reason));
-    let ep = on!(ep, PaymentCaptured, |m| Input::Captured);
-    let ep = on!(ep, PaymentFailed, |m| Input::PaymentFailed(m.reason));
-    let ep = on!(ep, ShipmentCreated, |m| Input::Shipped);
-    let ep = on!(ep, ShipmentFailed, |m| Input::ShipFailed(m.reason));
-    let ep = on!(ep, PaymentTimeout, |m| Input::Timeout);
-    ep.sends::<ReserveStock>()
+        .sends::<ReserveStock>()
         .sends::<CapturePayment>()
         .sends::<PaymentTimeout>()
         .sends::<CreateShipment>()
         .sends::<ReleaseStock>()
         .sends::<RefundPayment>()
         .sends::<OrderCompleted>()
-        .sends::<OrderCancelled>()
+        .sends::<OrderCancelled>();
+    definition(payment_timeout)
+        .attach(ep, Arc::new(DbSagaStore::new(db)))
+        .upcast::<OrderPlacedV1, OrderPlaced>()
 }
