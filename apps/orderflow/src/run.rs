@@ -88,7 +88,10 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
     // with the bus's topology (`GET /admin/topology`, `tidings topology --url`).
     let mut admin = tidings_admin::AdminState::new(system.bus.transport().clone())
         .topology(system.bus.topology().clone())
-        .journal(system.journal.clone());
+        .journal(system.journal.clone())
+        .sagas(std::sync::Arc::new(tidings_sqlite::SqliteSagaQueries::new(
+            system.db.read.clone(),
+        )));
     match tidings_admin::install_recorder() {
         Ok(handle) => admin = admin.metrics(handle),
         Err(e) => tracing::warn!(error = %e, "no Prometheus recorder: /admin/metrics is off"),

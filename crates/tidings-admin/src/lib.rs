@@ -1,5 +1,5 @@
 //! Operating Tidings over HTTP: an admin [`router`] to mount in any axum app (queues, dead
-//! letters: list / show / replay / purge, a correlation id's messages in order, the bus's
+//! letters: list / show / replay / purge, a correlation id's messages in order, sagas, the bus's
 //! topology, Prometheus metrics, health probes, a small dashboard), [`serve`] to run it on
 //! its own port, a [`MessageJournal`] (a bounded in-memory record of the deliveries this
 //! process consumed) and a [`DeadLetterMonitor`] that raises [`DeadLetterAlert`]s.
@@ -26,6 +26,7 @@ mod monitor;
 mod query;
 mod request;
 mod routes;
+mod sagas;
 mod server;
 mod state;
 mod timeline;

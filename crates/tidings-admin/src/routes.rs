@@ -35,6 +35,8 @@ pub const MAX_PAGE_SIZE: usize = 1_000;
 /// | `POST /dlq/replay` | JSON [`ReplayRequest`](crate::ReplayRequest) `{endpoint, type, reason, since, ids: [..], correlation_id, limit, to, dry_run, all}` |
 /// | `DELETE /dlq?..&confirm=true` | purge matching dead letters ([`PurgeRequest`](crate::PurgeRequest); no filter needs `all=true`) |
 /// | `GET /messages?correlation_id=` | that conversation's messages in order: the [`MessageJournal`](crate::MessageJournal)'s deliveries merged with dead letters |
+/// | `GET /sagas?saga=&state=&status=active\|completed&stuck_for=5m&limit=&offset=` | saga instances, least recently updated first (stuck ones lead; when given [`AdminState::sagas`]) |
+/// | `GET /sagas/{saga}/{key}` | one saga instance: state, data, recorded compensations, armed timeouts |
 /// | `GET /topology?format=json\|text\|mermaid\|dot` | the bus's topology (when given [`AdminState::topology`]) |
 /// | `GET /metrics` | Prometheus text |
 /// | `GET /healthz`, `GET /readyz` | liveness; readiness (`{"status":"ready"}` when the transport answers, else 503 `{"status":"unavailable"}`) |
@@ -53,6 +55,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/dlq/replay", post(replay))
         .route("/dlq/{id}", get(show_dlq))
         .route("/messages", get(crate::timeline::messages))
+        .route("/sagas", get(crate::sagas::list))
+        .route("/sagas/{saga}/{key}", get(crate::sagas::show))
         .route("/topology", get(topology))
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok" }))

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use tidings_core::saga::SagaQueries;
 use tidings_core::topology::TopologyReport;
 use tidings_core::transport::Transport;
 
@@ -18,6 +19,7 @@ pub struct AdminState {
     pub(crate) topology: Option<Arc<TopologyReport>>,
     pub(crate) journal: Option<MessageJournal>,
     pub(crate) allowed_hosts: Arc<[String]>,
+    pub(crate) sagas: Option<Arc<dyn SagaQueries>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -29,6 +31,7 @@ impl std::fmt::Debug for AdminState {
             .field("topology", &self.topology.is_some())
             .field("journal", &self.journal)
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("sagas", &self.sagas.is_some())
             .finish()
     }
 }
@@ -43,6 +46,7 @@ impl AdminState {
             topology: None,
             journal: None,
             allowed_hosts: Arc::from(Vec::new()),
+            sagas: None,
         }
     }
 
@@ -92,6 +96,13 @@ impl AdminState {
             .into_iter()
             .map(|h| h.into().to_ascii_lowercase())
             .collect();
+        self
+    }
+
+    /// Serves `GET /sagas` and `GET /sagas/{saga}/{key}` (and the dashboard's saga table)
+    /// from `sagas`: a saga store, e.g. `tidings_sqlite::SqliteSagaQueries`.
+    pub fn sagas(mut self, sagas: Arc<dyn SagaQueries>) -> Self {
+        self.sagas = Some(sagas);
         self
     }
 

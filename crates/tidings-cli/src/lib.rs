@@ -1,5 +1,5 @@
 //! The `tidings` command: operate Tidings on any transport by URL — `queues`, `dlq
-//! list|show|replay|purge`, `tail`, `topology`, `dashboard`, `bench`.
+//! list|show|replay|purge`, `tail`, `topology`, `sagas list|show`, `dashboard`, `bench`.
 //!
 //! [`run`] connects by URL and writes to the terminal; [`execute`] runs a command on a
 //! transport you hand it, writing to any [`Io`] (tests use it with an in-memory transport).
@@ -12,6 +12,7 @@ mod dlq_ops;
 mod format;
 pub mod opt;
 mod queues;
+pub mod sagas;
 mod tail;
 mod topology;
 
@@ -59,6 +60,17 @@ pub async fn run(opt: Opt) -> anyhow::Result<()> {
         // Connect to what they measure themselves.
         opt::Command::Bench(args) => return bench::run(args, &mut io).await,
         opt::Command::BenchDrain(args) => return tidings_bench::drain_child(args.clone()).await,
+        // Reads the database that holds the sagas; needs no transport.
+        opt::Command::Sagas(args) => {
+            let db = args.db.as_deref().or(opt.url.as_deref()).context(
+                "no saga database: pass --db (or --url), e.g. --db sqlite://orderflow-data/orderflow.db",
+            )?;
+            let sagas = connect::scrub_result(sagas::queries(db).await, db)?;
+            return match &args.command {
+                opt::SagaCommand::List(a) => sagas::list(a, sagas.as_ref(), &mut io).await,
+                opt::SagaCommand::Show(a) => sagas::show(a, sagas.as_ref(), &mut io).await,
+            };
+        }
         _ => {}
     }
     let url = opt.url.as_deref().context(
@@ -86,7 +98,8 @@ pub async fn execute(
         Command::Dlq(DlqCommand::Purge(a)) => dlq_ops::purge(a, t, io).await,
         Command::Tail(a) => tail::run(a, t, io).await,
         Command::Topology(a) => topology::run(a, opt.url.as_deref(), opt.connect_timeout, io).await,
-        Command::Dashboard(a) => dashboard::run(a, transport.clone(), io).await,
+        Command::Dashboard(a) => dashboard::run(a, transport.clone(), opt.url.as_deref(), io).await,
+        Command::Sagas(_) => anyhow::bail!("`tidings sagas` reads a database, not a transport"),
         Command::Bench(a) => bench::run(a, io).await,
         Command::BenchDrain(a) => tidings_bench::drain_child(a.clone()).await,
     }

@@ -49,6 +49,8 @@ pub enum Command {
     /// Prints an application's topology as text, mermaid or DOT: fetched from its admin
     /// API (--url http://HOST:PORT/admin) or read from the JSON its bus wrote (--from).
     Topology(TopologyArgs),
+    /// Saga instances: list (oldest update first: stuck ones lead), show one.
+    Sagas(SagasArgs),
     /// Serves the admin API and web dashboard.
     Dashboard(DashboardArgs),
     /// Benchmarks Tidings against raw baselines (tokio mpsc, SQLite, PostgreSQL SKIP
@@ -214,6 +216,62 @@ pub struct TopologyArgs {
     pub format: TopologyFormat,
 }
 
+/// `tidings sagas`.
+#[derive(Debug, Clone, Args)]
+pub struct SagasArgs {
+    /// The SQL database holding the sagas (default: --url): sqlite://FILE. On RabbitMQ or
+    /// NATS, the service's own database.
+    #[arg(long, env = "TIDINGS_SAGA_DB", hide_env_values = true)]
+    pub db: Option<String>,
+    /// list or show.
+    #[command(subcommand)]
+    pub command: SagaCommand,
+}
+
+/// `tidings sagas list|show`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SagaCommand {
+    /// Saga instances, least recently updated first.
+    List(SagaListArgs),
+    /// One saga instance: state, data, recorded compensations, armed timeouts (JSON).
+    Show(SagaShowArgs),
+}
+
+/// `tidings sagas list`.
+#[derive(Debug, Clone, Args)]
+pub struct SagaListArgs {
+    /// Only this saga (definition name).
+    #[arg(long)]
+    pub saga: Option<String>,
+    /// Only instances in this state.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only `active` or only `completed` instances.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only instances not updated for at least this long (30s, 5m, 1h): stuck ones.
+    #[arg(long, value_parser = duration)]
+    pub stuck_for: Option<Duration>,
+    /// At most this many (0: the default page of 100).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Skip this many (paging).
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tidings sagas show`.
+#[derive(Debug, Clone, Args)]
+pub struct SagaShowArgs {
+    /// The saga's name.
+    pub saga: String,
+    /// The correlation key.
+    pub key: String,
+}
+
 /// `tidings dashboard`.
 #[derive(Debug, Clone, Args)]
 pub struct DashboardArgs {
@@ -223,4 +281,8 @@ pub struct DashboardArgs {
     /// Bearer token the API requires.
     #[arg(long, env = "TIDINGS_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The SQL database holding sagas, for the saga table (default: --url when it is
+    /// sqlite://).
+    #[arg(long, env = "TIDINGS_SAGA_DB", hide_env_values = true)]
+    pub saga_db: Option<String>,
 }

@@ -44,6 +44,6 @@ pub use error::{Result, SqliteError};
 pub use inbox::{transactional, SqliteInbox, Transactional};
 pub use outbox::Outbox;
 pub use relay::OutboxTable;
-pub use saga::SqliteSagaStore;
+pub use saga::{SqliteSagaQueries, SqliteSagaStore};
 pub use schema::SCHEMA_VERSION;
 pub use transport::SqliteTransport;

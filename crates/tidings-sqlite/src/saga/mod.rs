@@ -195,3 +195,55 @@ impl SagaQueries for SqliteSagaStore {
         Ok(table::show(self.read_pool(), saga, key).await?)
     }
 }
+
+/// [`SagaQueries`] over a SQLite database's `tidings_saga_instances`, read only: for
+/// operators' tools (`tidings sagas`, the admin API) in a process that runs no saga.
+#[derive(Clone, Debug)]
+pub struct SqliteSagaQueries {
+    pool: SqlitePool,
+}
+
+impl SqliteSagaQueries {
+    /// Queries through `pool` (a reader is enough; WAL lets it run beside the writer).
+    pub fn new(pool: SqlitePool) -> Self {
+        SqliteSagaQueries { pool }
+    }
+
+    /// Opens `path` read only. A database without saga table lists nothing.
+    pub async fn open(path: &std::path::Path) -> Result<Self> {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await?;
+        Ok(SqliteSagaQueries { pool })
+    }
+
+    async fn has_table(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'tidings_saga_instances'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+}
+
+#[async_trait]
+impl SagaQueries for SqliteSagaQueries {
+    async fn list(&self, query: &SagaQuery) -> tidings_core::Result<Vec<SagaSummary>> {
+        if !self.has_table().await? {
+            return Ok(Vec::new());
+        }
+        Ok(table::list(&self.pool, query).await?)
+    }
+
+    async fn show(&self, saga: &str, key: &str) -> tidings_core::Result<Option<SagaRecord>> {
+        if !self.has_table().await? {
+            return Ok(None);
+        }
+        Ok(table::show(&self.pool, saga, key).await?)
+    }
+}
