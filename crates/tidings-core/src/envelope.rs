@@ -274,7 +274,10 @@ mod stored {
             let nanos = self.u32()?;
             DateTime::from_timestamp(secs, nanos).ok_or_else(|| err("time out of range"))
         }
-        fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> crate::Result<T>) -> crate::Result<Option<T>> {
+        fn opt<T>(
+            &mut self,
+            f: impl FnOnce(&mut Self) -> crate::Result<T>,
+        ) -> crate::Result<Option<T>> {
             match self.take(1)?[0] {
                 0 => Ok(None),
                 1 => f(self).map(Some),

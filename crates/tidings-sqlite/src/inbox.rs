@@ -19,9 +19,9 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
 use tidings_core::pipeline::inbox::InboxStore;
 use tidings_core::{ConsumeContext, Handler, HandlerError, Message};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::SqliteError;
