@@ -63,6 +63,16 @@ impl Settle for CountedSettle {
     async fn extend_lease(&self, by: Duration) -> Result<()> {
         self.inner.extend_lease(by).await
     }
+
+    fn inbox_home(&self) -> Option<u64> {
+        self.inner.inbox_home()
+    }
+
+    async fn ack_recording(self: Box<Self>, message_id: uuid::Uuid, endpoint: &str) -> Result<()> {
+        self.inner.ack_recording(message_id, endpoint).await?;
+        self.tracker.acked(1);
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -115,6 +115,7 @@ impl BusBuilder {
                 pipeline: ep.build_pipeline(),
                 producer: producer.with_source(ep.name.clone()),
                 observer: self.observer.clone(),
+                inbox: ep.inbox.clone(),
             };
             loops.spawn(receive::run(rt, receiver, stop.clone(), tracker.clone()));
         }

@@ -323,7 +323,8 @@ impl Endpoint {
             svc = l(svc);
         }
         if let Some(store) = &self.inbox {
-            svc = layer_fn(InboxLayer::new(store.clone()))(svc);
+            // The receive loop records with the ack (`receive::ack`).
+            svc = layer_fn(InboxLayer::check_only(store.clone()))(svc);
         }
         svc = layer_fn(DeserializeLayer::new(dispatcher))(svc);
         svc = layer_fn(MetricsLayer)(svc);

@@ -14,6 +14,7 @@ use tower::ServiceExt;
 use crate::endpoint::EndpointSettings;
 use crate::handler::HandlerError;
 use crate::observe::{Observation, Observer, Outcome};
+use crate::pipeline::inbox::InboxStore;
 use crate::pipeline::{BoxPipeline, Consume};
 use crate::telemetry::names;
 use crate::transport::{Delivery, Receiver};
@@ -27,6 +28,8 @@ pub(crate) struct EndpointRuntime {
     pub(crate) pipeline: BoxPipeline,
     pub(crate) producer: Producer,
     pub(crate) observer: Option<Arc<dyn Observer>>,
+    /// The endpoint's inbox: its pipeline only checks it; this loop records with the ack.
+    pub(crate) inbox: Option<Arc<dyn InboxStore>>,
 }
 
 /// Runs until `stop` is cancelled or the receiver closes. In-flight handlers are tracked
@@ -121,7 +124,7 @@ pub(crate) async fn process(
     match result {
         Ok(()) => {
             observe(rt, &d, Outcome::Consumed);
-            settle(rt, "ack", d.settle.ack().await)
+            settle(rt, "ack", ack(rt, d).await)
         }
         Err(e) if e.deferral().is_some() => {
             let delay = e.deferral().unwrap_or_default();
@@ -150,6 +153,23 @@ pub(crate) async fn process(
             }
             None => dead_letter(rt, d, &e, probe.attempts_made()).await,
         },
+    }
+}
+
+/// Acks a handled delivery and records it in the endpoint's inbox: in the ack's own commit
+/// when the inbox lives where the ack commits, else record first, then ack (a failed
+/// record leaves it unacked: it comes back and the inbox check runs again).
+async fn ack(rt: &EndpointRuntime, d: Delivery) -> crate::Result<()> {
+    let Some(store) = &rt.inbox else {
+        return d.settle.ack().await;
+    };
+    let id = d.envelope.id;
+    match (store.home(), d.settle.inbox_home()) {
+        (Some(a), Some(b)) if a == b => d.settle.ack_recording(id, &rt.name).await,
+        _ => {
+            store.record(id, &rt.name).await?;
+            d.settle.ack().await
+        }
     }
 }
 

@@ -110,7 +110,7 @@ fn decode(r: &SqliteRow) -> Result<DeadEntry> {
         id: r.try_get(0)?,
         letter: DeadLetter {
             queue: r.try_get(1)?,
-            envelope: serde_json::from_slice(&bytes)?,
+            envelope: crate::store::decode(&bytes)?,
             dead_lettered_at: DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default(),
         },
     })
@@ -199,7 +199,7 @@ pub(crate) async fn replay(
             partition_key: env.partition_key.clone(),
             visible_at: now,
             sent_at: env.sent_at.timestamp_millis(),
-            envelope: serde_json::to_vec(&env)?,
+            envelope: crate::store::encode(&env)?,
         });
     }
     for r in &rows {

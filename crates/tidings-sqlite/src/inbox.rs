@@ -12,13 +12,16 @@
 //! Inbox rows older than [`SqliteConfig::inbox_retention`](crate::SqliteConfig) are deleted
 //! by a background sweeper (or [`SqliteTransport::sweep_inbox`]).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use sqlx::sqlite::SqliteConnection;
+use sqlx::SqlitePool;
 use tidings_core::pipeline::inbox::InboxStore;
 use tidings_core::{ConsumeContext, Handler, HandlerError, Message};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::SqliteError;
@@ -65,16 +68,43 @@ pub async fn create_table(pool: &sqlx::SqlitePool) -> Result<(), SqliteError> {
     Ok(())
 }
 
+/// One `seen` question: (endpoint, message id) and where the answer goes.
+type SeenAsk = (String, Uuid, oneshot::Sender<Result<bool, SqliteError>>);
+
 /// The inbox table as a dedup store.
+///
+/// As the pipeline's [`InboxStore`], its `seen` checks are batched: the questions of
+/// concurrent handlers queue up while one query runs, and the next query answers all of
+/// them (one read instead of one per message); rows are recorded with the ack when the
+/// endpoint consumes from the same transport ([`InboxStore::home`]).
 #[derive(Debug, Clone)]
 pub struct SqliteInbox {
     transport: SqliteTransport,
+    /// The batching task's queue, started by the first `seen`.
+    asks: Arc<OnceLock<mpsc::UnboundedSender<SeenAsk>>>,
 }
 
 impl SqliteInbox {
     /// The inbox of `transport`'s database.
     pub fn new(transport: SqliteTransport) -> Self {
-        SqliteInbox { transport }
+        SqliteInbox {
+            transport,
+            asks: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Whether `(message_id, endpoint)` is recorded, asked together with other callers'
+    /// questions (see the type's documentation).
+    async fn seen_batched(&self, message_id: Uuid, endpoint: &str) -> Result<bool, SqliteError> {
+        let asks = self.asks.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(answer_seen(self.transport.pool().clone(), rx));
+            tx
+        });
+        let (tx, rx) = oneshot::channel();
+        asks.send((endpoint.to_string(), message_id, tx))
+            .map_err(|_| SqliteError::Closed)?;
+        rx.await.map_err(|_| SqliteError::Closed)?
     }
 
     /// Records `(message_id, endpoint)`; `true` if it is new (handle it), `false` if it was
@@ -90,26 +120,83 @@ impl SqliteInbox {
 
     /// Whether `(message_id, endpoint)` is recorded.
     pub async fn contains(&self, message_id: Uuid, endpoint: &str) -> Result<bool, SqliteError> {
-        let found =
-            sqlx::query("SELECT 1 FROM tidings_inbox WHERE endpoint = ? AND message_id = ?")
-                .bind(endpoint)
-                .bind(message_id.to_string())
-                .fetch_optional(self.transport.pool())
-                .await?;
-        Ok(found.is_some())
+        contains_in(self.transport.pool(), &message_id.to_string(), endpoint).await
     }
 }
 
 #[async_trait]
 impl InboxStore for SqliteInbox {
     async fn seen(&self, message_id: Uuid, endpoint: &str) -> tidings_core::Result<bool> {
-        Ok(self.contains(message_id, endpoint).await?)
+        Ok(self.seen_batched(message_id, endpoint).await?)
     }
 
     async fn record(&self, message_id: Uuid, endpoint: &str) -> tidings_core::Result<()> {
         self.try_record(message_id, endpoint).await?;
         Ok(())
     }
+
+    /// This transport's writer: an endpoint consuming from it records the inbox row in
+    /// the ack's own commit (one batch, one fsync, no separate write).
+    fn home(&self) -> Option<u64> {
+        Some(self.transport.inner.writer.id())
+    }
+}
+
+/// Most questions answered by one query.
+const MAX_SEEN_BATCH: usize = 512;
+
+/// Answers `seen` questions: takes everything queued, one query per endpoint among them.
+/// Ends when every [`SqliteInbox`] clone is gone.
+async fn answer_seen(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<SeenAsk>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, MAX_SEEN_BATCH).await > 0 {
+        while let Some(endpoint) = batch.first().map(|(e, _, _)| e.clone()) {
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                batch.drain(..).partition(|(e, _, _)| *e == endpoint);
+            batch = rest;
+            let ids: Vec<String> = mine.iter().map(|(_, id, _)| id.to_string()).collect();
+            let found = recorded_among(&pool, &endpoint, &ids).await;
+            for ((_, _, reply), id) in mine.into_iter().zip(&ids) {
+                let answer = match &found {
+                    Ok(found) => Ok(found.contains(id)),
+                    // Each caller gets its own error: ask again alone.
+                    Err(_) => contains_in(&pool, id, &endpoint).await,
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+}
+
+/// Whether `(message_id, endpoint)` is recorded.
+async fn contains_in(
+    pool: &SqlitePool,
+    message_id: &str,
+    endpoint: &str,
+) -> Result<bool, SqliteError> {
+    let found = sqlx::query("SELECT 1 FROM tidings_inbox WHERE endpoint = ? AND message_id = ?")
+        .bind(endpoint)
+        .bind(message_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Which of `ids` are recorded for `endpoint`.
+async fn recorded_among(
+    pool: &SqlitePool,
+    endpoint: &str,
+    ids: &[String],
+) -> Result<HashSet<String>, SqliteError> {
+    let found: Vec<String> = sqlx::query_scalar(
+        "SELECT message_id FROM tidings_inbox WHERE endpoint = ?1 \
+         AND message_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(endpoint)
+    .bind(serde_json::to_string(ids)?)
+    .fetch_all(pool)
+    .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// A handler whose effects commit in one transaction with its inbox row. Built by

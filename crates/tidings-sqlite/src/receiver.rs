@@ -18,6 +18,7 @@ use tidings_core::transport::{Delivery, ReceiveOptions, Receiver, Settle};
 use tidings_core::{Envelope, Result};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::error::SqliteError;
 use crate::schema::now_ms;
@@ -62,7 +63,7 @@ fn ms(d: Duration) -> i64 {
 
 impl SqliteReceiver {
     fn delivery(&self, row: Claimed, token: i64) -> Option<Delivery> {
-        let envelope = match Envelope::from_json(&row.envelope) {
+        let envelope = match crate::store::decode(&row.envelope) {
             Ok(e) => e,
             Err(e) => {
                 self.dead_letter_undecodable(row, token, e);
@@ -335,13 +336,30 @@ impl Settle for SqliteSettle {
         self.settle(|reply| Op::Ack {
             id,
             token,
+            inbox: None,
+            reply: Some(reply),
+        })
+        .await
+    }
+
+    fn inbox_home(&self) -> Option<u64> {
+        Some(self.writer.id())
+    }
+
+    async fn ack_recording(self: Box<Self>, message_id: Uuid, endpoint: &str) -> Result<()> {
+        let (id, token) = (self.id, self.token);
+        let inbox = Some((endpoint.to_string(), message_id));
+        self.settle(|reply| Op::Ack {
+            id,
+            token,
+            inbox,
             reply: Some(reply),
         })
         .await
     }
 
     async fn nack(self: Box<Self>, delay: Duration, updated: Option<Envelope>) -> Result<()> {
-        let envelope = updated.map(|e| e.to_json()).transpose()?;
+        let envelope = updated.map(|e| crate::store::encode(&e)).transpose()?;
         let (id, token) = (self.id, self.token);
         let visible_at =
             now_ms() + ms(delay) + i64::from(!delay.subsec_nanos().is_multiple_of(1_000_000));
@@ -365,7 +383,7 @@ impl Settle for SqliteSettle {
             message_type: envelope.message_type.clone(),
             reason: envelope.header(headers::FAULT_REASON).map(str::to_string),
             partition_key: envelope.partition_key.clone(),
-            envelope: envelope.to_json()?,
+            envelope: crate::store::encode(&envelope)?,
             park: self.park,
         };
         self.settle(|reply| Op::DeadLetter { row, reply }).await

@@ -6,7 +6,7 @@
 //! | `tidings_schema` | one row: the schema version, and a counter bumped by every declare |
 //! | `tidings_queues` | declared queues (name, ordered, temporary) |
 //! | `tidings_subscriptions` | (message type, queue): who gets a published event |
-//! | `tidings_messages` | queued messages: queue, visible_at (ms), lease token, delivery count, partition key, envelope JSON |
+//! | `tidings_messages` | queued messages: queue, visible_at (ms), lease token, delivery count, partition key, envelope (compact stored form: metadata JSON + raw body; JSON in older rows) |
 //! | `tidings_dead_letters` | error queues: original queue, reason, time, envelope with fault headers |
 //! | `tidings_parked` | (queue, partition key) parked behind a dead letter |
 //! | `tidings_inbox` | (endpoint, message id) already handled, with time |
@@ -27,7 +27,7 @@ use crate::config::{Durability, SqliteConfig};
 use crate::error::{sqlite_code, Result, SqliteError};
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const V1: &str = r#"
 CREATE TABLE tidings_queues (
@@ -89,8 +89,15 @@ CREATE TABLE tidings_sagas (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 2 changes no table: the `envelope` columns of `tidings_messages` and
+/// `tidings_dead_letters` may now hold the compact stored form (`Envelope::to_stored`),
+/// which a version-1 build cannot read — so the version is bumped, and such a build
+/// refuses the file (`NewerSchema`) instead of dead-lettering what it cannot decode.
+/// Rows written as JSON by version 1 are still read.
+const V2: &str = "SELECT 1;";
+
 /// Migration scripts; index `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> i64 {

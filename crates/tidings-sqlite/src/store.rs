@@ -7,9 +7,25 @@ use std::sync::OnceLock;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Row};
 use tidings_core::transport::{Destination, Outgoing};
+use tidings_core::Envelope;
 
 use crate::error::{Result, SqliteError};
 use crate::schema::now_ms;
+
+/// Encodes an envelope for the `envelope` columns (the compact stored form, see
+/// [`Envelope::to_stored`]).
+pub(crate) fn encode(env: &Envelope) -> Result<Vec<u8>> {
+    env.to_stored().map_err(codec_error)
+}
+
+/// Decodes an `envelope` column: the compact stored form or JSON (older rows).
+pub(crate) fn decode(bytes: &[u8]) -> Result<Envelope> {
+    Envelope::from_stored(bytes).map_err(codec_error)
+}
+
+fn codec_error(e: tidings_core::Error) -> SqliteError {
+    SqliteError::Serialization(<serde_json::Error as serde::de::Error>::custom(e))
+}
 
 /// A message row about to be inserted.
 #[derive(Debug, Clone)]
@@ -49,7 +65,7 @@ impl Prepared {
                     .scheduled_for
                     .map_or(now, |t| t.timestamp_millis().max(now)),
                 sent_at: env.sent_at.timestamp_millis(),
-                envelope: serde_json::to_vec(env)?,
+                envelope: encode(env)?,
             },
         })
     }
@@ -232,6 +248,20 @@ pub(crate) async fn ack_many(conn: &mut SqliteConnection, pairs: &str) -> Result
          WHERE m.id = j.value ->> 0 AND m.lease_token = j.value ->> 1)",
     )
     .bind(pairs)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records handled messages in the inbox: `pairs` is a JSON array of
+/// `[endpoint, message id]` (already recorded ones are left as they are).
+pub(crate) async fn record_inbox(conn: &mut SqliteConnection, pairs: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO tidings_inbox (endpoint, message_id, processed_at) \
+         SELECT j.value ->> 0, j.value ->> 1, ?2 FROM json_each(?1) AS j",
+    )
+    .bind(pairs)
+    .bind(now_ms())
     .execute(&mut *conn)
     .await?;
     Ok(())

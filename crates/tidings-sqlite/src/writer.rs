@@ -67,6 +67,8 @@ pub(crate) enum Op {
     Ack {
         id: i64,
         token: i64,
+        /// Also record `(endpoint, message id)` in the inbox, in the same commit.
+        inbox: Option<(String, uuid::Uuid)>,
         reply: Option<Reply<()>>,
     },
     Requeue {
@@ -115,6 +117,8 @@ struct Counters {
 pub(crate) struct WriterHandle {
     tx: mpsc::UnboundedSender<Op>,
     counters: Arc<Counters>,
+    /// Unique per writer (per open transport) in this process: where its commits land.
+    id: u64,
 }
 
 impl WriterHandle {
@@ -123,7 +127,14 @@ impl WriterHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         tokio::spawn(run(conn, rx, wake, max_batch, counters.clone()));
-        WriterHandle { tx, counters }
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        WriterHandle { tx, counters, id }
+    }
+
+    /// This writer's id (see `Settle::inbox_home`).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Commits and operations so far.
@@ -428,6 +439,19 @@ async fn exec(
         .collect();
     if !acks.is_empty() {
         store::ack_many(&mut tx, &serde_json::to_string(&acks)?).await?;
+    }
+    let inbox: Vec<(&str, String)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Ack {
+                inbox: Some((endpoint, id)),
+                ..
+            } => Some((endpoint.as_str(), id.to_string())),
+            _ => None,
+        })
+        .collect();
+    if !inbox.is_empty() {
+        store::record_inbox(&mut tx, &serde_json::to_string(&inbox)?).await?;
     }
     for (i, op) in ops.iter().enumerate() {
         match op {

@@ -311,3 +311,49 @@ async fn try_record_dedups_and_sweeper_expires() {
         "expired rows are gone"
     );
 }
+
+/// The pipeline inbox on this transport's own database: the row is written with the ack
+/// (one commit), and a second copy of the same message id is skipped.
+#[tokio::test]
+async fn endpoint_inbox_records_with_the_ack_and_skips_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open(&dir).await;
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = calls.clone();
+    let bus = tidings_core::Bus::builder(Arc::new(t.clone()))
+        .endpoint(
+            Endpoint::new("billing")
+                .inbox(Arc::new(SqliteInbox::new(t.clone())))
+                .handle_fn(move |_m: Charge, _ctx: ConsumeContext| {
+                    c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async { Ok::<(), HandlerError>(()) }
+                }),
+        )
+        .sends::<Charge>()
+        .start()
+        .await
+        .unwrap();
+    let out = producer(&t)
+        .outgoing(&Charge { id: 7 }, SendOptions::default())
+        .unwrap();
+    let id = out.envelope.id;
+    let wait_empty = || async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count(&t, "SELECT COUNT(*) FROM tidings_messages").await > 0 {
+            assert!(std::time::Instant::now() < deadline, "not acked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    t.send(vec![out.clone()]).await.unwrap();
+    wait_empty().await;
+    let recorded = format!(
+        "SELECT COUNT(*) FROM tidings_inbox WHERE endpoint = 'billing' AND message_id = '{id}'"
+    );
+    assert_eq!(count(&t, &recorded).await, 1, "recorded with the ack");
+    // The same message again (a producer's retry): skipped by the inbox, still acked.
+    t.send(vec![out]).await.unwrap();
+    wait_empty().await;
+    bus.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(count(&t, &recorded).await, 1);
+}

@@ -120,6 +120,20 @@ pub trait Settle: Send + Sync {
     async fn release(self: Box<Self>) -> Result<()>;
     /// Keep the delivery invisible to others for `by` from now.
     async fn extend_lease(&self, by: Duration) -> Result<()>;
+    /// The database this delivery's ack commits in, when the transport can also write an
+    /// inbox row in that very commit ([`Settle::ack_recording`]). The receive loop compares
+    /// it with the endpoint's [`InboxStore::home`](crate::pipeline::inbox::InboxStore::home).
+    /// Default: `None` (record and ack separately). Wrappers must forward it.
+    fn inbox_home(&self) -> Option<u64> {
+        None
+    }
+    /// Acks and records `(message_id, endpoint)` in the inbox kept at
+    /// [`Settle::inbox_home`], in one commit: either both happen or neither. Called only
+    /// when that home is the endpoint inbox's; the default (no home) just acks.
+    async fn ack_recording(self: Box<Self>, message_id: Uuid, endpoint: &str) -> Result<()> {
+        let _ = (message_id, endpoint);
+        self.ack().await
+    }
 }
 
 /// A message taken from a queue, to be settled exactly once.

@@ -8,12 +8,25 @@ use super::{Inbox, InboxStore};
 #[derive(Clone)]
 pub struct InboxLayer {
     store: Arc<dyn InboxStore>,
+    record: bool,
 }
 
 impl InboxLayer {
-    /// Dedups with `store`.
+    /// Dedups with `store`: checks before the inner service, records after it succeeded.
     pub fn new(store: Arc<dyn InboxStore>) -> Self {
-        InboxLayer { store }
+        InboxLayer {
+            store,
+            record: true,
+        }
+    }
+
+    /// Checks `store` only; whoever settles the message records it (the receive loop
+    /// records with the ack, see [`Settle::ack_recording`](crate::transport::Settle::ack_recording)).
+    pub fn check_only(store: Arc<dyn InboxStore>) -> Self {
+        InboxLayer {
+            store,
+            record: false,
+        }
     }
 }
 
@@ -21,6 +34,10 @@ impl<S> tower::Layer<S> for InboxLayer {
     type Service = Inbox<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Inbox::new(inner, self.store.clone())
+        if self.record {
+            Inbox::new(inner, self.store.clone())
+        } else {
+            Inbox::check_only(inner, self.store.clone())
+        }
     }
 }

@@ -5,6 +5,11 @@
 //! With a non-transactional store a crash between the handler's effect and the record can
 //! still repeat an effect; the SQLite/PostgreSQL transactional handlers close that gap by
 //! writing the inbox row in the handler's own transaction.
+//!
+//! An endpoint's inbox ([`Endpoint::inbox`](crate::Endpoint::inbox)) uses the check-only
+//! form ([`InboxLayer::check_only`]): its receive loop records after the pipeline
+//! succeeded, together with the ack — in the ack's own commit when the store lives in the
+//! transport's database ([`InboxStore::home`]), so a message costs no commit of its own.
 
 mod layer;
 mod store;
@@ -26,12 +31,26 @@ use crate::telemetry::names;
 pub struct Inbox<S> {
     inner: S,
     store: Arc<dyn InboxStore>,
+    record: bool,
 }
 
 impl<S> Inbox<S> {
-    /// Wraps `inner`.
+    /// Wraps `inner`: checks before, records after success.
     pub fn new(inner: S, store: Arc<dyn InboxStore>) -> Self {
-        Inbox { inner, store }
+        Inbox {
+            inner,
+            store,
+            record: true,
+        }
+    }
+
+    /// Wraps `inner`: checks only; the caller records after success (with the ack).
+    pub fn check_only(inner: S, store: Arc<dyn InboxStore>) -> Self {
+        Inbox {
+            inner,
+            store,
+            record: false,
+        }
     }
 }
 
@@ -50,6 +69,7 @@ where
 
     fn call(&mut self, req: Consume) -> Self::Future {
         let store = self.store.clone();
+        let record = self.record;
         let mut inner = self.inner.clone();
         std::mem::swap(&mut inner, &mut self.inner);
         Box::pin(async move {
@@ -61,7 +81,9 @@ where
                 return Ok(());
             }
             inner.call(req).await?;
-            store.record(id, &endpoint).await?;
+            if record {
+                store.record(id, &endpoint).await?;
+            }
             Ok(())
         })
     }

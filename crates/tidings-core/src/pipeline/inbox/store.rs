@@ -18,6 +18,13 @@ pub trait InboxStore: Send + Sync + 'static {
     async fn seen(&self, message_id: Uuid, endpoint: &str) -> Result<bool>;
     /// Records that `(message_id, endpoint)` was handled.
     async fn record(&self, message_id: Uuid, endpoint: &str) -> Result<()>;
+    /// The database this store keeps its rows in, when a transport can write them in the
+    /// same commit as an ack (see
+    /// [`Settle::inbox_home`](crate::transport::Settle::inbox_home)): the receive loop then
+    /// records with the ack instead of calling [`InboxStore::record`]. Default: `None`.
+    fn home(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// An in-memory inbox; entries expire after the window.
