@@ -91,7 +91,7 @@ impl SqliteReceiver {
     /// error queue as `undecodable` with its raw bytes, in a writer job that reads the
     /// row's `message_id` and `partition_key` (parked per the options) — never left
     /// leased, which would bring it back every lease and hold its key.
-    fn dead_letter_undecodable(&self, row: Claimed, token: i64, error: tidings_core::Error) {
+    fn dead_letter_undecodable(&self, row: Claimed, token: i64, error: impl std::fmt::Display) {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
         self.slot_freed.notify_one();
         let (writer, queue) = (self.writer.clone(), self.queue.clone());
