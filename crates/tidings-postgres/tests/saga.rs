@@ -406,3 +406,37 @@ async fn operators_list_and_show_sagas() {
     );
     common::drop_schema(&t).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_completed_deletes_only_completed_sagas_past_the_cutoff() {
+    let Some(t) = common::transport("sagasweep").await else {
+        return;
+    };
+    let store = PgSagaStore::on_transport(&t).await.unwrap();
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    for (key, done) in [
+        ("old", Some(hour_ago)),
+        ("new", Some(chrono::Utc::now())),
+        ("live", None),
+    ] {
+        let mut r = record(key, "s");
+        if let Some(at) = done {
+            r.status = SagaStatus::Completed;
+            r.completed_at = Some(at);
+        }
+        let d: Decide = Box::new(move |_| {
+            Ok(Decision {
+                write: Write::Insert(r),
+                outgoing: vec![],
+            })
+        });
+        store.step("flow", key, &ctx(&t, None), d).await.unwrap();
+    }
+    let cutoff = chrono::Utc::now() - chrono::Duration::minutes(1);
+    assert_eq!(store.sweep_completed("other", cutoff).await.unwrap(), 0);
+    assert_eq!(store.sweep_completed("flow", cutoff).await.unwrap(), 1);
+    assert!(store.show("flow", "old").await.unwrap().is_none());
+    assert!(store.show("flow", "new").await.unwrap().is_some());
+    assert!(store.show("flow", "live").await.unwrap().is_some());
+    common::drop_schema(&t).await;
+}

@@ -1,4 +1,4 @@
-//! Outbox, inbox (transactional handler), saga store and credential redaction against a
+//! Outbox, inbox (transactional handler) and credential redaction against a
 //! real PostgreSQL.
 
 mod common;
