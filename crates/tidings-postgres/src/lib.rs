@@ -2,7 +2,7 @@
 //! claimed with `FOR UPDATE SKIP LOCKED` and woken by `LISTEN/NOTIFY`, plus the stores
 //! that make handlers effectively exactly-once: the [`Outbox`] (the enqueue *is* an insert
 //! in the caller's transaction), the [`Inbox`] with its [`transactional`] handler wrapper,
-//! and the [`SagaStore`] with optimistic concurrency. [`OutboxTable`] is the outbox for a
+//! and the [`PgSagaStore`] (sagas, one transaction per step). [`OutboxTable`] is the outbox for a
 //! service whose *transport* is another broker: a [`Relay`](tidings_core::outbox::Relay)
 //! ships it.
 //!
@@ -40,6 +40,6 @@ pub use error::PgError;
 pub use inbox::{transactional, Inbox, Transactional};
 pub use outbox::Outbox;
 pub use relay::OutboxTable;
-pub use saga::{SagaStore, Versioned};
+pub use saga::PgSagaStore;
 pub use tidings_core::redact::redact_url;
 pub use transport::PostgresTransport;

@@ -325,20 +325,6 @@ const INBOX_SEEN: &str =
 
 const INBOX_SWEEP: &str = "DELETE FROM {s}.inbox WHERE expires_at < now()";
 
-const SAGA_LOAD: &str = "SELECT version, state FROM {s}.sagas WHERE saga_type = $1 AND id = $2";
-
-const SAGA_INSERT: &str = r#"
-INSERT INTO {s}.sagas (saga_type, id, version, state) VALUES ($1, $2, 1, $3)
-ON CONFLICT DO NOTHING
-"#;
-
-const SAGA_UPDATE: &str = r#"
-UPDATE {s}.sagas SET version = version + 1, state = $4, updated_at = now()
-WHERE saga_type = $1 AND id = $2 AND version = $3
-"#;
-
-const SAGA_DELETE: &str = "DELETE FROM {s}.sagas WHERE saga_type = $1 AND id = $2 AND version = $3";
-
 /// One statement, schema-qualified: cheap to clone into a query.
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt(Arc<str>);
@@ -384,10 +370,6 @@ pub(crate) struct Sql {
     pub(crate) inbox_record: Stmt,
     pub(crate) inbox_seen: Stmt,
     pub(crate) inbox_sweep: Stmt,
-    pub(crate) saga_load: Stmt,
-    pub(crate) saga_insert: Stmt,
-    pub(crate) saga_update: Stmt,
-    pub(crate) saga_delete: Stmt,
     /// NOTIFY channel of this schema.
     pub(crate) channel: String,
 }
@@ -423,10 +405,6 @@ impl Sql {
             inbox_record: s(INBOX_RECORD),
             inbox_seen: s(INBOX_SEEN),
             inbox_sweep: s(INBOX_SWEEP),
-            saga_load: s(SAGA_LOAD),
-            saga_insert: s(SAGA_INSERT),
-            saga_update: s(SAGA_UPDATE),
-            saga_delete: s(SAGA_DELETE),
             channel: format!("tidings_{schema}"),
         }
     }

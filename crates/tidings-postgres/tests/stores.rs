@@ -1,4 +1,4 @@
-//! Outbox, inbox (transactional handler), saga store and credential redaction against a
+//! Outbox, inbox (transactional handler) and credential redaction against a
 //! real PostgreSQL.
 
 mod common;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tidings_core::pipeline::inbox::InboxStore;
 use tidings_core::transport::{QueueSpec, ReceiveOptions, Topology, Transport};
 use tidings_core::{ConsumeContext, Envelope, Handler, HandlerError, Producer};
-use tidings_postgres::{transactional, Inbox, Outbox, PgError, PostgresTransport, SagaStore};
+use tidings_postgres::{transactional, Inbox, Outbox, PostgresTransport};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, tidings_core::Message)]
 #[message(name = "test.order-placed", version = 1, kind = "event")]
@@ -226,76 +226,6 @@ async fn transactional_handler_commits_once_and_skips_duplicates() {
     assert!(!short.seen(id, "stock").await.unwrap());
     assert_eq!(short.sweep().await.unwrap(), 1);
     assert!(short.try_record(id, "stock").await.unwrap());
-    common::drop_schema(&t).await;
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Order {
-    items: Vec<u32>,
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn saga_store_detects_conflicts_and_update_retries() {
-    let Some(t) = common::transport("saga").await else {
-        return;
-    };
-    let store = SagaStore::new(&t);
-    assert!(store.load::<Order>("order", "o1").await.unwrap().is_none());
-    let v1 = store
-        .insert("order", "o1", &Order { items: vec![] })
-        .await
-        .unwrap();
-    assert_eq!(v1, 1);
-    assert!(matches!(
-        store.insert("order", "o1", &Order { items: vec![9] }).await,
-        Err(PgError::Conflict { .. })
-    ));
-    let v2 = store
-        .save("order", "o1", &Order { items: vec![1] }, v1)
-        .await
-        .unwrap();
-    assert_eq!(v2, 2);
-    // A writer holding the stale version fails and does not overwrite.
-    let stale = store
-        .save("order", "o1", &Order { items: vec![666] }, v1)
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        stale,
-        PgError::Conflict {
-            expected: Some(1),
-            ..
-        }
-    ));
-    assert!(stale.is_transient());
-    let now = store.load::<Order>("order", "o1").await.unwrap().unwrap();
-    assert_eq!(now.state.items, vec![1]);
-
-    // 8 concurrent updaters × 10 increments: none lost.
-    let mut tasks = Vec::new();
-    for w in 0..8u32 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..10u32 {
-                store
-                    .update("order", "o2", |s: Option<Order>| {
-                        let mut o = s.unwrap_or(Order { items: vec![] });
-                        o.items.push(w * 100 + i);
-                        o
-                    })
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let o2 = store.load::<Order>("order", "o2").await.unwrap().unwrap();
-    assert_eq!(o2.state.items.len(), 80);
-    assert_eq!(o2.version, 80);
-    store.delete("order", "o2", 80).await.unwrap();
-    assert!(store.load::<Order>("order", "o2").await.unwrap().is_none());
     common::drop_schema(&t).await;
 }
 
