@@ -126,6 +126,16 @@ pub fn url_secrets(url: &str) -> Vec<String> {
             }
         }
     };
+    // The userinfo as typed: `Url` re-encodes some characters (`{` -> `%7B`) and keeps
+    // others (`%AA`), so the typed form is a secret of its own.
+    let start = url.find("://").map_or(0, |s| s + 3);
+    if let Some(at) = url.rfind('@').filter(|at| *at >= start) {
+        let info = &url[start..at];
+        match info.split_once(':') {
+            Some((_, pw)) => push(pw),
+            None => push(info),
+        }
+    }
     let query = match Url::parse(url) {
         Ok(u) => {
             match u.password() {
@@ -134,17 +144,7 @@ pub fn url_secrets(url: &str) -> Vec<String> {
             }
             u.query().map(str::to_string)
         }
-        Err(_) => {
-            let start = url.find("://").map_or(0, |s| s + 3);
-            if let Some(at) = url.rfind('@').filter(|at| *at >= start) {
-                let info = &url[start..at];
-                push(info);
-                if let Some((_, pw)) = info.split_once(':') {
-                    push(pw);
-                }
-            }
-            url.split_once('?').map(|(_, q)| q.to_string())
-        }
+        Err(_) => url.split_once('?').map(|(_, q)| q.to_string()),
     };
     for (k, v) in query
         .iter()

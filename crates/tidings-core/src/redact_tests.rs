@@ -83,6 +83,9 @@ fn secrets_of_a_url_raw_and_decoded() {
         "failed: *** and ***"
     );
     assert_eq!(scrub("abcd abc", &["abc", "abcd", ""]), "*** ***");
+    // typed raw: `Url` turns `{` into `%7B` but keeps `%AA` (not UTF-8 once decoded)
+    let typed = "amqp://a:Z9{%AA@a";
+    assert_eq!(scrub_url("driver said: Z9{%AA", typed), "driver said: ***");
 }
 
 #[test]
