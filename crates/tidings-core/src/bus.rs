@@ -111,13 +111,19 @@ impl BusBuilder {
             let receiver = self.transport.receive(&ep.name, options).await?;
             let rt = EndpointRuntime {
                 name: ep.name.clone(),
+                name_shared: ep.name.as_str().into(),
                 settings: ep.settings.clone(),
-                pipeline: ep.build_pipeline(),
                 producer: producer.with_source(ep.name.clone()),
                 observer: self.observer.clone(),
                 inbox: ep.inbox.clone(),
             };
-            loops.spawn(receive::run(rt, receiver, stop.clone(), tracker.clone()));
+            loops.spawn(receive::run(
+                rt,
+                ep.build_pipeline(),
+                receiver,
+                stop.clone(),
+                tracker.clone(),
+            ));
         }
         tracing::info!(
             endpoints = self.endpoints.len(),

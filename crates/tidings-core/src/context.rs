@@ -12,7 +12,7 @@ use crate::{Command, Envelope, Error, Event, Message, Result};
 struct Shared {
     envelope: Envelope,
     producer: Producer,
-    endpoint: String,
+    endpoint: Arc<str>,
     delivery_count: u32,
     attempts: std::sync::atomic::AtomicU32,
 }
@@ -43,11 +43,21 @@ impl ConsumeContext {
         endpoint: &str,
         delivery_count: u32,
     ) -> Self {
+        Self::with_shared_name(envelope, producer, endpoint.into(), delivery_count)
+    }
+
+    /// [`ConsumeContext::new`] with the endpoint name shared (no copy per delivery).
+    pub(crate) fn with_shared_name(
+        envelope: Envelope,
+        producer: Producer,
+        endpoint: Arc<str>,
+        delivery_count: u32,
+    ) -> Self {
         ConsumeContext {
             shared: Arc::new(Shared {
                 envelope,
                 producer,
-                endpoint: endpoint.to_string(),
+                endpoint,
                 delivery_count,
                 attempts: std::sync::atomic::AtomicU32::new(1),
             }),

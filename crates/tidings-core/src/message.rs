@@ -79,8 +79,10 @@ impl Serializer for JsonSerializer {
     }
 
     fn encode<M: Serialize>(&self, msg: &M) -> crate::Result<Bytes> {
-        serde_json::to_vec(msg)
-            .map(Bytes::from)
+        // Most bodies fit: no regrowth (and copy) while writing.
+        let mut buf = Vec::with_capacity(512);
+        serde_json::to_writer(&mut buf, msg)
+            .map(|()| Bytes::from(buf))
             .map_err(|e| crate::Error::Serialization(e.to_string()))
     }
 

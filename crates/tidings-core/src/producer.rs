@@ -140,11 +140,17 @@ impl Producer {
     pub fn envelope<M: Message>(&self, msg: &M, opts: SendOptions) -> Result<Envelope> {
         let body = self.inner.serializer.encode(msg)?;
         let mut env = Envelope::new(M::NAME, M::VERSION, body);
-        env.content_type = self.inner.serializer.content_type().to_string();
-        env.correlation_id = Some(
-            opts.correlation_id
-                .unwrap_or_else(|| Uuid::now_v7().to_string()),
-        );
+        let content_type = self.inner.serializer.content_type();
+        if env.content_type != content_type {
+            env.content_type = content_type.to_string();
+        }
+        env.correlation_id = Some(opts.correlation_id.unwrap_or_else(|| {
+            let mut buf = Uuid::encode_buffer();
+            Uuid::now_v7()
+                .hyphenated()
+                .encode_lower(&mut buf)
+                .to_owned()
+        }));
         env.causation_id = opts.causation_id;
         env.conversation_id = opts.conversation_id.or(Some(env.id));
         env.source_endpoint = self.inner.source.clone();

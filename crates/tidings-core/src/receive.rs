@@ -1,15 +1,23 @@
-//! The receive loop of one endpoint: takes deliveries (prefetch ≤ N, concurrency ≤ M),
-//! runs each through the pipeline while renewing its lease, and settles it — ack, delayed
+//! The receive loop of one endpoint: `concurrency` workers, each owning a clone of the
+//! pipeline, take deliveries from the transport's receiver (prefetch ≤ N) one at a time,
+//! run each through the pipeline while renewing its lease, and settle it — ack, delayed
 //! redelivery, deferral, or dead letter with fault headers.
+//!
+//! Hot path, per delivery: no task spawn, no pipeline clone, no envelope copy. A
+//! settlement that does not complete at once (an ack waiting for its fsync) is spawned, so
+//! the worker takes the next delivery meanwhile; unsettled deliveries stay bounded by the
+//! transport's prefetch.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::Semaphore;
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 use crate::endpoint::EndpointSettings;
 use crate::handler::HandlerError;
@@ -17,73 +25,115 @@ use crate::observe::{Observation, Observer, Outcome};
 use crate::pipeline::inbox::InboxStore;
 use crate::pipeline::{BoxPipeline, Consume};
 use crate::telemetry::names;
-use crate::transport::{Delivery, Receiver};
-use crate::{ConsumeContext, Fault, FaultReason, Producer};
+use crate::transport::{Delivery, Receiver, Settle};
+use crate::{ConsumeContext, Envelope, Fault, FaultReason, Producer};
 
-/// Everything one endpoint's loop needs.
-#[derive(Clone)]
+/// Everything one endpoint's workers share.
 pub(crate) struct EndpointRuntime {
     pub(crate) name: String,
+    /// `name`, shared by every delivery's context.
+    pub(crate) name_shared: Arc<str>,
     pub(crate) settings: EndpointSettings,
-    pub(crate) pipeline: BoxPipeline,
     pub(crate) producer: Producer,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     /// The endpoint's inbox: its pipeline only checks it; this loop records with the ack.
     pub(crate) inbox: Option<Arc<dyn InboxStore>>,
 }
 
-/// Runs until `stop` is cancelled or the receiver closes. In-flight handlers are tracked
-/// by `tracker` so shutdown can wait for them.
+type SharedReceiver = Arc<Mutex<Box<dyn Receiver>>>;
+
+/// Runs until `stop` is cancelled or the receiver ends: starts the workers, waits for
+/// them (each finishes the delivery it holds), then closes the receiver. Settlements
+/// still committing are tracked by `tracker` so shutdown can wait for them.
 pub(crate) async fn run(
     rt: EndpointRuntime,
-    mut receiver: Box<dyn Receiver>,
+    pipeline: BoxPipeline,
+    receiver: Box<dyn Receiver>,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(rt.settings.concurrency.max(1)));
-    loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let delivery = tokio::select! {
-            _ = stop.cancelled() => break,
-            d = receiver.recv() => d,
-        };
-        match delivery {
-            Ok(Some(d)) => {
-                let rt = rt.clone();
-                let stop = stop.clone();
-                tracker.spawn(async move {
-                    process(&rt, d, &stop, permit).await;
-                });
-            }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(endpoint = %rt.name, error = %e, "receive failed; retrying in 1s");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
+    let rt = Arc::new(rt);
+    let receiver: SharedReceiver = Arc::new(Mutex::new(receiver));
+    // Cancelled by `stop`, or by the first worker that sees the receiver end.
+    let ended = stop.child_token();
+    let workers: Vec<_> = (0..rt.settings.concurrency.max(1))
+        .map(|_| {
+            tokio::spawn(worker(
+                rt.clone(),
+                pipeline.clone(),
+                receiver.clone(),
+                ended.clone(),
+                stop.clone(),
+                tracker.clone(),
+            ))
+        })
+        .collect();
+    for w in workers {
+        if let Err(e) = w.await {
+            tracing::error!(endpoint = %rt.name, error = %e, "an endpoint worker ended abnormally");
         }
     }
-    if let Err(e) = receiver.close().await {
+    let closed = receiver.lock().await.close().await;
+    if let Err(e) = closed {
         tracing::warn!(endpoint = %rt.name, error = %e, "closing the receiver failed");
     }
 }
 
-/// Handles one delivery and settles it. The handler slot (`permit`) is given back as soon
-/// as the handler is done, so a slow commit of the settlement (an fsync) does not idle a
-/// handler; unsettled deliveries stay bounded by the transport's prefetch.
-pub(crate) async fn process(
-    rt: &EndpointRuntime,
+/// One handler slot: takes a delivery when idle, handles it, hands off its settlement.
+async fn worker(
+    rt: Arc<EndpointRuntime>,
+    mut pipeline: BoxPipeline,
+    receiver: SharedReceiver,
+    ended: CancellationToken,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = ended.cancelled() => break,
+            d = next_delivery(&rt.name, &receiver) => d,
+        };
+        match next {
+            Some(d) => process(&rt, &mut pipeline, d, &stop, &tracker).await,
+            None => {
+                ended.cancel();
+                break;
+            }
+        }
+    }
+}
+
+/// The next delivery, or `None` once the receiver has ended. A failing receiver is retried
+/// every second while holding it, so idle workers wait behind one retrying worker.
+async fn next_delivery(endpoint: &str, receiver: &SharedReceiver) -> Option<Delivery> {
+    let mut r = receiver.lock().await;
+    loop {
+        match r.recv().await {
+            Ok(d) => return d,
+            Err(e) => {
+                tracing::warn!(endpoint = %endpoint, error = %e, "receive failed; retrying in 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Handles one delivery and hands its settlement off.
+async fn process(
+    rt: &Arc<EndpointRuntime>,
+    pipeline: &mut BoxPipeline,
     d: Delivery,
     stop: &CancellationToken,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    tracker: &TaskTracker,
 ) {
-    let env = &d.envelope;
-    let size = env.encoded_len();
+    let Delivery {
+        envelope,
+        delivery_count,
+        settle,
+        ..
+    } = d;
+    let size = envelope.encoded_len();
     if size > rt.settings.max_message_size {
         let text = format!(
             "message of {size} bytes exceeds the endpoint limit of {} bytes",
@@ -91,67 +141,137 @@ pub(crate) async fn process(
         );
         let err =
             HandlerError::with_reason(FaultReason::Oversize, crate::ErrorKind::Permanent, text);
-        return dead_letter(rt, d, &err, 1).await;
+        let taken = Taken::new(rt, envelope, delivery_count, settle);
+        return hand_off(tracker, dead_letter(rt.clone(), taken, err, 1));
     }
+    let taken = Taken::new(rt, envelope, delivery_count, settle);
+    let env = taken.ctx.envelope();
     if env.is_expired(Utc::now()) {
         metrics::counter!(names::EXPIRED, "endpoint" => rt.name.clone()).increment(1);
         tracing::info!(endpoint = %rt.name, id = %env.id, "expired message skipped");
-        observe(rt, &d, Outcome::Expired);
-        return settle(rt, "ack", d.settle.ack().await);
+        observe(rt, &taken, Outcome::Expired);
+        return hand_off(tracker, async move {
+            log_settle(&taken.rt_name, "ack", taken.settle.ack().await)
+        });
     }
-    let ctx = ConsumeContext::new(
-        d.envelope.clone(),
-        rt.producer.clone(),
-        &rt.name,
-        d.delivery_count,
+    let result = handle(rt, pipeline, &taken).await;
+    hand_off(
+        tracker,
+        settle_by(rt.clone(), taken, result, stop.is_cancelled()),
     );
-    let probe = ctx.clone();
-    let run = rt.pipeline.clone().oneshot(Consume::new(ctx));
+}
+
+/// A delivery being handled: its context (which owns the envelope) and its settlement.
+struct Taken {
+    ctx: ConsumeContext,
+    settle: Box<dyn Settle>,
+    rt_name: Arc<str>,
+}
+
+impl Taken {
+    fn new(
+        rt: &EndpointRuntime,
+        envelope: Envelope,
+        delivery_count: u32,
+        settle: Box<dyn Settle>,
+    ) -> Self {
+        let ctx = ConsumeContext::with_shared_name(
+            envelope,
+            rt.producer.clone(),
+            rt.name_shared.clone(),
+            delivery_count,
+        );
+        Taken {
+            rt_name: rt.name_shared.clone(),
+            ctx,
+            settle,
+        }
+    }
+}
+
+/// Runs the pipeline, renewing the lease while the handler runs (a handler that is done at
+/// its first poll never arms the timer).
+async fn handle(
+    rt: &EndpointRuntime,
+    pipeline: &mut BoxPipeline,
+    taken: &Taken,
+) -> Result<(), HandlerError> {
+    let svc = pipeline.ready().await?;
+    let run = svc.call(Consume::new(taken.ctx.clone()));
     tokio::pin!(run);
-    // Renew the lease while the handler runs.
+    if let Poll::Ready(r) = futures::poll!(run.as_mut()) {
+        return r;
+    }
     let renew_every = (rt.settings.lease / 2).max(Duration::from_millis(50));
-    let result = loop {
+    loop {
         tokio::select! {
-            r = &mut run => break r,
+            r = &mut run => return r,
             _ = tokio::time::sleep(renew_every) => {
-                if let Err(e) = d.settle.extend_lease(rt.settings.lease).await {
+                if let Err(e) = taken.settle.extend_lease(rt.settings.lease).await {
                     tracing::warn!(endpoint = %rt.name, error = %e, "lease renewal failed");
                 }
             }
         }
-    };
-    drop(permit);
+    }
+}
+
+/// Polls `settlement` once here; if it is still waiting (a commit, an fsync), it goes on
+/// as a tracked task and the worker moves on.
+fn hand_off(tracker: &TaskTracker, settlement: impl Future<Output = ()> + Send + 'static) {
+    let mut settlement = Box::pin(settlement);
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    if settlement.as_mut().poll(&mut cx).is_pending() {
+        tracker.spawn(settlement);
+    }
+}
+
+/// Settles a handled delivery by the pipeline's result.
+async fn settle_by(
+    rt: Arc<EndpointRuntime>,
+    taken: Taken,
+    result: Result<(), HandlerError>,
+    stopping: bool,
+) {
+    let name = taken.rt_name.clone();
     match result {
         Ok(()) => {
-            observe(rt, &d, Outcome::Consumed);
-            settle(rt, "ack", ack(rt, d).await)
+            observe(&rt, &taken, Outcome::Consumed);
+            log_settle(&name, "ack", ack(&rt, taken).await)
         }
         Err(e) if e.deferral().is_some() => {
             let delay = e.deferral().unwrap_or_default();
-            observe(rt, &d, Outcome::Deferred { delay });
-            if stop.is_cancelled() {
-                return settle(rt, "release", d.settle.release().await);
+            observe(&rt, &taken, Outcome::Deferred { delay });
+            if stopping {
+                return log_settle(&name, "release", taken.settle.release().await);
             }
-            settle(rt, "nack", d.settle.nack(delay, None).await)
+            log_settle(&name, "nack", taken.settle.nack(delay, None).await)
         }
-        Err(e) if e.is_permanent() => dead_letter(rt, d, &e, probe.attempts_made()).await,
-        Err(e) => match rt.settings.redelivery.delay_for(d.delivery_count) {
+        Err(e) if e.is_permanent() => {
+            let attempts = taken.ctx.attempts_made();
+            dead_letter(rt, taken, e, attempts).await
+        }
+        Err(e) => match rt.settings.redelivery.delay_for(taken.ctx.delivery_count()) {
             Some(delay) => {
+                let env = taken.ctx.envelope();
                 metrics::counter!(names::REDELIVERIES, "endpoint" => rt.name.clone()).increment(1);
-                tracing::info!(endpoint = %rt.name, id = %d.envelope.id, delivery = d.delivery_count, ?delay, error = %e, "handler failed; redelivering later");
+                tracing::info!(endpoint = %rt.name, id = %env.id, delivery = taken.ctx.delivery_count(), ?delay, error = %e, "handler failed; redelivering later");
                 observe(
-                    rt,
-                    &d,
+                    &rt,
+                    &taken,
                     Outcome::Redelivered {
                         delay,
                         error: e.to_string(),
                     },
                 );
-                let mut updated = d.envelope.clone();
+                let mut updated = env.clone();
                 Fault::mark_first_failure(&mut updated, Utc::now());
-                settle(rt, "nack", d.settle.nack(delay, Some(updated)).await)
+                log_settle(&name, "nack", taken.settle.nack(delay, Some(updated)).await)
             }
-            None => dead_letter(rt, d, &e, probe.attempts_made()).await,
+            None => {
+                let attempts = taken.ctx.attempts_made();
+                dead_letter(rt, taken, e, attempts).await
+            }
         },
     }
 }
@@ -159,54 +279,55 @@ pub(crate) async fn process(
 /// Acks a handled delivery and records it in the endpoint's inbox: in the ack's own commit
 /// when the inbox lives where the ack commits, else record first, then ack (a failed
 /// record leaves it unacked: it comes back and the inbox check runs again).
-async fn ack(rt: &EndpointRuntime, d: Delivery) -> crate::Result<()> {
+async fn ack(rt: &EndpointRuntime, taken: Taken) -> crate::Result<()> {
     let Some(store) = &rt.inbox else {
-        return d.settle.ack().await;
+        return taken.settle.ack().await;
     };
-    let id = d.envelope.id;
-    match (store.home(), d.settle.inbox_home()) {
-        (Some(a), Some(b)) if a == b => d.settle.ack_recording(id, &rt.name).await,
+    let id = taken.ctx.message_id();
+    match (store.home(), taken.settle.inbox_home()) {
+        (Some(a), Some(b)) if a == b => taken.settle.ack_recording(id, &rt.name).await,
         _ => {
             store.record(id, &rt.name).await?;
-            d.settle.ack().await
+            taken.settle.ack().await
         }
     }
 }
 
-async fn dead_letter(rt: &EndpointRuntime, d: Delivery, e: &HandlerError, attempts: u32) {
+async fn dead_letter(rt: Arc<EndpointRuntime>, taken: Taken, e: HandlerError, attempts: u32) {
+    let delivery_count = taken.ctx.delivery_count();
     let mut fault = Fault::new(e.reason(), e.to_string(), &rt.name);
     fault.permanent = e.is_permanent();
     fault.attempts = attempts;
-    fault.redeliveries = d.delivery_count.saturating_sub(1);
-    let mut env = d.envelope.clone();
+    fault.redeliveries = delivery_count.saturating_sub(1);
+    let mut env = taken.ctx.envelope().clone();
     fault.apply(&mut env);
     metrics::counter!(names::DEAD_LETTERED, "endpoint" => rt.name.clone(), "reason" => e.reason().as_str()).increment(1);
     tracing::warn!(endpoint = %rt.name, id = %env.id, message_type = %env.message_type, reason = %e.reason(), error = %e, "message moved to the error queue");
     observe(
-        rt,
-        &d,
+        &rt,
+        &taken,
         Outcome::DeadLettered {
             reason: e.reason(),
             error: e.to_string(),
         },
     );
-    settle(rt, "dead-letter", d.settle.dead_letter(env).await)
+    log_settle(&rt.name, "dead-letter", taken.settle.dead_letter(env).await)
 }
 
-fn observe(rt: &EndpointRuntime, d: &Delivery, outcome: Outcome) {
+fn observe(rt: &EndpointRuntime, taken: &Taken, outcome: Outcome) {
     if let Some(o) = &rt.observer {
         o.observe(Observation {
             endpoint: rt.name.clone(),
-            envelope: d.envelope.clone(),
-            delivery_count: d.delivery_count,
+            envelope: taken.ctx.envelope().clone(),
+            delivery_count: taken.ctx.delivery_count(),
             outcome,
         });
     }
 }
 
-fn settle(rt: &EndpointRuntime, what: &str, r: crate::Result<()>) {
+fn log_settle(endpoint: &str, what: &str, r: crate::Result<()>) {
     if let Err(e) = r {
         // The message is not lost: its lease runs out and it is delivered again.
-        tracing::error!(endpoint = %rt.name, error = %e, "{what} failed; the message will come back when its lease ends");
+        tracing::error!(endpoint = %endpoint, error = %e, "{what} failed; the message will come back when its lease ends");
     }
 }

@@ -74,14 +74,18 @@ pub struct TraceContext {
 impl TraceContext {
     /// Parses `00-<32 hex>-<16 hex>-<2 hex>`.
     pub fn parse(s: &str) -> Option<Self> {
-        let mut parts = s.trim().split('-');
-        let (v, t, p, f) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if v.len() != 2 || t.len() != 32 || p.len() != 16 || f.len() != 2 {
+        // `vv-<32 hex>-<16 hex>-ff`, possibly followed by `-<more>` from a later version.
+        let b = s.trim().as_bytes();
+        if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
-        let trace_id = u128::from_str_radix(t, 16).ok()?;
-        let span_id = u64::from_str_radix(p, 16).ok()?;
-        let flags = u8::from_str_radix(f, 16).ok()?;
+        if b.len() > 55 && b[55] != b'-' {
+            return None;
+        }
+        hex_value(&b[..2])?;
+        let trace_id = hex_value(&b[3..35])?;
+        let span_id = u64::try_from(hex_value(&b[36..52])?).ok()?;
+        let flags = hex_value(&b[53..55])?;
         (trace_id != 0 && span_id != 0).then_some(TraceContext {
             trace_id,
             span_id,
@@ -109,12 +113,55 @@ impl TraceContext {
 
     /// Formats as a `traceparent` header value.
     pub fn to_header(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id,
-            self.span_id,
-            u8::from(self.sampled)
-        )
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        push_hex(&mut out, self.trace_id, 32);
+        out.push('-');
+        push_hex(&mut out, u128::from(self.span_id), 16);
+        out.push_str(if self.sampled { "-01" } else { "-00" });
+        out
+    }
+}
+
+/// Shows a trace id as 32 lowercase hex digits when a span records it (nothing is
+/// formatted for a span no subscriber wants).
+#[derive(Debug, Clone, Copy)]
+pub struct TraceIdHex(pub u128);
+
+impl std::fmt::Display for TraceIdHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Shows a span id as 16 lowercase hex digits when recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanIdHex(pub u64);
+
+impl std::fmt::Display for SpanIdHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The value of ASCII hex digits (at most 32), or `None` for anything else.
+fn hex_value(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0u128, |v, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some(v << 4 | u128::from(d))
+    })
+}
+
+/// Appends the low `digits` hex digits of `v`, zero-padded, lowercase.
+fn push_hex(out: &mut String, v: u128, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
     }
 }
 
@@ -193,6 +240,9 @@ pub(crate) fn producer_span(
 
 /// Records the built envelope's ids on its producer span.
 pub(crate) fn record_outgoing(span: &tracing::Span, env: &Envelope) {
+    if span.is_disabled() {
+        return;
+    }
     span.record("message_id", tracing::field::display(env.id));
     if let Some(c) = &env.correlation_id {
         span.record("correlation_id", c.as_str());
@@ -203,7 +253,7 @@ pub(crate) fn record_outgoing(span: &tracing::Span, env: &Envelope) {
     {
         span.record(
             "trace_id",
-            tracing::field::display(format_args!("{:032x}", ctx.trace_id)),
+            tracing::field::display(TraceIdHex(ctx.trace_id)),
         );
     }
 }
@@ -228,6 +278,23 @@ mod tests {
         let c = TraceContext::new_root();
         assert_eq!(TraceContext::parse(&c.to_header()), Some(c));
         assert_eq!(TraceContext::parse("garbage"), None);
+        let h = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let c = TraceContext::parse(h).unwrap();
+        assert_eq!(c.trace_id, 0x0af7651916cd43dd8448eb211c80319c);
+        assert_eq!(c.span_id, 0xb7ad6b7169203331);
+        assert!(c.sampled);
+        assert_eq!(c.to_header(), h);
+        assert_eq!(format!("{}", TraceIdHex(c.trace_id)), &h[3..35]);
+        assert_eq!(format!("{}", SpanIdHex(c.span_id)), &h[36..52]);
+        // A later version's extra field is ignored; the flags still count.
+        assert!(
+            !TraceContext::parse(&(h[..52].to_string() + "-00-x"))
+                .unwrap()
+                .sampled
+        );
+        assert_eq!(TraceContext::parse(&h.replace('b', "g")), None);
+        assert_eq!(TraceContext::parse(&h[..54]), None);
+        assert_eq!(TraceContext::parse(&format!("{h}x")), None);
         assert_eq!(
             TraceContext::parse("00-00000000000000000000000000000000-0000000000000001-01"),
             None

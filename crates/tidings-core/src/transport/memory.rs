@@ -19,6 +19,9 @@ use super::{
 use crate::envelope::headers;
 use crate::{Envelope, Error, Result};
 
+/// How often claims look for expired leases.
+const LEASE_CHECK_EVERY: Duration = Duration::from_millis(5);
+
 /// Default size limit of the in-memory transport: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
@@ -41,6 +44,8 @@ struct Queue {
     parked: HashSet<String>,
     errors: Vec<DeadLetter>,
     ordered: bool,
+    /// When claims look for expired leases next.
+    next_lease_check: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -194,10 +199,18 @@ impl Transport for MemoryTransport {
                         .unwrap_or_default(),
                 };
                 let at = visible_at(&m.envelope);
-                for t in targets {
-                    if let Some(q) = st.queues.get_mut(&t) {
+                // Copies for all targets but the last, which takes the envelope itself.
+                let mut envelope = Some(m.envelope);
+                let last = targets.len().saturating_sub(1);
+                for (i, t) in targets.iter().enumerate() {
+                    let env = if i == last {
+                        envelope.take()
+                    } else {
+                        envelope.clone()
+                    };
+                    if let (Some(q), Some(env)) = (st.queues.get_mut(t), env) {
                         q.pending.push_back(Msg {
-                            env: m.envelope.clone(),
+                            env,
                             visible_at: at,
                             delivery_count: 0,
                         });
@@ -373,9 +386,14 @@ impl MemoryReceiver {
         let Some(q) = st.queues.get_mut(&self.queue) else {
             return Err(None);
         };
-        expire_leases(q, now);
+        // Leases are seconds long: looking for expired ones every few milliseconds is
+        // enough, and keeps a claim from walking every in-flight message.
+        if q.next_lease_check.is_none_or(|t| now >= t) {
+            expire_leases(q, now);
+            q.next_lease_check = Some(now + LEASE_CHECK_EVERY);
+        }
         let ordered = self.options.ordered || q.ordered;
-        let mut next_wake = q.in_flight.values().map(|f| f.lease_until).min();
+        let mut next_wake: Option<Instant> = None;
         let mut found = None;
         // Keys whose earliest pending message is not visible yet (ordered queues only).
         let mut waiting: HashSet<&str> = HashSet::new();
@@ -400,7 +418,17 @@ impl MemoryReceiver {
             break;
         }
         let Some(i) = found else {
-            return Err(next_wake);
+            // A lease that ends is seen at the next check, not before.
+            let lease_end = q
+                .in_flight
+                .values()
+                .map(|f| f.lease_until)
+                .min()
+                .map(|t| q.next_lease_check.map_or(t, |c| t.max(c)));
+            return Err(match (next_wake, lease_end) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
         };
         let Some(mut msg) = q.pending.remove(i) else {
             return Err(next_wake);

@@ -5,25 +5,88 @@ mod layer;
 
 pub use layer::MetricsLayer;
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
+use metrics::{Counter, Gauge, Histogram};
 
 use super::Consume;
 use crate::handler::HandlerError;
 use crate::telemetry::names;
 
-/// Records metrics around the inner steps.
+/// Counts, times and gauges each message through the rest of the pipeline.
 #[derive(Clone, Debug)]
 pub struct Metrics<S> {
     inner: S,
+    handles: Arc<HandleCache>,
 }
 
 impl<S> Metrics<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        Metrics { inner }
+        Metrics {
+            inner,
+            handles: Arc::default(),
+        }
+    }
+}
+
+/// The metric handles of one (endpoint, message type), registered once with the recorder
+/// that was installed then: a registry lookup (label hashing, allocation) per message
+/// costs more than the rest of this step.
+#[derive(Debug)]
+struct Handles {
+    recorder: usize,
+    endpoint: String,
+    message_type: String,
+    in_flight: Gauge,
+    seconds: Histogram,
+    consumed: Counter,
+}
+
+/// Handles by message type; rebuilt when the recorder changes (e.g. one installed after
+/// the first message, or a thread-local one in a test).
+#[derive(Debug, Default)]
+struct HandleCache {
+    by_type: RwLock<HashMap<String, Arc<Handles>>>,
+}
+
+/// Identifies the recorder metrics go to now.
+fn current_recorder() -> usize {
+    metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize)
+}
+
+impl HandleCache {
+    fn get(&self, endpoint: &str, message_type: &str) -> Arc<Handles> {
+        let recorder = current_recorder();
+        let cached = self
+            .by_type
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(message_type)
+            .cloned();
+        match cached {
+            Some(h) if h.recorder == recorder && h.endpoint == endpoint => h,
+            _ => {
+                let (e, t) = (endpoint.to_string(), message_type.to_string());
+                let h = Arc::new(Handles {
+                    recorder,
+                    in_flight: metrics::gauge!(names::IN_FLIGHT, "endpoint" => e.clone()),
+                    seconds: metrics::histogram!(names::HANDLER_SECONDS, "endpoint" => e.clone(), "message_type" => t.clone()),
+                    consumed: metrics::counter!(names::CONSUMED, "endpoint" => e.clone(), "message_type" => t.clone()),
+                    endpoint: e,
+                    message_type: t.clone(),
+                });
+                self.by_type
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(t, h.clone());
+                h
+            }
+        }
     }
 }
 
@@ -41,21 +104,20 @@ where
     }
 
     fn call(&mut self, req: Consume) -> Self::Future {
-        let endpoint = req.ctx.endpoint().to_string();
-        let message_type = req.ctx.envelope().message_type.clone();
+        let handles = self
+            .handles
+            .get(req.ctx.endpoint(), &req.ctx.envelope().message_type);
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let gauge = metrics::gauge!(names::IN_FLIGHT, "endpoint" => endpoint.clone());
-            gauge.increment(1.0);
+            handles.in_flight.increment(1.0);
             let started = Instant::now();
             let result = fut.await;
-            gauge.decrement(1.0);
-            metrics::histogram!(names::HANDLER_SECONDS, "endpoint" => endpoint.clone(), "message_type" => message_type.clone())
-                .record(started.elapsed().as_secs_f64());
+            handles.in_flight.decrement(1.0);
+            handles.seconds.record(started.elapsed().as_secs_f64());
             match &result {
-                Ok(()) => metrics::counter!(names::CONSUMED, "endpoint" => endpoint, "message_type" => message_type).increment(1),
+                Ok(()) => handles.consumed.increment(1),
                 Err(e) if e.deferral().is_none() => {
-                    metrics::counter!(names::FAILED, "endpoint" => endpoint, "message_type" => message_type, "reason" => e.reason().as_str()).increment(1)
+                    metrics::counter!(names::FAILED, "endpoint" => handles.endpoint.clone(), "message_type" => handles.message_type.clone(), "reason" => e.reason().as_str()).increment(1)
                 }
                 Err(_) => {}
             }

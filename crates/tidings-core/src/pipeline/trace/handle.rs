@@ -54,7 +54,7 @@ where
             attempt = req.ctx.attempt(),
             delivery = req.ctx.delivery_count(),
             trace_id = telemetry::current()
-                .map(|c| tracing::field::display(format!("{:032x}", c.trace_id))),
+                .map(|c| tracing::field::display(telemetry::TraceIdHex(c.trace_id))),
             error = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );

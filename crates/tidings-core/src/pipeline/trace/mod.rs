@@ -63,7 +63,7 @@ where
             message_id = %env.id,
             correlation_id = env.correlation_id.as_deref().unwrap_or(""),
             trace_id = tracing::field::Empty,
-            parent_span_id = %parent.map(|p| format!("{:016x}", p.span_id)).unwrap_or_default(),
+            parent_span_id = parent.map(|p| tracing::field::display(telemetry::SpanIdHex(p.span_id))),
             delivery = req.ctx.delivery_count(),
             error = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
@@ -74,7 +74,7 @@ where
         let ctx = crate::otel::continue_trace(&span, parent).unwrap_or(ctx);
         span.record(
             "trace_id",
-            tracing::field::display(format!("{:032x}", ctx.trace_id)),
+            tracing::field::display(telemetry::TraceIdHex(ctx.trace_id)),
         );
         // Inner steps may open their spans (e.g. the first `tidings.handle`) while called,
         // not only when polled: call them inside this span so those are its children.
