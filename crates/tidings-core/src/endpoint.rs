@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tower::Layer as _;
+
 use crate::handler::{Handler, HandlerError, HandlerFn};
 use crate::pipeline::deserialize::DeserializeLayer;
 use crate::pipeline::dispatch::RouteTable;
@@ -326,9 +328,10 @@ impl Endpoint {
             // The receive loop records with the ack (`receive::ack`).
             svc = layer_fn(InboxLayer::check_only(store.clone()))(svc);
         }
-        svc = layer_fn(DeserializeLayer::new(dispatcher))(svc);
-        svc = layer_fn(MetricsLayer)(svc);
-        layer_fn(TraceLayer)(svc)
+        // The outer steps are always there: one concrete service, boxed once (a box per
+        // step is an allocation and an indirect call per message).
+        let outer = DeserializeLayer::new(dispatcher).layer(svc);
+        BoxPipeline::new(TraceLayer.layer(MetricsLayer.layer(outer)))
     }
 }
 

@@ -33,6 +33,7 @@ pub mod redact;
 
 pub mod bus;
 pub mod endpoint;
+mod metric_cache;
 pub mod observe;
 pub mod outbox;
 mod receive;

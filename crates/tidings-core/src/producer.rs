@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use crate::metric_cache::MetricCache;
 use crate::transport::{Destination, Outgoing, Transport};
 use crate::{
     Command, Envelope, Error, Event, JsonSerializer, Message, MessageKind, Result, Serializer,
@@ -76,6 +77,8 @@ struct Inner {
     routes: HashMap<String, String>,
     source: Option<String>,
     serializer: JsonSerializer,
+    /// The sent counter per message type.
+    sent: MetricCache<metrics::Counter>,
 }
 
 /// Sends and publishes on a transport, routing commands to the endpoint that receives them.
@@ -106,6 +109,7 @@ impl Producer {
                 routes,
                 source,
                 serializer: JsonSerializer,
+                sent: MetricCache::default(),
             }),
         }
     }
@@ -118,6 +122,7 @@ impl Producer {
                 routes: self.inner.routes.clone(),
                 source: Some(source.into()),
                 serializer: JsonSerializer,
+                sent: MetricCache::default(),
             }),
         }
     }
@@ -243,7 +248,12 @@ impl Producer {
     /// Sends a message built by [`Producer::prepare`] in its span; records a failure there.
     pub(crate) async fn ship(&self, out: Outgoing, span: tracing::Span) -> Result<Uuid> {
         let id = out.envelope.id;
-        crate::telemetry::record_sent(&out.envelope);
+        let t = &out.envelope.message_type;
+        let sent = self
+            .inner
+            .sent
+            .get(t, |_| true, || crate::telemetry::sent_counter(t));
+        sent.1.increment(1);
         let sent = self
             .inner
             .transport

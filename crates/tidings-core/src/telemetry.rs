@@ -266,7 +266,12 @@ pub(crate) fn record_error(span: &tracing::Span, error: &dyn std::fmt::Display) 
 
 /// Counts a sent message (transports that enqueue outside the bus, e.g. an outbox, call it too).
 pub fn record_sent(env: &Envelope) {
-    metrics::counter!(names::SENT, "message_type" => env.message_type.clone()).increment(1);
+    sent_counter(&env.message_type).increment(1);
+}
+
+/// The [`SENT`](names::SENT) counter of `message_type`.
+pub(crate) fn sent_counter(message_type: &str) -> metrics::Counter {
+    metrics::counter!(names::SENT, "message_type" => message_type.to_string())
 }
 
 #[cfg(test)]

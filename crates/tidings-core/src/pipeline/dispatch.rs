@@ -156,11 +156,17 @@ impl RouteTable {
 impl Dispatcher {
     /// Decodes the envelope's body for its contract.
     pub fn decode(&self, env: &crate::Envelope) -> Result<Decoded, HandlerError> {
-        let id = ContractId {
-            name: env.message_type.clone(),
-            version: env.version,
-        };
-        let Some(route) = self.routes.get(&id) else {
+        // A scan, not a hash lookup: an endpoint has a handful of contracts, and building
+        // a `ContractId` key would allocate a copy of the type name per message.
+        let found = self
+            .routes
+            .iter()
+            .find(|(k, _)| k.version == env.version && k.name == env.message_type);
+        let Some((id, route)) = found else {
+            let id = ContractId {
+                name: env.message_type.clone(),
+                version: env.version,
+            };
             let known: Vec<String> = self
                 .routes
                 .keys()

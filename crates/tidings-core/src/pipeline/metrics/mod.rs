@@ -5,8 +5,7 @@ mod layer;
 
 pub use layer::MetricsLayer;
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use metrics::{Counter, Gauge, Histogram};
 
 use super::Consume;
 use crate::handler::HandlerError;
+use crate::metric_cache::MetricCache;
 use crate::telemetry::names;
 
 /// Counts, times and gauges each message through the rest of the pipeline.
@@ -34,12 +34,9 @@ impl<S> Metrics<S> {
     }
 }
 
-/// The metric handles of one (endpoint, message type), registered once with the recorder
-/// that was installed then: a registry lookup (label hashing, allocation) per message
-/// costs more than the rest of this step.
+/// The metric handles of one (endpoint, message type) (see [`MetricCache`]).
 #[derive(Debug)]
 struct Handles {
-    recorder: usize,
     endpoint: String,
     message_type: String,
     in_flight: Gauge,
@@ -47,47 +44,23 @@ struct Handles {
     consumed: Counter,
 }
 
-/// Handles by message type; rebuilt when the recorder changes (e.g. one installed after
-/// the first message, or a thread-local one in a test).
-#[derive(Debug, Default)]
-struct HandleCache {
-    by_type: RwLock<HashMap<String, Arc<Handles>>>,
-}
+type HandleCache = MetricCache<Handles>;
 
-/// Identifies the recorder metrics go to now.
-fn current_recorder() -> usize {
-    metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize)
-}
-
-impl HandleCache {
-    fn get(&self, endpoint: &str, message_type: &str) -> Arc<Handles> {
-        let recorder = current_recorder();
-        let cached = self
-            .by_type
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(message_type)
-            .cloned();
-        match cached {
-            Some(h) if h.recorder == recorder && h.endpoint == endpoint => h,
-            _ => {
-                let (e, t) = (endpoint.to_string(), message_type.to_string());
-                let h = Arc::new(Handles {
-                    recorder,
-                    in_flight: metrics::gauge!(names::IN_FLIGHT, "endpoint" => e.clone()),
-                    seconds: metrics::histogram!(names::HANDLER_SECONDS, "endpoint" => e.clone(), "message_type" => t.clone()),
-                    consumed: metrics::counter!(names::CONSUMED, "endpoint" => e.clone(), "message_type" => t.clone()),
-                    endpoint: e,
-                    message_type: t.clone(),
-                });
-                self.by_type
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(t, h.clone());
-                h
+fn handles(cache: &HandleCache, endpoint: &str, message_type: &str) -> Arc<(usize, Handles)> {
+    cache.get(
+        message_type,
+        |h| h.endpoint == endpoint,
+        || {
+            let (e, t) = (endpoint.to_string(), message_type.to_string());
+            Handles {
+                in_flight: metrics::gauge!(names::IN_FLIGHT, "endpoint" => e.clone()),
+                seconds: metrics::histogram!(names::HANDLER_SECONDS, "endpoint" => e.clone(), "message_type" => t.clone()),
+                consumed: metrics::counter!(names::CONSUMED, "endpoint" => e.clone(), "message_type" => t.clone()),
+                endpoint: e,
+                message_type: t,
             }
-        }
-    }
+        },
+    )
 }
 
 impl<S> tower::Service<Consume> for Metrics<S>
@@ -104,11 +77,14 @@ where
     }
 
     fn call(&mut self, req: Consume) -> Self::Future {
-        let handles = self
-            .handles
-            .get(req.ctx.endpoint(), &req.ctx.envelope().message_type);
+        let cached = handles(
+            &self.handles,
+            req.ctx.endpoint(),
+            &req.ctx.envelope().message_type,
+        );
         let fut = self.inner.call(req);
         Box::pin(async move {
+            let handles = &cached.1;
             handles.in_flight.increment(1.0);
             let started = Instant::now();
             let result = fut.await;
