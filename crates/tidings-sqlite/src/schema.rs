@@ -154,10 +154,14 @@ pub(crate) async fn open_writer(cfg: &SqliteConfig) -> Result<SqliteConnection> 
         });
     }
     // The writer gets a bigger page cache (16 MiB): it touches the queue head and tail.
-    let mut conn =
-        SqliteConnection::connect_with(&connect_options(cfg).pragma("cache_size", "-16384"))
-            .await
-            .map_err(|e| open_error(path, e))?;
+    // Its row channel holds a whole claim (up to 256 rows): with sqlx's default of 50 the
+    // connection's worker thread stops every 50 rows until the writer task drains them.
+    let options = connect_options(cfg)
+        .pragma("cache_size", "-16384")
+        .row_buffer_size(512);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|e| open_error(path, e))?;
     migrate(&mut conn, path).await.map_err(|e| match e {
         SqliteError::Database(d) => open_error(path, d),
         other => other,
