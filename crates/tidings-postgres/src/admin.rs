@@ -13,8 +13,9 @@ use tidings_core::{Envelope, Error, Result};
 use crate::error::PgError;
 use crate::transport::Shared;
 
-fn count(r: &PgRow, i: usize) -> u64 {
-    u64::try_from(r.get::<i64, _>(i)).unwrap_or(0)
+fn count(r: &PgRow, i: usize) -> std::result::Result<u64, PgError> {
+    let n: i64 = r.try_get(i).map_err(PgError::db("stats"))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 pub(crate) async fn stats(shared: &Shared) -> Result<Vec<QueueStats>> {
@@ -22,20 +23,19 @@ pub(crate) async fn stats(shared: &Shared) -> Result<Vec<QueueStats>> {
         .fetch_all(&shared.pool)
         .await
         .map_err(PgError::db("stats"))?;
-    Ok(rows
-        .iter()
-        .map(|r| QueueStats {
-            queue: r.get(0),
-            ready: count(r, 1),
-            in_flight: Some(count(r, 2)),
-            scheduled: Some(count(r, 3)),
-            oldest_age: r
-                .get::<Option<f64>, _>(4)
-                .map(|s| Duration::from_secs_f64(s.max(0.0))),
-            error_depth: count(r, 5),
-            parked_keys: Some(count(r, 6)),
+    let stats = rows.iter().map(|r| {
+        let oldest: Option<f64> = r.try_get(4).map_err(PgError::db("stats"))?;
+        Ok(QueueStats {
+            queue: r.try_get(0).map_err(PgError::db("stats"))?,
+            ready: count(r, 1)?,
+            in_flight: Some(count(r, 2)?),
+            scheduled: Some(count(r, 3)?),
+            oldest_age: oldest.map(|s| Duration::from_secs_f64(s.max(0.0))),
+            error_depth: count(r, 5)?,
+            parked_keys: Some(count(r, 6)?),
         })
-        .collect())
+    });
+    Ok(stats.collect::<std::result::Result<_, PgError>>()?)
 }
 
 /// Deletes `queue`, its error queue, their rows, parked keys and subscriptions in one
@@ -81,18 +81,20 @@ async fn select(
         .map_err(PgError::db("list dead letters"))?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let blob: Vec<u8> = r.get(4);
+        let col = PgError::db("list dead letters");
+        let blob: Vec<u8> = r.try_get(4).map_err(col)?;
         let envelope = Envelope::from_json(&blob)
             .map_err(|e| Error::from(PgError::Corrupt(format!("dead letter envelope: {e}"))))?;
+        let col = || PgError::db("list dead letters");
         let dl = DeadLetter {
-            queue: r.get(2),
+            queue: r.try_get(2).map_err(col())?,
             envelope,
-            dead_lettered_at: r.get::<DateTime<Utc>, _>(3),
+            dead_lettered_at: r.try_get::<DateTime<Utc>, _>(3).map_err(col())?,
         };
         if query.matches(&dl) {
             out.push(DeadRow {
-                seq: r.get(0),
-                error_queue: r.get(1),
+                seq: r.try_get(0).map_err(col())?,
+                error_queue: r.try_get(1).map_err(col())?,
                 dl,
             });
         }

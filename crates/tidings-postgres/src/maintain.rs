@@ -55,7 +55,8 @@ async fn round(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
         .fetch_optional(pool)
         .await?;
         let Some(row) = row else { continue };
-        if let Some(command) = needs(row.get(0), row.get(1), row.get(2)) {
+        let (live, dead, modified) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if let Some(command) = needs(live, dead, modified) {
             let started = std::time::Instant::now();
             // The schema is a validated identifier (see `PostgresConfig::validate`).
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{command} {name}")))

@@ -139,10 +139,11 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), PgError> 
         .fetch_one(&mut *tx)
         .await
         .map_err(PgError::db("migrate"))?;
-    let (has_version, has_messages) = (
-        row.get::<Option<String>, _>(0).is_some(),
-        row.get::<Option<String>, _>(1).is_some(),
-    );
+    let col = |i| {
+        row.try_get::<Option<String>, _>(i)
+            .map_err(PgError::db("migrate"))
+    };
+    let (has_version, has_messages) = (col(0)?.is_some(), col(1)?.is_some());
     let found: Option<i32> = if has_version {
         sqlx::query_scalar(stmt("SELECT max(version) FROM {s}.schema_version").sql())
             .fetch_one(&mut *tx)

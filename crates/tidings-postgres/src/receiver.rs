@@ -98,8 +98,9 @@ impl PgReceiver {
             .map_err(PgError::db("claim"))?;
         let mut claimed: Vec<(i64, i32, Vec<u8>)> = rows
             .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(PgError::db("claim"))?;
         claimed.sort_by_key(|c| c.0);
         let got = claimed.len();
         let park = self.options.park_on_dead_letter && self.ordered;
@@ -174,7 +175,7 @@ impl PgReceiver {
             .fetch_one(&self.shared.pool)
             .await
             .map_err(PgError::db("promote"))?;
-        Ok(row.get(0))
+        row.try_get(0).map_err(PgError::db("promote"))
     }
 
     /// Fills the buffer with up to `room` deliveries; returns how many.

@@ -102,7 +102,11 @@ impl Shared {
             .await
             .map_err(PgError::db("look up queues"))?;
         for r in &rows {
-            self.remember(r.get::<&str, _>(0), r.get(1));
+            let col = || PgError::db("look up queues");
+            self.remember(
+                r.try_get::<&str, _>(0).map_err(col())?,
+                r.try_get(1).map_err(col())?,
+            );
         }
         let k = self.known();
         match missing.into_iter().find(|n| !k.contains_key(n)) {
