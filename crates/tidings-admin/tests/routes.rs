@@ -252,6 +252,24 @@ async fn probes_dashboard_and_metrics() {
         body.contains("tidings_queue_depth{queue=\"payments\"} 0"),
         "{body}"
     );
+    // Help text, and durations as histograms (buckets add up across instances).
+    assert!(body.contains("# HELP tidings_queue_depth "), "{body}");
+    metrics::histogram!(
+        tidings_core::telemetry::names::HANDLER_SECONDS,
+        "endpoint" => "orders"
+    )
+    .record(0.003);
+    let (_, body) = call(&app, "GET", "/metrics", None).await;
+    assert!(
+        body.contains(
+            "tidings_handler_duration_seconds_bucket{endpoint=\"orders\",le=\"0.005\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("# HELP tidings_handler_duration_seconds "),
+        "{body}"
+    );
 
     let app = router(AdminState::new(std::sync::Arc::new(common::DownTransport)));
     let (s, body) = call(&app, "GET", "/readyz", None).await;

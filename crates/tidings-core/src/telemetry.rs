@@ -58,6 +58,92 @@ pub mod names {
     pub const ERROR_DEPTH: &str = "tidings_error_queue_depth";
     /// Gauge: age of the oldest waiting message in seconds, by `queue`.
     pub const OLDEST_AGE: &str = "tidings_queue_oldest_age_seconds";
+    /// Gauge: messages scheduled for later, by `queue`.
+    pub const QUEUE_SCHEDULED: &str = "tidings_queue_scheduled";
+    /// Gauge: partition keys parked after a dead letter on an ordered queue, by `queue`.
+    pub const QUEUE_PARKED_KEYS: &str = "tidings_queue_parked_keys";
+    /// Counter: saga steps retried after an optimistic-concurrency conflict, by `saga`.
+    pub const SAGA_CONFLICTS: &str = "tidings_saga_conflicts_total";
+}
+
+/// Gives every metric Tidings records its help text (the `# HELP` line in Prometheus) and
+/// unit, on the recorder installed now; call it once after installing one.
+///
+/// ```
+/// tidings_core::telemetry::describe_metrics(); // no recorder installed: a no-op
+/// ```
+pub fn describe_metrics() {
+    use crate::outbox::names as relay;
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(names::SENT, "Messages sent or published, by message type.");
+    describe_counter!(
+        names::CONSUMED,
+        "Messages handled successfully, by endpoint and message type."
+    );
+    describe_counter!(
+        names::FAILED,
+        "Handler failures (each attempt), by endpoint, message type and reason."
+    );
+    describe_counter!(names::RETRIES, "Immediate retries, by endpoint.");
+    describe_counter!(
+        names::REDELIVERIES,
+        "Delayed redeliveries scheduled, by endpoint."
+    );
+    describe_counter!(
+        names::DEAD_LETTERED,
+        "Messages moved to an error queue, by endpoint and reason."
+    );
+    describe_counter!(names::EXPIRED, "Expired messages skipped, by endpoint.");
+    describe_counter!(
+        names::DUPLICATES,
+        "Duplicates skipped by the inbox, by endpoint."
+    );
+    describe_gauge!(
+        names::IN_FLIGHT,
+        "Deliveries being handled now, by endpoint."
+    );
+    describe_histogram!(
+        names::HANDLER_SECONDS,
+        Unit::Seconds,
+        "Time spent in the pipeline per delivery, by endpoint and message type."
+    );
+    describe_gauge!(
+        names::BREAKER_STATE,
+        "Circuit breaker state (0 closed, 1 half-open, 2 open), by endpoint."
+    );
+    describe_gauge!(names::QUEUE_DEPTH, "Messages ready in a queue, by queue.");
+    describe_gauge!(
+        names::ERROR_DEPTH,
+        "Messages in a queue's error queue, by queue."
+    );
+    describe_gauge!(
+        names::OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest waiting message, by queue."
+    );
+    describe_gauge!(
+        names::QUEUE_SCHEDULED,
+        "Messages scheduled for later delivery, by queue."
+    );
+    describe_gauge!(
+        names::QUEUE_PARKED_KEYS,
+        "Partition keys parked after a dead letter, by queue."
+    );
+    describe_counter!(
+        names::SAGA_CONFLICTS,
+        "Saga steps retried after a concurrent update, by saga."
+    );
+    describe_counter!(
+        relay::SHIPPED,
+        "Outbox rows shipped to the broker by the relay."
+    );
+    describe_counter!(relay::ERRORS, "Outbox relay batches that failed (retried).");
+    describe_gauge!(relay::PENDING, "Outbox rows waiting to be shipped.");
+    describe_histogram!(
+        relay::BATCH_SECONDS,
+        Unit::Seconds,
+        "Time per outbox relay batch (claim, confirmed send, delete)."
+    );
 }
 
 /// A parsed W3C `traceparent`.

@@ -91,7 +91,7 @@ async fn run<S: SagaState, M: Message>(
             Err(e) if is_conflict(&e) && conflicts < core.conflict_retries => {
                 conflicts += 1;
                 tracing::debug!(saga = %core.name, %key, conflicts, "saga step conflicted; re-running");
-                metrics::counter!("tidings_saga_conflicts_total", "saga" => core.name.clone())
+                metrics::counter!(crate::telemetry::names::SAGA_CONFLICTS, "saga" => core.name.clone())
                     .increment(1);
             }
             Err(e) => return Err(e),
