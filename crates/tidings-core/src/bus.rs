@@ -110,8 +110,7 @@ impl BusBuilder {
             };
             let receiver = self.transport.receive(&ep.name, options).await?;
             let rt = EndpointRuntime {
-                name: ep.name.clone(),
-                name_shared: ep.name.as_str().into(),
+                name: ep.name.as_str().into(),
                 settings: ep.settings.clone(),
                 producer: producer.with_source(ep.name.clone()),
                 observer: self.observer.clone(),

@@ -30,9 +30,8 @@ use crate::{ConsumeContext, Envelope, Fault, FaultReason, Producer};
 
 /// Everything one endpoint's workers share.
 pub(crate) struct EndpointRuntime {
-    pub(crate) name: String,
-    /// `name`, shared by every delivery's context.
-    pub(crate) name_shared: Arc<str>,
+    /// Shared by every delivery's context.
+    pub(crate) name: Arc<str>,
     pub(crate) settings: EndpointSettings,
     pub(crate) producer: Producer,
     pub(crate) observer: Option<Arc<dyn Observer>>,
@@ -147,7 +146,7 @@ async fn process(
     let taken = Taken::new(rt, envelope, delivery_count, settle);
     let env = taken.ctx.envelope();
     if env.is_expired(Utc::now()) {
-        metrics::counter!(names::EXPIRED, "endpoint" => rt.name.clone()).increment(1);
+        metrics::counter!(names::EXPIRED, "endpoint" => rt.name.to_string()).increment(1);
         tracing::info!(endpoint = %rt.name, id = %env.id, "expired message skipped");
         observe(rt, &taken, Outcome::Expired);
         return hand_off(tracker, async move {
@@ -178,11 +177,11 @@ impl Taken {
         let ctx = ConsumeContext::with_shared_name(
             envelope,
             rt.producer.clone(),
-            rt.name_shared.clone(),
+            rt.name.clone(),
             delivery_count,
         );
         Taken {
-            rt_name: rt.name_shared.clone(),
+            rt_name: rt.name.clone(),
             ctx,
             settle,
         }
@@ -254,7 +253,8 @@ async fn settle_by(
         Err(e) => match rt.settings.redelivery.delay_for(taken.ctx.delivery_count()) {
             Some(delay) => {
                 let env = taken.ctx.envelope();
-                metrics::counter!(names::REDELIVERIES, "endpoint" => rt.name.clone()).increment(1);
+                metrics::counter!(names::REDELIVERIES, "endpoint" => rt.name.to_string())
+                    .increment(1);
                 tracing::info!(endpoint = %rt.name, id = %env.id, delivery = taken.ctx.delivery_count(), ?delay, error = %e, "handler failed; redelivering later");
                 observe(
                     &rt,
@@ -301,7 +301,7 @@ async fn dead_letter(rt: Arc<EndpointRuntime>, taken: Taken, e: HandlerError, at
     fault.redeliveries = delivery_count.saturating_sub(1);
     let mut env = taken.ctx.envelope().clone();
     fault.apply(&mut env);
-    metrics::counter!(names::DEAD_LETTERED, "endpoint" => rt.name.clone(), "reason" => e.reason().as_str()).increment(1);
+    metrics::counter!(names::DEAD_LETTERED, "endpoint" => rt.name.to_string(), "reason" => e.reason().as_str()).increment(1);
     tracing::warn!(endpoint = %rt.name, id = %env.id, message_type = %env.message_type, reason = %e.reason(), error = %e, "message moved to the error queue");
     observe(
         &rt,
@@ -317,7 +317,7 @@ async fn dead_letter(rt: Arc<EndpointRuntime>, taken: Taken, e: HandlerError, at
 fn observe(rt: &EndpointRuntime, taken: &Taken, outcome: Outcome) {
     if let Some(o) = &rt.observer {
         o.observe(Observation {
-            endpoint: rt.name.clone(),
+            endpoint: rt.name.to_string(),
             envelope: taken.ctx.envelope().clone(),
             delivery_count: taken.ctx.delivery_count(),
             outcome,
