@@ -27,6 +27,7 @@ pub mod inbox;
 mod job;
 pub mod outbox;
 mod park;
+mod raw;
 mod receiver;
 pub mod relay;
 pub mod saga;

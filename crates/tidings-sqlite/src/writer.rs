@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::job::{self, run_jobs, Job};
 use crate::park::{Found, ParkedClaims};
-use crate::topology::TopologyCache;
+use crate::raw::Raw;
+use crate::topology::{Topo, TopologyCache};
 use crate::wake::Wake;
 
 use crate::error::{Result, SqliteError};
@@ -122,14 +123,26 @@ pub(crate) struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Starts the writer task on `conn`.
-    pub(crate) fn spawn(conn: SqliteConnection, wake: Arc<Wake>, max_batch: usize) -> Self {
+    /// Starts the writer on `conn`, on a thread of its own (with a single-threaded tokio
+    /// runtime): its direct statements ([`Raw`]) block that thread, never the caller's
+    /// runtime. The thread ends when every handle is dropped or [`WriterHandle::close`].
+    pub(crate) fn spawn(
+        conn: SqliteConnection,
+        wake: Arc<Wake>,
+        max_batch: usize,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(conn, rx, wake, max_batch, counters.clone()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let task = run(conn, rx, wake, max_batch, counters.clone());
+        std::thread::Builder::new()
+            .name("tidings-sqlite-writer".into())
+            .spawn(move || rt.block_on(task))?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        WriterHandle { tx, counters, id }
+        Ok(WriterHandle { tx, counters, id })
     }
 
     /// This writer's id (see `Settle::inbox_home`).
@@ -400,6 +413,10 @@ fn answer(op: Op, o: Outcome) {
 
 /// Runs a batch in one transaction. Per-operation failures that touch nothing (an unknown
 /// queue) are answered on their own; a database failure fails the batch.
+///
+/// The message-path statements run directly on the connection's handle ([`Raw`]); dead
+/// letters and callers' jobs (which take a `SqliteConnection`) run on sqlx between two
+/// such stretches, so jobs see the batch's sends and acks and the claims see the jobs'.
 async fn exec(
     conn: &mut SqliteConnection,
     cache: &mut TopologyCache,
@@ -408,54 +425,111 @@ async fn exec(
 ) -> Result<(Vec<Outcome>, Found)> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
+    let middle = ops
+        .iter()
+        .any(|o| matches!(o, Op::Job(_) | Op::DeadLetter { .. }));
+    let raw = Raw::lock(&mut tx).await?;
     let topo = if ops
         .iter()
         .any(|o| matches!(o, Op::Send { .. } | Op::Job(_)))
     {
-        Some(cache.refresh(&mut tx).await?)
+        Some(cache.refresh(&raw)?)
     } else {
         None
     };
-    if let Some(topo) = topo
-        .as_ref()
-        .filter(|_| ops.iter().any(|o| matches!(o, Op::Send { .. })))
-    {
+    settle(&raw, topo.as_deref(), ops, &mut outcomes)?;
+    let raw = if middle {
+        drop(raw);
+        for (i, op) in ops.iter().enumerate() {
+            if let Op::DeadLetter { row, .. } = op {
+                store::dead_letter(&mut tx, row).await?;
+                outcomes[i] = Some(Outcome::Unit(Ok(())));
+            }
+        }
+        // Callers' jobs, in order, each in its own savepoint; before the claims, so that
+        // messages they enqueue can be claimed in this very batch.
+        let rows = match &topo {
+            Some(topo) => {
+                let jobs: Vec<&Job> = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::Job(job) => Some(job),
+                        _ => None,
+                    })
+                    .collect();
+                run_jobs(&mut tx, &jobs, topo.clone()).await?
+            }
+            None => Vec::new(),
+        };
+        let raw = Raw::lock(&mut tx).await?;
+        raw.insert_rows(&rows)?;
+        raw
+    } else {
+        raw
+    };
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Job(_) => outcomes[i] = Some(Outcome::Unit(Ok(()))),
+            Op::Claim { spec, .. } => {
+                let token = store::new_token();
+                let rows = raw.claim(spec, token)?;
+                let next_visible = if rows.is_empty() {
+                    raw.next_visible(&spec.queue)?
+                } else {
+                    None
+                };
+                outcomes[i] = Some(Outcome::Claim(Ok(ClaimResult {
+                    rows,
+                    token,
+                    next_visible,
+                    waited: false,
+                })));
+            }
+            _ => {}
+        }
+    }
+    // Parked receivers last: they see everything this batch enqueued or freed.
+    let found = match parked {
+        Some(p) => p.claim_in(&raw)?,
+        None => Vec::new(),
+    };
+    drop(raw);
+    tx.commit().await?;
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Unit(Ok(()))))
+        .collect();
+    Ok((outcomes, found))
+}
+
+/// The batch's sends, acks (with their inbox rows), requeues and lease extensions.
+fn settle(
+    raw: &Raw<'_>,
+    topo: Option<&Topo>,
+    ops: &[Op],
+    outcomes: &mut [Option<Outcome>],
+) -> Result<()> {
+    if let Some(topo) = topo {
         let mut rows = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             if let Op::Send { msgs, .. } = op {
-                outcomes[i] = Some(Outcome::Unit(topo.resolve(msgs).map(|mut r| {
-                    rows.append(&mut r);
-                })));
+                outcomes[i] = Some(Outcome::Unit(
+                    topo.resolve(msgs).map(|mut r| rows.append(&mut r)),
+                ));
             }
         }
-        store::insert_rows(&mut tx, &rows).await?;
-    }
-    let acks: Vec<[i64; 2]> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Ack { id, token, .. } => Some([*id, *token]),
-            _ => None,
-        })
-        .collect();
-    if !acks.is_empty() {
-        store::ack_many(&mut tx, &serde_json::to_string(&acks)?).await?;
-    }
-    let inbox: Vec<(&str, String)> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Ack {
-                inbox: Some((endpoint, id)),
-                ..
-            } => Some((endpoint.as_str(), id.to_string())),
-            _ => None,
-        })
-        .collect();
-    if !inbox.is_empty() {
-        store::record_inbox(&mut tx, &serde_json::to_string(&inbox)?).await?;
+        raw.insert_rows(&rows)?;
     }
     for (i, op) in ops.iter().enumerate() {
         match op {
-            Op::Ack { .. } => {}
+            Op::Ack {
+                id, token, inbox, ..
+            } => {
+                raw.ack(*id, *token)?;
+                if let Some((endpoint, message_id)) = inbox {
+                    raw.record_inbox(endpoint, message_id)?;
+                }
+            }
             Op::Requeue {
                 id,
                 token,
@@ -463,69 +537,13 @@ async fn exec(
                 envelope,
                 uncount,
                 ..
-            } => {
-                store::requeue(
-                    &mut tx,
-                    *id,
-                    *token,
-                    *visible_at,
-                    envelope.as_deref(),
-                    *uncount,
-                )
-                .await?
-            }
+            } => raw.requeue(*id, *token, *visible_at, envelope.as_deref(), *uncount)?,
             Op::Extend {
                 id, token, until, ..
-            } => store::extend(&mut tx, *id, *token, *until).await?,
-            Op::DeadLetter { row, .. } => store::dead_letter(&mut tx, row).await?,
+            } => raw.extend(*id, *token, *until)?,
             _ => continue,
         }
         outcomes[i] = Some(Outcome::Unit(Ok(())));
     }
-    // Callers' jobs, in order, each in its own savepoint; before the claims, so that
-    // messages they enqueue can be claimed in this very batch.
-    if let Some(topo) = topo {
-        let jobs: Vec<&Job> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Job(job) => Some(job),
-                _ => None,
-            })
-            .collect();
-        let rows = run_jobs(&mut tx, &jobs, topo).await?;
-        store::insert_rows(&mut tx, &rows).await?;
-        for (i, op) in ops.iter().enumerate() {
-            if let Op::Job(_) = op {
-                outcomes[i] = Some(Outcome::Unit(Ok(())));
-            }
-        }
-    }
-    for (i, op) in ops.iter().enumerate() {
-        if let Op::Claim { spec, .. } = op {
-            let token = store::new_token();
-            let rows = store::claim(&mut tx, spec, token).await?;
-            let next_visible = if rows.is_empty() {
-                store::next_visible(&mut tx, &spec.queue).await?
-            } else {
-                None
-            };
-            outcomes[i] = Some(Outcome::Claim(Ok(ClaimResult {
-                rows,
-                token,
-                next_visible,
-                waited: false,
-            })));
-        }
-    }
-    // Parked receivers last: they see everything this batch enqueued or freed.
-    let found = match parked {
-        Some(p) => p.claim_in(&mut tx).await?,
-        None => Vec::new(),
-    };
-    tx.commit().await?;
-    let outcomes = outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(Outcome::Unit(Ok(()))))
-        .collect();
-    Ok((outcomes, found))
+    Ok(())
 }
