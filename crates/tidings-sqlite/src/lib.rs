@@ -21,6 +21,7 @@
 //! Durability: see [`Durability`].
 
 mod admin;
+mod batch;
 pub mod config;
 pub mod error;
 pub mod inbox;

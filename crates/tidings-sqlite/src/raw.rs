@@ -22,6 +22,9 @@ use crate::error::Result;
 use crate::schema::now_ms;
 use crate::store::{ClaimSpec, Claimed, NewRow, CLAIM_ANY, CLAIM_ORDERED, INSERT_ONE};
 
+/// Subscriptions: message type → the queues that get it.
+pub(crate) type Subscriptions = HashMap<String, Vec<String>>;
+
 /// The writer connection's handle, borrowed from sqlx for direct statements.
 pub(crate) struct Raw<'a> {
     // Declared first, so dropped first: no statement of ours outlives the lock.
@@ -45,6 +48,21 @@ impl<'a> Raw<'a> {
         Ok(Raw { c, _guard: guard })
     }
 
+    /// Runs `f` in a `BEGIN IMMEDIATE … COMMIT` of its own; rolls back if `f` or the commit
+    /// fails.
+    pub(crate) fn transaction<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.c.execute_batch("BEGIN IMMEDIATE")?;
+        let r = f(self).and_then(|v| {
+            self.c.execute_batch("COMMIT")?;
+            Ok(v)
+        });
+        if r.is_err() && !self.c.is_autocommit() {
+            // The error being returned says why; a failed rollback leaves nothing to add.
+            let _ = self.c.execute_batch("ROLLBACK");
+        }
+        r
+    }
+
     /// `tidings_schema.topology_gen` (bumped by every declare, in any process).
     pub(crate) fn topology_gen(&self) -> Result<i64> {
         Ok(self
@@ -54,13 +72,13 @@ impl<'a> Raw<'a> {
     }
 
     /// Every declared queue, and every subscription as (message type → queues).
-    pub(crate) fn topology(&self) -> Result<(Vec<String>, HashMap<String, Vec<String>>)> {
+    pub(crate) fn topology(&self) -> Result<(Vec<String>, Subscriptions)> {
         let queues = self
             .c
             .prepare("SELECT name FROM tidings_queues")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
-        let mut subs: HashMap<String, Vec<String>> = HashMap::new();
+        let mut subs = Subscriptions::new();
         let mut st = self.c.prepare(
             "SELECT message_type, queue FROM tidings_subscriptions ORDER BY message_type, queue",
         )?;

@@ -22,14 +22,14 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::job::{self, run_jobs, Job};
-use crate::park::{Found, ParkedClaims};
-use crate::raw::Raw;
-use crate::topology::{Topo, TopologyCache};
+use crate::batch::exec;
+use crate::job::{self, Job};
+use crate::park::ParkedClaims;
+use crate::topology::TopologyCache;
 use crate::wake::Wake;
 
 use crate::error::{Result, SqliteError};
-use crate::store::{self, ClaimSpec, Claimed, DeadRow, Prepared};
+use crate::store::{ClaimSpec, Claimed, DeadRow, Prepared};
 
 /// Where a caller's answer goes.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
@@ -309,7 +309,7 @@ async fn run(
 }
 
 /// What one operation of a batch came to.
-enum Outcome {
+pub(crate) enum Outcome {
     Unit(Result<()>),
     Claim(Result<ClaimResult>),
 }
@@ -411,139 +411,3 @@ fn answer(op: Op, o: Outcome) {
     }
 }
 
-/// Runs a batch in one transaction. Per-operation failures that touch nothing (an unknown
-/// queue) are answered on their own; a database failure fails the batch.
-///
-/// The message-path statements run directly on the connection's handle ([`Raw`]); dead
-/// letters and callers' jobs (which take a `SqliteConnection`) run on sqlx between two
-/// such stretches, so jobs see the batch's sends and acks and the claims see the jobs'.
-async fn exec(
-    conn: &mut SqliteConnection,
-    cache: &mut TopologyCache,
-    ops: &[Op],
-    parked: Option<&ParkedClaims>,
-) -> Result<(Vec<Outcome>, Found)> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
-    let middle = ops
-        .iter()
-        .any(|o| matches!(o, Op::Job(_) | Op::DeadLetter { .. }));
-    let raw = Raw::lock(&mut tx).await?;
-    let topo = if ops
-        .iter()
-        .any(|o| matches!(o, Op::Send { .. } | Op::Job(_)))
-    {
-        Some(cache.refresh(&raw)?)
-    } else {
-        None
-    };
-    settle(&raw, topo.as_deref(), ops, &mut outcomes)?;
-    let raw = if middle {
-        drop(raw);
-        for (i, op) in ops.iter().enumerate() {
-            if let Op::DeadLetter { row, .. } = op {
-                store::dead_letter(&mut tx, row).await?;
-                outcomes[i] = Some(Outcome::Unit(Ok(())));
-            }
-        }
-        // Callers' jobs, in order, each in its own savepoint; before the claims, so that
-        // messages they enqueue can be claimed in this very batch.
-        let rows = match &topo {
-            Some(topo) => {
-                let jobs: Vec<&Job> = ops
-                    .iter()
-                    .filter_map(|op| match op {
-                        Op::Job(job) => Some(job),
-                        _ => None,
-                    })
-                    .collect();
-                run_jobs(&mut tx, &jobs, topo.clone()).await?
-            }
-            None => Vec::new(),
-        };
-        let raw = Raw::lock(&mut tx).await?;
-        raw.insert_rows(&rows)?;
-        raw
-    } else {
-        raw
-    };
-    for (i, op) in ops.iter().enumerate() {
-        match op {
-            Op::Job(_) => outcomes[i] = Some(Outcome::Unit(Ok(()))),
-            Op::Claim { spec, .. } => {
-                let token = store::new_token();
-                let rows = raw.claim(spec, token)?;
-                let next_visible = if rows.is_empty() {
-                    raw.next_visible(&spec.queue)?
-                } else {
-                    None
-                };
-                outcomes[i] = Some(Outcome::Claim(Ok(ClaimResult {
-                    rows,
-                    token,
-                    next_visible,
-                    waited: false,
-                })));
-            }
-            _ => {}
-        }
-    }
-    // Parked receivers last: they see everything this batch enqueued or freed.
-    let found = match parked {
-        Some(p) => p.claim_in(&raw)?,
-        None => Vec::new(),
-    };
-    drop(raw);
-    tx.commit().await?;
-    let outcomes = outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(Outcome::Unit(Ok(()))))
-        .collect();
-    Ok((outcomes, found))
-}
-
-/// The batch's sends, acks (with their inbox rows), requeues and lease extensions.
-fn settle(
-    raw: &Raw<'_>,
-    topo: Option<&Topo>,
-    ops: &[Op],
-    outcomes: &mut [Option<Outcome>],
-) -> Result<()> {
-    if let Some(topo) = topo {
-        let mut rows = Vec::new();
-        for (i, op) in ops.iter().enumerate() {
-            if let Op::Send { msgs, .. } = op {
-                outcomes[i] = Some(Outcome::Unit(
-                    topo.resolve(msgs).map(|mut r| rows.append(&mut r)),
-                ));
-            }
-        }
-        raw.insert_rows(&rows)?;
-    }
-    for (i, op) in ops.iter().enumerate() {
-        match op {
-            Op::Ack {
-                id, token, inbox, ..
-            } => {
-                raw.ack(*id, *token)?;
-                if let Some((endpoint, message_id)) = inbox {
-                    raw.record_inbox(endpoint, message_id)?;
-                }
-            }
-            Op::Requeue {
-                id,
-                token,
-                visible_at,
-                envelope,
-                uncount,
-                ..
-            } => raw.requeue(*id, *token, *visible_at, envelope.as_deref(), *uncount)?,
-            Op::Extend {
-                id, token, until, ..
-            } => raw.extend(*id, *token, *until)?,
-            _ => continue,
-        }
-        outcomes[i] = Some(Outcome::Unit(Ok(())));
-    }
-    Ok(())
-}
