@@ -122,10 +122,7 @@ impl<'a> Raw<'a> {
         let mut buf = uuid::Uuid::encode_buffer();
         let id: &str = message_id.hyphenated().encode_lower(&mut buf);
         self.c
-            .prepare_cached(
-                "INSERT OR IGNORE INTO tidings_inbox (endpoint, message_id, processed_at) \
-                 VALUES (?1, ?2, ?3)",
-            )?
+            .prepare_cached(crate::inbox::RECORD)?
             .execute(params![endpoint, id, now_ms()])?;
         Ok(())
     }
