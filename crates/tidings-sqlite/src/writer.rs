@@ -130,13 +130,14 @@ impl WriterHandle {
         conn: SqliteConnection,
         wake: Arc<Wake>,
         max_batch: usize,
+        ack_delay: Duration,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
-        let task = run(conn, rx, wake, max_batch, counters.clone());
+        let task = run(conn, rx, wake, (max_batch, ack_delay), counters.clone());
         std::thread::Builder::new()
             .name("tidings-sqlite-writer".into())
             .spawn(move || rt.block_on(task))?;
@@ -223,7 +224,7 @@ async fn run(
     mut conn: SqliteConnection,
     mut rx: mpsc::UnboundedReceiver<Op>,
     wake: Arc<Wake>,
-    max_batch: usize,
+    (max_batch, ack_delay): (usize, Duration),
     counters: Arc<Counters>,
 ) {
     let mut cache = TopologyCache::default();
@@ -273,25 +274,18 @@ async fn run(
             }
             Some(op) => {
                 let mut batch = vec![op];
-                while batch.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(op @ (Op::Exclusive(_) | Op::Close)) => {
-                            pending = Some(op);
-                            break;
+                fill(&mut rx, &mut batch, &mut pending, &mut parked, max_batch);
+                // Acks alone wait a little for company: the next send or claim shares their
+                // commit, so a lone message costs one fsync on its way, not two (its ack's
+                // commit would otherwise be under way when the next send arrives).
+                if pending.is_none()
+                    && !ack_delay.is_zero()
+                    && batch.iter().all(|op| matches!(op, Op::Ack { .. }))
+                {
+                    if let Ok(Some(op)) = tokio::time::timeout(ack_delay, rx.recv()).await {
+                        if take(op, &mut batch, &mut pending, &mut parked) {
+                            fill(&mut rx, &mut batch, &mut pending, &mut parked, max_batch);
                         }
-                        Ok(Op::Unpark { id }) => {
-                            parked.unpark(id);
-                            // Its claim may still be in this batch: answer it, don't park it.
-                            for op in &mut batch {
-                                if let Op::Claim { park, .. } = op {
-                                    if park.is_some_and(|(p, _)| p == id) {
-                                        *park = None;
-                                    }
-                                }
-                            }
-                        }
-                        Ok(op) => batch.push(op),
-                        Err(_) => break,
                     }
                 }
                 counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -306,6 +300,53 @@ async fn run(
     parked.release_all();
     rx.close();
     let _ = conn.close().await;
+}
+
+/// Adds what is queued to `batch`, up to `max_batch` operations.
+fn fill(
+    rx: &mut mpsc::UnboundedReceiver<Op>,
+    batch: &mut Vec<Op>,
+    pending: &mut Option<Op>,
+    parked: &mut ParkedClaims,
+    max_batch: usize,
+) {
+    while batch.len() < max_batch {
+        match rx.try_recv() {
+            Ok(op) => {
+                if !take(op, batch, pending, parked) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Adds `op` to `batch`; `false` when it must wait for the next round (an exclusive
+/// operation or close: kept in `pending`).
+fn take(op: Op, batch: &mut Vec<Op>, pending: &mut Option<Op>, parked: &mut ParkedClaims) -> bool {
+    match op {
+        op @ (Op::Exclusive(_) | Op::Close) => {
+            *pending = Some(op);
+            false
+        }
+        Op::Unpark { id } => {
+            parked.unpark(id);
+            // Its claim may still be in this batch: answer it, don't park it.
+            for op in batch.iter_mut() {
+                if let Op::Claim { park, .. } = op {
+                    if park.is_some_and(|(p, _)| p == id) {
+                        *park = None;
+                    }
+                }
+            }
+            true
+        }
+        op => {
+            batch.push(op);
+            true
+        }
+    }
 }
 
 /// What one operation of a batch came to.
