@@ -13,7 +13,7 @@ use sqlx::Connection;
 use crate::error::Result;
 use crate::job::{run_jobs, Job};
 use crate::park::{Found, ParkedClaims};
-use crate::raw::Raw;
+use crate::raw::{Direct, Raw};
 use crate::store;
 use crate::topology::{Topo, TopologyCache};
 use crate::writer::{ClaimResult, Op, Outcome};
@@ -22,6 +22,7 @@ use crate::writer::{ClaimResult, Op, Outcome};
 /// queue) are answered on their own; a database failure fails the batch.
 pub(crate) async fn exec(
     conn: &mut SqliteConnection,
+    direct: &mut Direct,
     cache: &mut TopologyCache,
     ops: &[Op],
     parked: Option<&ParkedClaims>,
@@ -31,9 +32,9 @@ pub(crate) async fn exec(
         .iter()
         .any(|o| matches!(o, Op::Job(_) | Op::DeadLetter { .. }))
     {
-        with_jobs(conn, cache, ops, parked, &mut outcomes).await?
+        with_jobs(conn, direct, cache, ops, parked, &mut outcomes).await?
     } else {
-        let raw = Raw::lock(conn).await?;
+        let raw = direct.lock(conn).await?;
         raw.transaction(|raw| {
             let topo = topology(raw, cache, ops)?;
             settle(raw, topo.as_deref(), ops, &mut outcomes)?;
@@ -51,6 +52,7 @@ pub(crate) async fn exec(
 /// through it), the message path raw around them.
 async fn with_jobs(
     conn: &mut SqliteConnection,
+    direct: &mut Direct,
     cache: &mut TopologyCache,
     ops: &[Op],
     parked: Option<&ParkedClaims>,
@@ -58,7 +60,7 @@ async fn with_jobs(
 ) -> Result<Found> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let topo = {
-        let raw = Raw::lock(&mut tx).await?;
+        let raw = direct.lock(&mut tx).await?;
         let topo = topology(&raw, cache, ops)?;
         settle(&raw, topo.as_deref(), ops, outcomes)?;
         topo
@@ -85,7 +87,7 @@ async fn with_jobs(
         None => Vec::new(),
     };
     let found = {
-        let raw = Raw::lock(&mut tx).await?;
+        let raw = direct.lock(&mut tx).await?;
         raw.insert_rows(&rows)?;
         claim(&raw, ops, parked, outcomes)?
     };

@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::Result;
-use crate::schema::now_ms;
 use crate::raw::Raw;
+use crate::schema::now_ms;
 use crate::store::{self, ClaimSpec};
 use crate::writer::{ClaimResult, Reply};
 

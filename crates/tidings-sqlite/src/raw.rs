@@ -5,9 +5,9 @@
 //! each returned row another. The writer's group commit runs hundreds of tiny statements per
 //! batch (an insert per send, a delete per ack, a claim), so those hand-offs cost as much as
 //! SQLite's own work (measured: docs/benchmarks.md, "Where Tidings SQLite's time goes now").
-//! [`Raw::lock`] borrows the handle from sqlx (`SqliteConnection::lock_handle`: the worker
-//! thread waits until it is given back) and runs the statements with rusqlite on the
-//! writer's own thread, prepared once per lock and executed per row.
+//! [`Direct::lock`] borrows the handle from sqlx (`SqliteConnection::lock_handle`: the
+//! worker thread waits until it is given back) and runs the statements with rusqlite on the
+//! writer's own thread, each prepared once for the writer's life and executed per row.
 //!
 //! Only the writer's hot statements live here: the sends' inserts, acks with their inbox
 //! rows, requeues, lease extensions, claims, and the topology generation. Write jobs,
@@ -25,35 +25,64 @@ use crate::store::{ClaimSpec, Claimed, NewRow, CLAIM_ANY, CLAIM_ORDERED, INSERT_
 /// Subscriptions: message type → the queues that get it.
 pub(crate) type Subscriptions = HashMap<String, Vec<String>>;
 
-/// The writer connection's handle, borrowed from sqlx for direct statements.
-pub(crate) struct Raw<'a> {
-    // Declared first, so dropped first: no statement of ours outlives the lock.
-    c: Connection,
-    _guard: LockedSqliteHandle<'a>,
+/// The writer's direct connection: rusqlite on the sqlx connection's handle, kept for the
+/// writer's life so that its prepared statements serve every batch. Usable only through
+/// [`Direct::lock`], i.e. while sqlx lends the handle.
+#[derive(Default)]
+pub(crate) struct Direct {
+    c: Option<Connection>,
 }
 
-impl<'a> Raw<'a> {
-    /// Takes the handle of `conn` (inside its open transaction) for direct statements,
-    /// until the returned value is dropped.
-    pub(crate) async fn lock(conn: &'a mut SqliteConnection) -> Result<Raw<'a>> {
+impl Direct {
+    /// Takes the handle of `conn` (inside its open transaction, or not) for direct
+    /// statements, until the returned value is dropped.
+    pub(crate) async fn lock<'a>(&'a mut self, conn: &'a mut SqliteConnection) -> Result<Raw<'a>> {
         let mut guard = conn.lock_handle().await?;
-        let handle = guard.as_raw_handle();
-        // SAFETY: `guard` gives this thread exclusive use of the handle until it is dropped
-        // (sqlx's worker thread blocks on the handle's mutex meanwhile). `c` does not own
-        // the handle: dropping it finalizes only the statements it prepared and never closes
-        // the connection, and it is dropped before `guard` (field order). Both crates use
-        // the same `libsqlite3-sys`, so the pointer types are the same C type.
-        #[allow(unsafe_code)]
-        let c = unsafe { Connection::from_handle(handle.as_ptr()) }?;
+        if self.c.is_none() {
+            let handle = guard.as_raw_handle();
+            // SAFETY: the handle stays valid until `conn` closes, and the writer calls
+            // `Direct::close` before that. The connection does not own the handle
+            // (dropping it finalizes only the statements it prepared, never closes the
+            // connection), and it is used only through a `Raw`, which holds sqlx's lock
+            // guard: this thread alone touches the handle meanwhile (sqlx's worker thread
+            // blocks on the handle's mutex). Both crates use the same `libsqlite3-sys`, so
+            // the pointer types are the same C type.
+            #[allow(unsafe_code)]
+            let c = unsafe { Connection::from_handle(handle.as_ptr()) }?;
+            self.c = Some(c);
+        }
+        let Some(c) = self.c.as_ref() else {
+            return Err(crate::error::SqliteError::Closed);
+        };
         Ok(Raw { c, _guard: guard })
     }
 
+    /// Finalizes the prepared statements (holding the handle), before `conn` closes.
+    pub(crate) async fn close(&mut self, conn: &mut SqliteConnection) {
+        if let Some(c) = self.c.take() {
+            match conn.lock_handle().await {
+                Ok(_guard) => drop(c),
+                // The worker thread is gone: the handle is closed or leaked with it, and
+                // finalizing now could race nothing, but neither is it needed.
+                Err(_) => std::mem::forget(c),
+            }
+        }
+    }
+}
+
+/// The writer connection's handle, lent by sqlx, for direct statements.
+pub(crate) struct Raw<'a> {
+    c: &'a Connection,
+    _guard: LockedSqliteHandle<'a>,
+}
+
+impl Raw<'_> {
     /// Runs `f` in a `BEGIN IMMEDIATE … COMMIT` of its own; rolls back if `f` or the commit
     /// fails.
     pub(crate) fn transaction<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
-        self.c.execute_batch("BEGIN IMMEDIATE")?;
+        self.c.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         let r = f(self).and_then(|v| {
-            self.c.execute_batch("COMMIT")?;
+            self.c.prepare_cached("COMMIT")?.execute([])?;
             Ok(v)
         });
         if r.is_err() && !self.c.is_autocommit() {

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batch::exec;
 use crate::job::{self, Job};
 use crate::park::ParkedClaims;
+use crate::raw::Direct;
 use crate::topology::TopologyCache;
 use crate::wake::Wake;
 
@@ -228,6 +229,7 @@ async fn run(
     counters: Arc<Counters>,
 ) {
     let mut cache = TopologyCache::default();
+    let mut direct = Direct::default();
     let mut pending: Option<Op> = None;
     let mut parked = ParkedClaims::default();
     // Wake-ups not caused by our own batches (commits on the pool, exclusive operations)
@@ -261,7 +263,16 @@ async fn run(
             None => {
                 // Look again for parked receivers (woken, or a deadline passed).
                 seen_epoch = wake.epoch();
-                run_batch(&mut conn, &mut cache, Vec::new(), &wake, &mut parked, true).await;
+                run_batch(
+                    &mut conn,
+                    &mut direct,
+                    &mut cache,
+                    Vec::new(),
+                    &wake,
+                    &mut parked,
+                    true,
+                )
+                .await;
                 counters.commits.fetch_add(1, Ordering::Relaxed);
             }
             Some(Op::Close) => break,
@@ -292,13 +303,23 @@ async fn run(
                 counters
                     .operations
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                run_batch(&mut conn, &mut cache, batch, &wake, &mut parked, false).await;
+                run_batch(
+                    &mut conn,
+                    &mut direct,
+                    &mut cache,
+                    batch,
+                    &wake,
+                    &mut parked,
+                    false,
+                )
+                .await;
                 seen_epoch = wake.epoch();
             }
         }
     }
     parked.release_all();
     rx.close();
+    direct.close(&mut conn).await;
     let _ = conn.close().await;
 }
 
@@ -359,6 +380,7 @@ pub(crate) enum Outcome {
 /// parked claims too — then answers.
 async fn run_batch(
     conn: &mut SqliteConnection,
+    direct: &mut Direct,
     cache: &mut TopologyCache,
     batch: Vec<Op>,
     wake: &Wake,
@@ -372,7 +394,7 @@ async fn run_batch(
         .iter()
         .any(|op| !matches!(op, Op::Claim { .. } | Op::Extend { .. }));
     let with_parked = (changes || recheck) && !parked.is_empty();
-    match exec(conn, cache, &batch, with_parked.then_some(&*parked)).await {
+    match exec(conn, direct, cache, &batch, with_parked.then_some(&*parked)).await {
         Ok((outcomes, found)) => {
             parked.answer(found);
             for (op, o) in batch.into_iter().zip(outcomes) {
@@ -396,7 +418,9 @@ async fn run_batch(
                         continue;
                     }
                     op => {
-                        let o = match exec(conn, cache, std::slice::from_ref(&op), None).await {
+                        let o = match exec(conn, direct, cache, std::slice::from_ref(&op), None)
+                            .await
+                        {
                             Ok((mut os, _)) => os.pop().unwrap_or(Outcome::Unit(Ok(()))),
                             Err(e) => Outcome::Unit(Err(e)),
                         };
@@ -451,4 +475,3 @@ fn answer(op: Op, o: Outcome) {
         Op::Unpark { .. } | Op::Exclusive(_) | Op::Close => {}
     }
 }
-
