@@ -55,13 +55,13 @@ pub struct FailureGroups {
     pub groups: Vec<FailureGroup>,
 }
 
-/// `error` with digit runs (not glued to a letter) as `<n>` and UUIDs as `<uuid>`.
+/// `error` with digit runs (not glued to a letter) as `<n>` and UUIDs as `<uuid>`, cut
+/// to 300 bytes.
 pub fn normalize_error(error: &str) -> String {
     let b = error.as_bytes();
+    let mut i = 0;
     let mut out = String::with_capacity(error.len().min(MAX_GROUP_ERROR));
-    let (mut i, mut chars) = (0, 0);
-    while i < b.len() && chars < MAX_GROUP_ERROR {
-        chars += 1;
+    while i < b.len() && out.len() < MAX_GROUP_ERROR {
         let after_word = i > 0 && (b[i - 1].is_ascii_alphabetic() || b[i - 1] == b'_');
         if !after_word && is_uuid(&b[i..]) {
             out.push_str("<uuid>");
@@ -74,12 +74,26 @@ pub fn normalize_error(error: &str) -> String {
                 i += 1;
             }
             out.push_str("<n>");
+        } else if b[i].is_ascii_alphanumeric() || b[i] == b'_' {
+            // A word (digits in it included, as in `sha256`) is copied whole.
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            out.push_str(&error[start..i]);
         } else {
             // Copy one whole character.
             let c = error[i..].chars().next().unwrap_or('\u{fffd}');
             out.push(c);
             i += c.len_utf8().max(1);
         }
+    }
+    if out.len() > MAX_GROUP_ERROR {
+        let mut end = MAX_GROUP_ERROR;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
     }
     out
 }

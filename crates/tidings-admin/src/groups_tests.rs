@@ -23,7 +23,10 @@ fn numbers_and_uuids_are_masked_words_are_not() {
     assert_eq!(normalize_error("sha256 v2 failed"), "sha256 v2 failed");
     assert_eq!(normalize_error("é 12 ü"), "é <n> ü");
     assert_eq!(normalize_error(""), "");
-    assert_eq!(normalize_error(&"x".repeat(1000)).chars().count(), 300);
+    for long in ["x y".repeat(1000), "x".repeat(1000), "é".repeat(1000), "1 ".repeat(1000)] {
+        let n = normalize_error(&long);
+        assert!(n.len() <= 300 && n.len() >= 290, "{}", n.len());
+    }
 }
 
 #[test]
