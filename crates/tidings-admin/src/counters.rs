@@ -35,7 +35,10 @@ impl EndpointCounters {
             Outcome::Consumed => {
                 self.handled += 1;
                 // Clocks of other hosts may run ahead: a negative span counts as zero.
-                let ms = (now - sent_at).num_microseconds().unwrap_or(i64::MAX).max(0) as f64
+                let ms = (now - sent_at)
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX)
+                    .max(0) as f64
                     / 1000.0;
                 self.critical_ms_sum += ms;
                 self.critical_ms_max = self.critical_ms_max.max(ms);
@@ -95,7 +98,14 @@ mod tests {
         );
         c.count(&Outcome::Expired, sent, now);
         assert_eq!(
-            (c.received, c.handled, c.failed, c.retried, c.dead_lettered, c.expired),
+            (
+                c.received,
+                c.handled,
+                c.failed,
+                c.retried,
+                c.dead_lettered,
+                c.expired
+            ),
             (6, 2, 2, 2, 1, 1)
         );
         // 250 ms for the first, 0 (not -1000) for the one "sent" in the future.

@@ -23,7 +23,12 @@ fn numbers_and_uuids_are_masked_words_are_not() {
     assert_eq!(normalize_error("sha256 v2 failed"), "sha256 v2 failed");
     assert_eq!(normalize_error("é 12 ü"), "é <n> ü");
     assert_eq!(normalize_error(""), "");
-    for long in ["x y".repeat(1000), "x".repeat(1000), "é".repeat(1000), "1 ".repeat(1000)] {
+    for long in [
+        "x y".repeat(1000),
+        "x".repeat(1000),
+        "é".repeat(1000),
+        "1 ".repeat(1000),
+    ] {
         let n = normalize_error(&long);
         assert!(n.len() <= 300 && n.len() >= 290, "{}", n.len());
     }
@@ -32,19 +37,53 @@ fn numbers_and_uuids_are_masked_words_are_not() {
 #[test]
 fn groups_by_type_reason_and_masked_error() {
     let letters = vec![
-        letter("orders", "shop.reserve", FaultReason::HandlerFailed, "order 1 not found"),
-        letter("orders", "shop.reserve", FaultReason::HandlerFailed, "order 2 not found"),
-        letter("audit", "shop.reserve", FaultReason::HandlerFailed, "order 3 not found"),
-        letter("orders", "shop.reserve", FaultReason::Panicked, "order 4 not found"),
-        letter("orders", "shop.charge", FaultReason::HandlerFailed, "order 5 not found"),
-        letter("orders", "shop.reserve", FaultReason::HandlerFailed, "card declined"),
+        letter(
+            "orders",
+            "shop.reserve",
+            FaultReason::HandlerFailed,
+            "order 1 not found",
+        ),
+        letter(
+            "orders",
+            "shop.reserve",
+            FaultReason::HandlerFailed,
+            "order 2 not found",
+        ),
+        letter(
+            "audit",
+            "shop.reserve",
+            FaultReason::HandlerFailed,
+            "order 3 not found",
+        ),
+        letter(
+            "orders",
+            "shop.reserve",
+            FaultReason::Panicked,
+            "order 4 not found",
+        ),
+        letter(
+            "orders",
+            "shop.charge",
+            FaultReason::HandlerFailed,
+            "order 5 not found",
+        ),
+        letter(
+            "orders",
+            "shop.reserve",
+            FaultReason::HandlerFailed,
+            "card declined",
+        ),
     ];
     let groups = group(&letters);
     assert_eq!(groups.len(), 4, "{groups:#?}");
     let big = &groups[0];
     assert_eq!(big.count, 3);
     assert_eq!(
-        (big.message_type.as_str(), big.reason.as_str(), big.error.as_str()),
+        (
+            big.message_type.as_str(),
+            big.reason.as_str(),
+            big.error.as_str()
+        ),
         ("shop.reserve", "handler-failed", "order <n> not found")
     );
     assert_eq!(big.endpoints.get("orders"), Some(&2));

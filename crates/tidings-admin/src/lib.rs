@@ -29,9 +29,9 @@ mod journal;
 mod live;
 mod metrics;
 mod monitor;
+mod promtext;
 mod query;
 mod request;
-mod promtext;
 mod routes;
 mod sagas;
 mod sampler;
@@ -42,9 +42,11 @@ mod view;
 
 pub use counters::EndpointCounters;
 pub use error::AdminError;
-pub use groups::{group, group_key, normalize_error, FailureGroup, FailureGroups, GROUP_SCAN_LIMIT};
-pub use live::{EndpointSeries, EndpointView, EndpointsView, HistoryView, QueueSeries, RATE_TICKS};
+pub use groups::{
+    group, group_key, normalize_error, FailureGroup, FailureGroups, GROUP_SCAN_LIMIT,
+};
 pub use journal::{JournalEntry, MessageJournal, DEFAULT_JOURNAL_CAPACITY, MAX_ERROR_CHARS};
+pub use live::{EndpointSeries, EndpointView, EndpointsView, HistoryView, QueueSeries, RATE_TICKS};
 pub use metrics::{install_recorder, record_queue_stats};
 pub use monitor::{DeadLetterAlert, DeadLetterMonitor, MonitorConfig, ALERT_GAUGE};
 pub use query::{parse_duration, parse_ids, parse_since, DlqFilter};

@@ -2,10 +2,10 @@
 //! figures) and `GET /history` (the sampler's last minutes, as aligned arrays for the
 //! dashboard's charts).
 
-use std::collections::{BTreeMap, BTreeSet};
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::History;
 use crate::AdminState;
@@ -165,14 +165,16 @@ fn series(h: &History) -> (Vec<f64>, BTreeMap<String, EndpointSeries>) {
     let mut out: BTreeMap<String, EndpointSeries> = BTreeMap::new();
     for (i, p) in h.rates.iter().enumerate() {
         for (name, d) in &p.endpoints {
-            let s = out.entry(name.to_string()).or_insert_with(|| EndpointSeries {
-                received: vec![None; n],
-                handled: vec![None; n],
-                failed: vec![None; n],
-                retried: vec![None; n],
-                handler_ms: vec![None; n],
-                critical_ms: vec![None; n],
-            });
+            let s = out
+                .entry(name.to_string())
+                .or_insert_with(|| EndpointSeries {
+                    received: vec![None; n],
+                    handled: vec![None; n],
+                    failed: vec![None; n],
+                    retried: vec![None; n],
+                    handler_ms: vec![None; n],
+                    critical_ms: vec![None; n],
+                });
             s.received[i] = rate(d.received, p.dt);
             s.handled[i] = rate(d.handled, p.dt);
             s.failed[i] = rate(d.failed, p.dt);
@@ -193,12 +195,14 @@ pub(crate) async fn history(State(s): State<AdminState>) -> Json<HistoryView> {
     let mut depth: BTreeMap<String, QueueSeries> = BTreeMap::new();
     for (i, p) in h.depth.iter().enumerate() {
         for (name, d) in &p.queues {
-            let q = depth.entry(name.to_string()).or_insert_with(|| QueueSeries {
-                ready: vec![None; n],
-                error: vec![None; n],
-                in_flight: vec![None; n],
-                oldest_age: vec![None; n],
-            });
+            let q = depth
+                .entry(name.to_string())
+                .or_insert_with(|| QueueSeries {
+                    ready: vec![None; n],
+                    error: vec![None; n],
+                    in_flight: vec![None; n],
+                    oldest_age: vec![None; n],
+                });
             q.ready[i] = Some(d.ready);
             q.error[i] = Some(d.error);
             q.in_flight[i] = d.in_flight;

@@ -68,7 +68,10 @@ impl ReplayRequest {
 
     /// The failure group asked for, if any (blank counts as none).
     pub fn group(&self) -> Option<&str> {
-        self.group.as_deref().map(str::trim).filter(|g| !g.is_empty())
+        self.group
+            .as_deref()
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
     }
 
     /// The selection as a [`DlqFilter`] (without the group).

@@ -130,7 +130,11 @@ pub(crate) fn start(state: &AdminState) {
     }
     let weak = Arc::downgrade(sampling);
     rt.spawn(poll_stats(weak.clone(), state.transport.clone()));
-    rt.spawn(sample_rates(weak, state.journal.clone(), state.metrics.clone()));
+    rt.spawn(sample_rates(
+        weak,
+        state.journal.clone(),
+        state.metrics.clone(),
+    ));
 }
 
 fn unix_now() -> f64 {

@@ -86,7 +86,7 @@ async fn charts_draw_and_failure_groups_replay_in_chromium() {
                 .redelivery(Redelivery::none())
                 .handle_fn(|m: Work, _| async move {
                     tokio::time::sleep(Duration::from_millis(25)).await;
-                    if m.n % 10 == 0 {
+                    if m.n.is_multiple_of(10) {
                         return Err(HandlerError::permanent(format!("order {} not found", m.n)));
                     }
                     Ok(())
@@ -121,7 +121,12 @@ async fn charts_draw_and_failure_groups_replay_in_chromium() {
                 Some(json!({ "url": format!("http://{addr}/admin/") })),
             )
             .await;
-            wait_js(&wd, &sid, "return typeof uPlot === 'function' && typeof loadCharts === 'function'").await;
+            wait_js(
+                &wd,
+                &sid,
+                "return typeof uPlot === 'function' && typeof loadCharts === 'function'",
+            )
+            .await;
             // A backlog, drained one at a time by the bus.
             for n in 1..=MESSAGES {
                 t.send(vec![tidings_core::transport::Outgoing::to_queue(
@@ -139,7 +144,11 @@ async fn charts_draw_and_failure_groups_replay_in_chromium() {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert_eq!(journal.len() as u32, MESSAGES, "the bus drained the backlog");
+            assert_eq!(
+                journal.len() as u32,
+                MESSAGES,
+                "the bus drained the backlog"
+            );
             // The charts hold the whole run (the page redraws every 2 s).
             tokio::time::sleep(Duration::from_millis(2500)).await;
             wait_js(&wd, &sid, "const d = document.getElementById('chart-depth').dataset, h = document.getElementById('chart-handled').dataset; return +d.points >= 8 && +d.series >= 1 && +h.series >= 1").await;
@@ -151,12 +160,17 @@ async fn charts_draw_and_failure_groups_replay_in_chromium() {
             }
             // 2. So does a real screenshot, inside each chart's box.
             let shot = wd
-                .call(reqwest::Method::GET, &format!("/session/{sid}/screenshot"), None)
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/session/{sid}/screenshot"),
+                    None,
+                )
                 .await;
             let png = base64::engine::general_purpose::STANDARD
                 .decode(shot["value"].as_str().unwrap())
                 .unwrap();
-            let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-charts.png");
+            let path =
+                std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-charts.png");
             std::fs::write(&path, &png).unwrap();
             eprintln!("screenshot: {}", path.display());
             let img = common::png::decode(&png);
@@ -172,20 +186,39 @@ async fn charts_draw_and_failure_groups_replay_in_chromium() {
                     .flat_map(|y| (x0..x1).map(move |x| (x, y)))
                     .filter(|&(x, y)| near(img.pixel(x, y), BLUE))
                     .count();
-                assert!(blue > 100, "{id}: {blue} pixels of the series colour in the screenshot");
+                assert!(
+                    blue > 100,
+                    "{id}: {blue} pixels of the series colour in the screenshot"
+                );
                 // Outside the charts (the page's margin left of them) there is none of it.
-                let margin = (y0..y1).filter(|&y| near(img.pixel(x0.saturating_sub(8), y), BLUE)).count();
+                let margin = (y0..y1)
+                    .filter(|&y| near(img.pixel(x0.saturating_sub(8), y), BLUE))
+                    .count();
                 assert_eq!(margin, 0, "{id}'s colour leaks outside the chart");
             }
 
             // Failures grouped: 16 dead letters, one group; its button replays all of them.
             wait_js(&wd, &sid, "const c = document.querySelector('#groups tbody tr td.count'); return !!c && c.textContent === '16'").await;
-            let row = script(&wd, &sid, "return document.querySelector('#groups tbody tr').innerText").await;
+            let row = script(
+                &wd,
+                &sid,
+                "return document.querySelector('#groups tbody tr').innerText",
+            )
+            .await;
             let row = row.as_str().unwrap_or_default();
-            assert!(row.contains("order <n> not found") && row.contains("handler-failed"), "{row}");
+            assert!(
+                row.contains("order <n> not found") && row.contains("handler-failed"),
+                "{row}"
+            );
             wd.click(&sid, "button.replay-group").await;
-            wd.call(reqwest::Method::POST, &format!("/session/{sid}/alert/accept"), Some(json!({}))).await;
-            wd.wait_text(&sid, "#status", |s| s.contains("replayed 16")).await;
+            wd.call(
+                reqwest::Method::POST,
+                &format!("/session/{sid}/alert/accept"),
+                Some(json!({})),
+            )
+            .await;
+            wd.wait_text(&sid, "#status", |s| s.contains("replayed 16"))
+                .await;
         })
     };
     let result = checks.await;

@@ -17,7 +17,10 @@ async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn groups(app: &axum::Router, query: &str) -> FailureGroups {
@@ -49,17 +52,43 @@ async fn groups_by_failure_and_replays_one_group() {
     let mut not_found = Vec::new();
     for (i, q) in [(17, "orders"), (42, "orders"), (99, "payments")] {
         let error = format!("order {i} not found");
-        let id = common::dead_letter_with(&t, q, "shop.reserve", FaultReason::HandlerFailed, &error, "c").await;
+        let id = common::dead_letter_with(
+            &t,
+            q,
+            "shop.reserve",
+            FaultReason::HandlerFailed,
+            &error,
+            "c",
+        )
+        .await;
         not_found.push(id);
     }
-    let declined =
-        common::dead_letter_with(&t, "payments", "shop.charge", FaultReason::HandlerFailed, "card declined", "c").await;
-    let panicked =
-        common::dead_letter_with(&t, "orders", "shop.reserve", FaultReason::Panicked, "order 5 not found", "c").await;
+    let declined = common::dead_letter_with(
+        &t,
+        "payments",
+        "shop.charge",
+        FaultReason::HandlerFailed,
+        "card declined",
+        "c",
+    )
+    .await;
+    let panicked = common::dead_letter_with(
+        &t,
+        "orders",
+        "shop.reserve",
+        FaultReason::Panicked,
+        "order 5 not found",
+        "c",
+    )
+    .await;
     let app = router(AdminState::new(t.clone()));
 
     let g = groups(&app, "").await;
-    assert_eq!((g.counted, g.truncated, g.groups.len()), (5, false, 3), "{g:?}");
+    assert_eq!(
+        (g.counted, g.truncated, g.groups.len()),
+        (5, false, 3),
+        "{g:?}"
+    );
     let big = &g.groups[0];
     assert_eq!(big.count, 3);
     assert_eq!(big.error, "order <n> not found");

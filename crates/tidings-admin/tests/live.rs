@@ -10,8 +10,7 @@ use axum::body::Body;
 use axum::http::Request;
 use serde::{Deserialize, Serialize};
 use tidings_admin::{
-    install_recorder, router, AdminState, EndpointsView, HistoryView, MessageJournal,
-    SamplerConfig,
+    install_recorder, router, AdminState, EndpointsView, HistoryView, MessageJournal, SamplerConfig,
 };
 use tidings_core::{Bus, Endpoint, HandlerError, Message, Redelivery};
 use tower::ServiceExt;
@@ -70,8 +69,12 @@ async fn rates_latency_and_critical_time_of_a_running_bus() {
     let app = router(state);
 
     // 30 handled, 6 failed: one at a time, 20 ms each, so the work spans several ticks.
-    for i in 0..36 {
-        bus.send(&Work { ok: i % 6 != 0 }).await.unwrap();
+    for i in 0u32..36 {
+        bus.send(&Work {
+            ok: !i.is_multiple_of(6),
+        })
+        .await
+        .unwrap();
     }
 
     // While it runs, the endpoint shows a handled rate.
@@ -86,7 +89,10 @@ async fn rates_latency_and_critical_time_of_a_running_bus() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let busy = busy.expect("a handled rate while the bus works");
-    assert!(busy.received_per_second >= busy.handled_per_second, "{busy:?}");
+    assert!(
+        busy.received_per_second >= busy.handled_per_second,
+        "{busy:?}"
+    );
 
     for _ in 0..200 {
         if journal.len() == 36 {
@@ -97,7 +103,12 @@ async fn rates_latency_and_critical_time_of_a_running_bus() {
     let totals = journal.counters();
     let orders = totals.iter().find(|(n, _)| n == "orders").unwrap().1;
     assert_eq!(
-        (orders.received, orders.handled, orders.failed, orders.dead_lettered),
+        (
+            orders.received,
+            orders.handled,
+            orders.failed,
+            orders.dead_lettered
+        ),
         (36, 30, 6, 6)
     );
     // Let the sampler see the end, then go quiet for more than RATE_TICKS ticks.
@@ -124,15 +135,25 @@ async fn rates_latency_and_critical_time_of_a_running_bus() {
     // Critical time includes the wait in the queue behind the others: at least the handler time.
     let critical: Vec<f64> = s.critical_ms.iter().flatten().copied().collect();
     assert!(critical.iter().all(|ms| *ms >= 19.0), "{critical:?}");
-    assert!(critical.iter().any(|ms| *ms >= 100.0), "queued ones waited: {critical:?}");
+    assert!(
+        critical.iter().any(|ms| *ms >= 100.0),
+        "queued ones waited: {critical:?}"
+    );
 
     let e: EndpointsView = get(&app, "/endpoints").await;
     assert!(e.sampling && e.rates && e.latency, "{e:?}");
     let orders = e.endpoints.iter().find(|x| x.endpoint == "orders").unwrap();
-    assert_eq!(orders.handled_per_second, Some(0.0), "quiet now: {orders:?}");
+    assert_eq!(
+        orders.handled_per_second,
+        Some(0.0),
+        "quiet now: {orders:?}"
+    );
     assert_eq!(orders.ready, Some(0));
     assert_eq!(orders.error_depth, Some(6));
-    assert!(e.endpoints.iter().any(|x| x.endpoint == "payments"), "queues without traffic are listed");
+    assert!(
+        e.endpoints.iter().any(|x| x.endpoint == "payments"),
+        "queues without traffic are listed"
+    );
     bus.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -66,12 +66,20 @@ async fn assets_are_public_and_the_api_is_not() {
     }
     // The page loads each script it names.
     for f in ["uplot.js", "charts.js", "dashboard.js", "uplot.css"] {
-        assert!(page.contains(&format!("\"{f}\"")) || page.contains(f), "{f}");
+        assert!(
+            page.contains(&format!("\"{f}\"")) || page.contains(f),
+            "{f}"
+        );
     }
     let (status, ct, _) = get(&app, "/admin/assets/nope.js").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(ct.starts_with("application/problem+json"), "{ct}");
-    for api in ["/admin/queues", "/admin/endpoints", "/admin/history", "/admin/dlq/groups"] {
+    for api in [
+        "/admin/queues",
+        "/admin/endpoints",
+        "/admin/history",
+        "/admin/dlq/groups",
+    ] {
         let (status, _, _) = get(&app, api).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{api}");
     }

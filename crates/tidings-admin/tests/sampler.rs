@@ -81,10 +81,7 @@ async fn queue_gauges_follow_a_backlog_without_a_scrape() {
     assert!(seen.is_some_and(|v| v > 0.0), "oldest age rose: {seen:?}");
 
     // Drain it: take and ack every message.
-    let mut rx = t
-        .receive(&queue, ReceiveOptions::default())
-        .await
-        .unwrap();
+    let mut rx = t.receive(&queue, ReceiveOptions::default()).await.unwrap();
     for _ in 0..N {
         let d = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await

@@ -212,7 +212,11 @@ impl Browser {
     /// Ends the session.
     pub async fn quit(&self) {
         self.wd
-            .call(reqwest::Method::DELETE, &format!("/session/{}", self.sid), None)
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/session/{}", self.sid),
+                None,
+            )
             .await;
     }
 }

@@ -37,7 +37,15 @@ pub async fn dead_letter(
     reason: FaultReason,
     correlation: &str,
 ) -> uuid::Uuid {
-    dead_letter_with(t, queue, message_type, reason, "stock service said no", correlation).await
+    dead_letter_with(
+        t,
+        queue,
+        message_type,
+        reason,
+        "stock service said no",
+        correlation,
+    )
+    .await
 }
 
 /// [`dead_letter`] with the error text `error`.

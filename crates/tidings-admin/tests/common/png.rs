@@ -15,7 +15,12 @@ impl Image {
     /// The pixel at (x, y).
     pub fn pixel(&self, x: usize, y: usize) -> [u8; 4] {
         let i = (y * self.width + x) * 4;
-        [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2], self.rgba[i + 3]]
+        [
+            self.rgba[i],
+            self.rgba[i + 1],
+            self.rgba[i + 2],
+            self.rgba[i + 3],
+        ]
     }
 }
 
@@ -25,7 +30,11 @@ fn be32(b: &[u8]) -> usize {
 
 fn paeth(a: u8, b: u8, c: u8) -> u8 {
     let p = a as i16 + b as i16 - c as i16;
-    let (pa, pb, pc) = ((p - a as i16).abs(), (p - b as i16).abs(), (p - c as i16).abs());
+    let (pa, pb, pc) = (
+        (p - a as i16).abs(),
+        (p - b as i16).abs(),
+        (p - c as i16).abs(),
+    );
     if pa <= pb && pa <= pc {
         a
     } else if pb <= pc {
@@ -74,9 +83,17 @@ pub fn decode(png: &[u8]) -> Image {
         let filter = raw[y * (stride + 1)];
         let line = &raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)];
         for x in 0..stride {
-            let a = if x >= channels { out[y * stride + x - channels] } else { 0 };
+            let a = if x >= channels {
+                out[y * stride + x - channels]
+            } else {
+                0
+            };
             let b = if y > 0 { out[(y - 1) * stride + x] } else { 0 };
-            let c = if y > 0 && x >= channels { out[(y - 1) * stride + x - channels] } else { 0 };
+            let c = if y > 0 && x >= channels {
+                out[(y - 1) * stride + x - channels]
+            } else {
+                0
+            };
             let v = line[x];
             out[y * stride + x] = match filter {
                 0 => v,
@@ -91,7 +108,9 @@ pub fn decode(png: &[u8]) -> Image {
     let rgba = if channels == 4 {
         out
     } else {
-        out.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+        out.chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect()
     };
     Image {
         width,
