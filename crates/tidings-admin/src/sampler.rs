@@ -130,11 +130,17 @@ pub(crate) fn start(state: &AdminState) {
     }
     let weak = Arc::downgrade(sampling);
     rt.spawn(poll_stats(weak.clone(), state.transport.clone()));
-    rt.spawn(sample_rates(
-        weak,
-        state.journal.clone(),
-        state.metrics.clone(),
-    ));
+    if state.journal.is_some() || state.metrics.is_some() {
+        // The baseline is read now, not when the task first runs: whatever is handled
+        // after `router()` returns shows up in the rates.
+        let baseline = Reading::take(state.journal.as_ref(), state.metrics.as_ref());
+        rt.spawn(sample_rates(
+            weak,
+            state.journal.clone(),
+            state.metrics.clone(),
+            baseline,
+        ));
+    }
 }
 
 fn unix_now() -> f64 {
@@ -225,16 +231,14 @@ async fn sample_rates(
     weak: Weak<Sampling>,
     journal: Option<MessageJournal>,
     metrics: Option<PrometheusHandle>,
+    baseline: Reading,
 ) {
-    if journal.is_none() && metrics.is_none() {
-        return; // nothing to count: the charts show depths only
-    }
     let Some(tick) = weak.upgrade().map(|s| s.config.tick) else {
         return;
     };
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut before = Reading::take(journal.as_ref(), metrics.as_ref());
+    let mut before = baseline;
     let mut before_at = Instant::now();
     ticker.tick().await; // the first tick completes at once
     loop {
