@@ -86,7 +86,7 @@ async function loadEndpoints() {
     cell(tr, r.endpoint);
     cell(tr, perSecond(r.received_per_second), "num received");
     cell(tr, perSecond(r.handled_per_second), "num handled");
-    cell(tr, perSecond(r.failed_per_second), "num failed err");
+    cell(tr, perSecond(r.failed_per_second), r.failed_per_second > 0 ? "num failed err" : "num failed");
     cell(tr, perSecond(r.retried_per_second), "num retried");
     cell(tr, perSecond(r.handler_ms), "num latency");
     cell(tr, perSecond(r.critical_ms), "num critical");
