@@ -155,6 +155,7 @@ async fn charts_draw_and_failure_groups_replay_in_chromium() {
 
             // 1. The canvases hold the series' colour.
             let counts = script(&wd, &sid, PIXELS_JS).await;
+            eprintln!("series-colour pixels in the canvases: {counts}");
             for id in ["chart-depth", "chart-handled"] {
                 assert!(counts[id].as_i64().unwrap_or(-1) > 100, "{id}: {counts}");
             }
@@ -186,6 +187,7 @@ async fn charts_draw_and_failure_groups_replay_in_chromium() {
                     .flat_map(|y| (x0..x1).map(move |x| (x, y)))
                     .filter(|&(x, y)| near(img.pixel(x, y), BLUE))
                     .count();
+                eprintln!("{id}: {blue} series-colour pixels in the screenshot");
                 assert!(
                     blue > 100,
                     "{id}: {blue} pixels of the series colour in the screenshot"
@@ -210,13 +212,7 @@ async fn charts_draw_and_failure_groups_replay_in_chromium() {
                 row.contains("order <n> not found") && row.contains("handler-failed"),
                 "{row}"
             );
-            wd.click(&sid, "button.replay-group").await;
-            wd.call(
-                reqwest::Method::POST,
-                &format!("/session/{sid}/alert/accept"),
-                Some(json!({})),
-            )
-            .await;
+            wd.click_now(&sid, "button.replay-group").await;
             wd.wait_text(&sid, "#status", |s| s.contains("replayed 16"))
                 .await;
         })

@@ -133,16 +133,8 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
             );
 
             // Replay it from the page.
-            let button = wd
-                .find(&sid, &format!(r#"button.replay[data-id="{id}"]"#))
-                .await
-                .unwrap();
-            wd.call(
-                reqwest::Method::POST,
-                &format!("/session/{sid}/element/{button}/click"),
-                Some(json!({})),
-            )
-            .await;
+            wd.click_now(&sid, &format!(r#"button.replay[data-id="{id}"]"#))
+                .await;
             wd.wait_text(&sid, "#status", |t| t.contains("replayed 1"))
                 .await;
             wd.wait_text(&sid, r#"#queues tr[data-queue="orders"] td.err"#, |t| {

@@ -86,6 +86,23 @@ impl WebDriver {
         .await;
     }
 
+    /// Clicks `css` from inside the page, in one step: the dashboard rebuilds its tables
+    /// every 2 s, so an element found first and clicked after may be gone. With `confirm`
+    /// answered yes.
+    pub async fn click_now(&self, session: &str, css: &str) {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/session/{session}/execute/sync"),
+                Some(json!({
+                    "script": "window.confirm = () => true; const b = document.querySelector(arguments[0]); if (!b) return false; b.click(); return true;",
+                    "args": [css],
+                })),
+            )
+            .await;
+        assert_eq!(v["value"], json!(true), "no `{css}` on the page");
+    }
+
     pub async fn type_into(&self, session: &str, css: &str, text: &str) {
         let el = self
             .find(session, css)
