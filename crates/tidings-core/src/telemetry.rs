@@ -200,13 +200,16 @@ impl TraceContext {
     /// Formats as a `traceparent` header value.
     pub fn to_header(&self) -> String {
         let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        put_hex(&mut out[3..35], self.trace_id);
-        put_hex(&mut out[36..52], u128::from(self.span_id));
+        put_hex(&mut out[3..19], (self.trace_id >> 64) as u64);
+        put_hex(&mut out[19..35], self.trace_id as u64);
+        put_hex(&mut out[36..52], self.span_id);
         if self.sampled {
             out[54] = b'1';
         }
-        // Only ASCII was written.
-        String::from_utf8_lossy(&out).into_owned()
+        // Only ASCII was written, so this is never the empty default.
+        std::str::from_utf8(&out)
+            .map(str::to_owned)
+            .unwrap_or_default()
     }
 }
 
@@ -267,7 +270,7 @@ fn hex_value(digits: &[u8]) -> Option<u128> {
 }
 
 /// Writes `v`'s low `out.len()` hex digits into `out`, zero-padded, lowercase.
-fn put_hex(out: &mut [u8], mut v: u128) {
+fn put_hex(out: &mut [u8], mut v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in out.iter_mut().rev() {
         *b = HEX[(v & 0xf) as usize];
