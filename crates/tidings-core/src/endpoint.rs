@@ -9,11 +9,11 @@ use tower::util::Either;
 use tower::Layer as _;
 
 use crate::handler::{Handler, HandlerError};
+use crate::pipeline::catch_panic::CatchPanicLayer;
 use crate::pipeline::deserialize::DeserializeLayer;
 use crate::pipeline::dispatch::RouteTable;
 use crate::pipeline::inbox::{InboxLayer, InboxStore};
 use crate::pipeline::metrics::MetricsLayer;
-use crate::pipeline::catch_panic::CatchPanicLayer;
 use crate::pipeline::timeout::TimeoutLayer;
 use crate::pipeline::trace::{HandleSpanLayer, TraceLayer};
 use crate::pipeline::{BoxPipeline, Consume};

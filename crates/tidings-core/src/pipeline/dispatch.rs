@@ -230,10 +230,8 @@ impl Dispatcher {
 impl tower::Service<Consume> for Dispatcher {
     type Response = ();
     type Error = HandlerError;
-    type Future = Either<
-        BoxFuture<'static, Result<(), HandlerError>>,
-        Ready<Result<(), HandlerError>>,
-    >;
+    type Future =
+        Either<BoxFuture<'static, Result<(), HandlerError>>, Ready<Result<(), HandlerError>>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))

@@ -22,25 +22,9 @@ pub(super) struct MemoryReceiver {
     pub(super) closed: bool,
 }
 
-/// What a claim found.
-enum Claim {
-    Delivery(Delivery),
-    /// Nothing to take now; look again at this time (or when something changes).
-    Wait(Option<Instant>),
-    /// The queue was deleted: nothing will ever arrive.
-    Gone,
-}
-
 impl MemoryReceiver {
-    /// Claims the first visible message whose key is free; or says when to look again.
-    fn try_claim(&self) -> Claim {
-        match self.claim() {
-            Ok(Some(d)) => Claim::Delivery(d),
-            Ok(None) => Claim::Gone,
-            Err(wake) => Claim::Wait(wake),
-        }
-    }
-
+    /// Claims the first visible message whose key is free: `Ok(None)` when the queue was
+    /// deleted (nothing will ever arrive), `Err` with when to look again otherwise.
     fn claim(&self) -> std::result::Result<Option<Delivery>, Option<Instant>> {
         let now = Instant::now();
         let mut st = self.inner.lock();
@@ -138,10 +122,8 @@ impl Receiver for MemoryReceiver {
             let full = || self.outstanding.load(Ordering::Acquire) >= self.options.prefetch as u64;
             // Fast path: a message is there; no wake-up to register.
             if !full() {
-                match self.try_claim() {
-                    Claim::Delivery(d) => return Ok(Some(d)),
-                    Claim::Gone => return Ok(None),
-                    Claim::Wait(_) => {}
+                if let Ok(d) = self.claim() {
+                    return Ok(d);
                 }
             }
             let notified = self.inner.changed.notified();
@@ -154,10 +136,9 @@ impl Receiver for MemoryReceiver {
                 }
                 None
             } else {
-                match self.try_claim() {
-                    Claim::Delivery(d) => return Ok(Some(d)),
-                    Claim::Gone => return Ok(None),
-                    Claim::Wait(w) => w,
+                match self.claim() {
+                    Ok(d) => return Ok(d),
+                    Err(w) => w,
                 }
             };
             match wake {
