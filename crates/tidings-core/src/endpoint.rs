@@ -5,16 +5,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tower::util::Either;
 use tower::Layer as _;
 
-use crate::handler::{Handler, HandlerError, HandlerFn};
+use crate::handler::{Handler, HandlerError};
+use crate::pipeline::catch_panic::CatchPanicLayer;
 use crate::pipeline::deserialize::DeserializeLayer;
 use crate::pipeline::dispatch::RouteTable;
 use crate::pipeline::inbox::{InboxLayer, InboxStore};
 use crate::pipeline::metrics::MetricsLayer;
-use crate::pipeline::trace::TraceLayer;
+use crate::pipeline::timeout::TimeoutLayer;
+use crate::pipeline::trace::{HandleSpanLayer, TraceLayer};
 use crate::pipeline::{BoxPipeline, Consume};
-use crate::{ConsumeContext, ContractId, Message, MessageKind};
+use crate::{ConsumeContext, ContractId, ErrorKind, Message, MessageKind};
 
 /// Wraps the pipeline built so far in one more step.
 pub(crate) type LayerFn = Arc<dyn Fn(BoxPipeline) -> BoxPipeline + Send + Sync>;
@@ -120,8 +123,9 @@ pub struct Endpoint {
     pub(crate) inbox: Option<Arc<dyn InboxStore>>,
     pub(crate) retry: Option<LayerFn>,
     pub(crate) breaker: Option<LayerFn>,
-    pub(crate) timeout: Option<LayerFn>,
-    pub(crate) catch_panic: Option<LayerFn>,
+    pub(crate) timeout: Option<Duration>,
+    /// What a caught panic becomes.
+    pub(crate) panic_kind: ErrorKind,
     pub(crate) user_layers: Vec<LayerFn>,
 }
 
@@ -160,9 +164,7 @@ impl Endpoint {
             retry: None,
             breaker: None,
             timeout: None,
-            catch_panic: Some(layer_fn(
-                crate::pipeline::catch_panic::CatchPanicLayer::new(),
-            )),
+            panic_kind: ErrorKind::Permanent,
             user_layers: Vec::new(),
         }
     }
@@ -182,13 +184,17 @@ impl Endpoint {
     }
 
     /// Handles `M` with an async closure `|msg: M, ctx: ConsumeContext| async move { .. }`.
-    pub fn handle_fn<M, F, Fut>(self, f: F) -> Self
+    pub fn handle_fn<M, F, Fut>(mut self, f: F) -> Self
     where
         M: Message,
         F: Fn(M, ConsumeContext) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        self.handle::<M, _>(HandlerFn(f))
+        if let Err(e) = self.routes.handle_fn::<M, F, Fut>(f) {
+            self.errors.push(format!("endpoint `{}`: {e}", self.name));
+        }
+        self.handles.insert(ContractUse::of::<M>());
+        self
     }
 
     /// Also accepts `Old` (an older version of `New`'s contract), converted with `From`.
@@ -260,7 +266,7 @@ impl Endpoint {
 
     /// Fails an attempt that runs longer than `limit` (reason `timed-out`, transient).
     pub fn timeout(mut self, limit: Duration) -> Self {
-        self.timeout = Some(layer_fn(crate::pipeline::timeout::TimeoutLayer::new(limit)));
+        self.timeout = Some(limit);
         self
     }
 
@@ -275,9 +281,7 @@ impl Endpoint {
 
     /// Treats a panic as transient (retried) instead of permanent (the default).
     pub fn panics_are_transient(mut self) -> Self {
-        self.catch_panic = Some(layer_fn(
-            crate::pipeline::catch_panic::CatchPanicLayer::new().transient(),
-        ));
+        self.panic_kind = ErrorKind::Transient;
         self
     }
 
@@ -305,32 +309,45 @@ impl Endpoint {
 
     /// Assembles the pipeline, outermost first: trace → metrics → deserialize → inbox →
     /// breaker → retry → handle span → timeout → catch panic → user layers → handler.
+    ///
+    /// The steps every endpoint has (trace, metrics, deserialize, handle span, timeout,
+    /// catch panic, dispatcher) are one concrete service, boxed once: a box per step is an
+    /// allocation and an indirect call per message. Optional steps in between (inbox,
+    /// breaker, retry) and user layers are boxed where they are.
     pub(crate) fn build_pipeline(&self) -> BoxPipeline {
         let dispatcher = self.routes.clone().into_dispatcher();
-        let mut svc = BoxPipeline::new(dispatcher.clone());
-        for l in self.user_layers.iter().rev() {
-            svc = l(svc);
-        }
-        let handle_span = Some(layer_fn(crate::pipeline::trace::HandleSpanLayer));
-        for l in [
-            &self.catch_panic,
-            &self.timeout,
-            &handle_span,
-            &self.retry,
-            &self.breaker,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            svc = l(svc);
-        }
-        if let Some(store) = &self.inbox {
+        let handler = if self.user_layers.is_empty() {
+            Either::Left(dispatcher.clone())
+        } else {
+            let mut svc = BoxPipeline::new(dispatcher.clone());
+            for l in self.user_layers.iter().rev() {
+                svc = l(svc);
+            }
+            Either::Right(svc)
+        };
+        let caught = CatchPanicLayer::new().kind(self.panic_kind).layer(handler);
+        let timed = match self.timeout {
+            Some(limit) => Either::Left(TimeoutLayer::new(limit).layer(caught)),
+            None => Either::Right(caught),
+        };
+        let attempt = HandleSpanLayer.layer(timed);
+        let middle = [&self.retry, &self.breaker].into_iter().flatten();
+        let inbox = self
+            .inbox
+            .as_ref()
             // The receive loop records with the ack (`receive::ack`).
-            svc = layer_fn(InboxLayer::check_only(store.clone()))(svc);
-        }
-        // The outer steps are always there: one concrete service, boxed once (a box per
-        // step is an allocation and an indirect call per message).
-        let outer = DeserializeLayer::new(dispatcher).layer(svc);
+            .map(|store| layer_fn(InboxLayer::check_only(store.clone())));
+        let mut middle = middle.chain(inbox.as_ref()).peekable();
+        let inner = if middle.peek().is_none() {
+            Either::Left(attempt)
+        } else {
+            let mut svc = BoxPipeline::new(attempt);
+            for l in middle {
+                svc = l(svc);
+            }
+            Either::Right(svc)
+        };
+        let outer = DeserializeLayer::new(dispatcher).layer(inner);
         BoxPipeline::new(TraceLayer.layer(MetricsLayer.layer(outer)))
     }
 }

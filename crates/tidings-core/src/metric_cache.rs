@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// Identifies the recorder metrics go to now.
-fn current_recorder() -> usize {
+pub(crate) fn current_recorder() -> usize {
     metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize)
 }
 

@@ -17,7 +17,8 @@ use crate::{
 /// Per-message options: correlation, partition key, headers, schedule, expiry.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SendOptions {
-    /// Correlation id (a new one is made when neither this nor a consumed message sets it).
+    /// Correlation id (when neither this nor a consumed message sets it, the message's own
+    /// id is used).
     pub correlation_id: Option<String>,
     /// The message that caused this one.
     pub causation_id: Option<Uuid>,
@@ -149,12 +150,11 @@ impl Producer {
         if env.content_type != content_type {
             env.content_type = content_type.to_string();
         }
+        // A message that starts a conversation is correlated by its own id (unique, and one
+        // UUIDv7 fewer to make).
         env.correlation_id = Some(opts.correlation_id.unwrap_or_else(|| {
             let mut buf = Uuid::encode_buffer();
-            Uuid::now_v7()
-                .hyphenated()
-                .encode_lower(&mut buf)
-                .to_owned()
+            env.id.hyphenated().encode_lower(&mut buf).to_owned()
         }));
         env.causation_id = opts.causation_id;
         env.conversation_id = opts.conversation_id.or(Some(env.id));

@@ -9,6 +9,7 @@
 //! transport's prefetch.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -88,10 +89,15 @@ async fn worker(
     tracker: TaskTracker,
 ) {
     loop {
+        // Checked first, then raced only while waiting: waiting on the token registers a
+        // waker under its lock, which a delivery that is already there does not need.
+        if ended.is_cancelled() {
+            break;
+        }
         let next = tokio::select! {
             biased;
-            _ = ended.cancelled() => break,
             d = next_delivery(&rt.name, &receiver) => d,
+            _ = ended.cancelled() => break,
         };
         match next {
             Some(d) => process(&rt, &mut pipeline, d, &stop, &tracker).await,
@@ -141,30 +147,26 @@ async fn process(
         let err =
             HandlerError::with_reason(FaultReason::Oversize, crate::ErrorKind::Permanent, text);
         let taken = Taken::new(rt, envelope, delivery_count, settle);
-        return hand_off(tracker, dead_letter(rt.clone(), taken, err, 1));
+        return hand_off(tracker, rt, "dead-letter", dead_letter(rt, taken, err, 1));
     }
     let taken = Taken::new(rt, envelope, delivery_count, settle);
     let env = taken.ctx.envelope();
-    if env.is_expired(Utc::now()) {
+    // No clock read for the usual message without an expiry.
+    if env.expires_at.is_some() && env.is_expired(Utc::now()) {
         metrics::counter!(names::EXPIRED, "endpoint" => rt.name.to_string()).increment(1);
         tracing::info!(endpoint = %rt.name, id = %env.id, "expired message skipped");
         observe(rt, &taken, Outcome::Expired);
-        return hand_off(tracker, async move {
-            log_settle(&taken.rt_name, "ack", taken.settle.ack().await)
-        });
+        return hand_off(tracker, rt, "ack", taken.settle.ack());
     }
     let result = handle(rt, pipeline, &taken).await;
-    hand_off(
-        tracker,
-        settle_by(rt.clone(), taken, result, stop.is_cancelled()),
-    );
+    let (what, settlement) = settle_by(rt, taken, result, stop.is_cancelled());
+    hand_off(tracker, rt, what, settlement);
 }
 
 /// A delivery being handled: its context (which owns the envelope) and its settlement.
 struct Taken {
     ctx: ConsumeContext,
     settle: Box<dyn Settle>,
-    rt_name: Arc<str>,
 }
 
 impl Taken {
@@ -180,11 +182,7 @@ impl Taken {
             rt.name.clone(),
             delivery_count,
         );
-        Taken {
-            rt_name: rt.name.clone(),
-            ctx,
-            settle,
-        }
+        Taken { ctx, settle }
     }
 }
 
@@ -214,41 +212,51 @@ async fn handle(
     }
 }
 
+/// A settlement's transport call (already boxed by the transport's `async_trait`).
+type Settlement = Pin<Box<dyn Future<Output = crate::Result<()>> + Send>>;
+
 /// Polls `settlement` once here; if it is still waiting (a commit, an fsync), it goes on
-/// as a tracked task and the worker moves on.
-fn hand_off(tracker: &TaskTracker, settlement: impl Future<Output = ()> + Send + 'static) {
-    let mut settlement = Box::pin(settlement);
+/// as a tracked task and the worker moves on. A failure is logged as `what` failing.
+fn hand_off(
+    tracker: &TaskTracker,
+    rt: &EndpointRuntime,
+    what: &'static str,
+    mut settlement: Settlement,
+) {
     let waker = futures::task::noop_waker();
     let mut cx = std::task::Context::from_waker(&waker);
-    if settlement.as_mut().poll(&mut cx).is_pending() {
-        tracker.spawn(settlement);
+    match settlement.as_mut().poll(&mut cx) {
+        Poll::Ready(r) => log_settle(&rt.name, what, r),
+        Poll::Pending => {
+            let name = rt.name.clone();
+            tracker.spawn(async move { log_settle(&name, what, settlement.await) });
+        }
     }
 }
 
-/// Settles a handled delivery by the pipeline's result.
-async fn settle_by(
-    rt: Arc<EndpointRuntime>,
+/// The settlement of a handled delivery by the pipeline's result, and its name for logs.
+fn settle_by(
+    rt: &Arc<EndpointRuntime>,
     taken: Taken,
     result: Result<(), HandlerError>,
     stopping: bool,
-) {
-    let name = taken.rt_name.clone();
+) -> (&'static str, Settlement) {
     match result {
         Ok(()) => {
-            observe(&rt, &taken, Outcome::Consumed);
-            log_settle(&name, "ack", ack(&rt, taken).await)
+            observe(rt, &taken, Outcome::Consumed);
+            ("ack", ack(rt, taken))
         }
         Err(e) if e.deferral().is_some() => {
             let delay = e.deferral().unwrap_or_default();
-            observe(&rt, &taken, Outcome::Deferred { delay });
+            observe(rt, &taken, Outcome::Deferred { delay });
             if stopping {
-                return log_settle(&name, "release", taken.settle.release().await);
+                return ("release", taken.settle.release());
             }
-            log_settle(&name, "nack", taken.settle.nack(delay, None).await)
+            ("nack", taken.settle.nack(delay, None))
         }
         Err(e) if e.is_permanent() => {
             let attempts = taken.ctx.attempts_made();
-            dead_letter(rt, taken, e, attempts).await
+            ("dead-letter", dead_letter(rt, taken, e, attempts))
         }
         Err(e) => match rt.settings.redelivery.delay_for(taken.ctx.delivery_count()) {
             Some(delay) => {
@@ -257,7 +265,7 @@ async fn settle_by(
                     .increment(1);
                 tracing::info!(endpoint = %rt.name, id = %env.id, delivery = taken.ctx.delivery_count(), ?delay, error = %e, "handler failed; redelivering later");
                 observe(
-                    &rt,
+                    rt,
                     &taken,
                     Outcome::Redelivered {
                         delay,
@@ -266,11 +274,11 @@ async fn settle_by(
                 );
                 let mut updated = env.clone();
                 Fault::mark_first_failure(&mut updated, Utc::now());
-                log_settle(&name, "nack", taken.settle.nack(delay, Some(updated)).await)
+                ("nack", taken.settle.nack(delay, Some(updated)))
             }
             None => {
                 let attempts = taken.ctx.attempts_made();
-                dead_letter(rt, taken, e, attempts).await
+                ("dead-letter", dead_letter(rt, taken, e, attempts))
             }
         },
     }
@@ -279,21 +287,28 @@ async fn settle_by(
 /// Acks a handled delivery and records it in the endpoint's inbox: in the ack's own commit
 /// when the inbox lives where the ack commits, else record first, then ack (a failed
 /// record leaves it unacked: it comes back and the inbox check runs again).
-async fn ack(rt: &EndpointRuntime, taken: Taken) -> crate::Result<()> {
+fn ack(rt: &EndpointRuntime, taken: Taken) -> Settlement {
     let Some(store) = &rt.inbox else {
-        return taken.settle.ack().await;
+        return taken.settle.ack();
     };
     let id = taken.ctx.message_id();
-    match (store.home(), taken.settle.inbox_home()) {
-        (Some(a), Some(b)) if a == b => taken.settle.ack_recording(id, &rt.name).await,
+    let name = rt.name.clone();
+    let settle = taken.settle;
+    match (store.home(), settle.inbox_home()) {
+        (Some(a), Some(b)) if a == b => {
+            Box::pin(async move { settle.ack_recording(id, &name).await })
+        }
         _ => {
-            store.record(id, &rt.name).await?;
-            taken.settle.ack().await
+            let store = store.clone();
+            Box::pin(async move {
+                store.record(id, &name).await?;
+                settle.ack().await
+            })
         }
     }
 }
 
-async fn dead_letter(rt: Arc<EndpointRuntime>, taken: Taken, e: HandlerError, attempts: u32) {
+fn dead_letter(rt: &EndpointRuntime, taken: Taken, e: HandlerError, attempts: u32) -> Settlement {
     let delivery_count = taken.ctx.delivery_count();
     let mut fault = Fault::new(e.reason(), e.to_string(), &rt.name);
     fault.permanent = e.is_permanent();
@@ -304,14 +319,14 @@ async fn dead_letter(rt: Arc<EndpointRuntime>, taken: Taken, e: HandlerError, at
     metrics::counter!(names::DEAD_LETTERED, "endpoint" => rt.name.to_string(), "reason" => e.reason().as_str()).increment(1);
     tracing::warn!(endpoint = %rt.name, id = %env.id, message_type = %env.message_type, reason = %e.reason(), error = %e, "message moved to the error queue");
     observe(
-        &rt,
+        rt,
         &taken,
         Outcome::DeadLettered {
             reason: e.reason(),
             error: e.to_string(),
         },
     );
-    log_settle(&rt.name, "dead-letter", taken.settle.dead_letter(env).await)
+    taken.settle.dead_letter(env)
 }
 
 fn observe(rt: &EndpointRuntime, taken: &Taken, outcome: Outcome) {

@@ -199,13 +199,17 @@ impl TraceContext {
 
     /// Formats as a `traceparent` header value.
     pub fn to_header(&self) -> String {
-        let mut out = String::with_capacity(55);
-        out.push_str("00-");
-        push_hex(&mut out, self.trace_id, 32);
-        out.push('-');
-        push_hex(&mut out, u128::from(self.span_id), 16);
-        out.push_str(if self.sampled { "-01" } else { "-00" });
-        out
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        put_hex(&mut out[3..19], (self.trace_id >> 64) as u64);
+        put_hex(&mut out[19..35], self.trace_id as u64);
+        put_hex(&mut out[36..52], self.span_id);
+        if self.sampled {
+            out[54] = b'1';
+        }
+        // Only ASCII was written, so this is never the empty default.
+        std::str::from_utf8(&out)
+            .map(str::to_owned)
+            .unwrap_or_default()
     }
 }
 
@@ -230,24 +234,47 @@ impl std::fmt::Display for SpanIdHex {
     }
 }
 
+/// The value of each byte as a hex digit, or 0xff for anything else.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// The value of ASCII hex digits (at most 32), or `None` for anything else.
 fn hex_value(digits: &[u8]) -> Option<u128> {
-    digits.iter().try_fold(0u128, |v, &c| {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        Some(v << 4 | u128::from(d))
-    })
+    // Two u64 halves: 64-bit shifts are cheaper than 128-bit ones.
+    let half = |part: &[u8]| {
+        let mut v = 0u64;
+        let mut bad = 0u8;
+        for &c in part {
+            let d = HEX_VALUE[c as usize];
+            bad |= d;
+            v = v << 4 | u64::from(d & 0xf);
+        }
+        (bad & 0xf0 == 0).then_some(v)
+    };
+    let split = digits.len().saturating_sub(16);
+    let (hi, lo) = digits.split_at(split);
+    Some(u128::from(half(hi)?) << 64 | u128::from(half(lo)?))
 }
 
-/// Appends the low `digits` hex digits of `v`, zero-padded, lowercase.
-fn push_hex(out: &mut String, v: u128, digits: u32) {
+/// Writes `v`'s low `out.len()` hex digits into `out`, zero-padded, lowercase.
+fn put_hex(out: &mut [u8], mut v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        out.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
+    for b in out.iter_mut().rev() {
+        *b = HEX[(v & 0xf) as usize];
+        v >>= 4;
     }
 }
 
@@ -258,6 +285,14 @@ tokio::task_local! {
 /// Runs `fut` with `ctx` as the current trace context.
 pub async fn scope<F: std::future::Future>(ctx: TraceContext, fut: F) -> F::Output {
     CURRENT.scope(ctx, fut).await
+}
+
+/// [`scope`] as a named future (no `async` block to box).
+pub(crate) fn scoped<F: std::future::Future>(
+    ctx: TraceContext,
+    fut: F,
+) -> tokio::task::futures::TaskLocalFuture<TraceContext, F> {
+    CURRENT.scope(ctx, fut)
 }
 
 /// Runs `f` with `ctx` as the current trace context (for work done when a future is made,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either, Ready};
 
 use super::Consume;
 use crate::handler::{Handler, HandlerError};
@@ -65,6 +65,14 @@ pub(crate) struct RouteTable {
     pub(crate) handled: HashMap<TypeId, &'static str>,
 }
 
+fn unexpected_type() -> HandlerError {
+    HandlerError::with_reason(
+        FaultReason::UnknownType,
+        ErrorKind::Permanent,
+        "decoded message has an unexpected type",
+    )
+}
+
 fn decoder<W: Message, M: Message + From<W>>() -> DecodeFn {
     Arc::new(|body: &[u8]| {
         JsonSerializer
@@ -78,19 +86,32 @@ impl RouteTable {
     /// Registers `handler` for `M` (its own name and version).
     pub(crate) fn handle<M: Message, H: Handler<M>>(&mut self, handler: H) -> Result<(), String> {
         let handler = Arc::new(handler);
-        let handle: HandleFn = Arc::new(move |msg: AnyBox, ctx| {
-            let handler = handler.clone();
-            Box::pin(async move {
-                match msg.downcast::<M>() {
-                    Ok(m) => handler.handle(*m, ctx).await,
-                    Err(_) => Err(HandlerError::with_reason(
-                        FaultReason::UnknownType,
-                        ErrorKind::Permanent,
-                        "decoded message has an unexpected type",
-                    )),
-                }
-            })
+        let handle: HandleFn = Arc::new(move |msg: AnyBox, ctx| match msg.downcast::<M>() {
+            Ok(m) => {
+                let handler = handler.clone();
+                Box::pin(async move { handler.handle(*m, ctx).await })
+            }
+            Err(_) => Box::pin(futures::future::ready(Err(unexpected_type()))),
         });
+        self.register::<M>(handle)
+    }
+
+    /// Registers the async closure `f` for `M`: its future is the handler's future (one
+    /// box, no [`Handler`] object in between).
+    pub(crate) fn handle_fn<M, F, Fut>(&mut self, f: F) -> Result<(), String>
+    where
+        M: Message,
+        F: Fn(M, crate::ConsumeContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let handle: HandleFn = Arc::new(move |msg: AnyBox, ctx| match msg.downcast::<M>() {
+            Ok(m) => Box::pin(f(*m, ctx)),
+            Err(_) => Box::pin(futures::future::ready(Err(unexpected_type()))),
+        });
+        self.register::<M>(handle)
+    }
+
+    fn register<M: Message>(&mut self, handle: HandleFn) -> Result<(), String> {
         if self.handled.insert(TypeId::of::<M>(), M::NAME).is_some() {
             return Err(format!(
                 "two handlers for {} on one endpoint",
@@ -209,35 +230,50 @@ impl Dispatcher {
 impl tower::Service<Consume> for Dispatcher {
     type Response = ();
     type Error = HandlerError;
-    type Future = BoxFuture<'static, Result<(), HandlerError>>;
+    type Future =
+        Either<BoxFuture<'static, Result<(), HandlerError>>, Ready<Result<(), HandlerError>>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Consume) -> Self::Future {
-        let decoded = match req.message {
-            Some(d) => Ok(d),
-            None => self.decode(req.ctx.envelope()),
+        // Decoding and the handler call happen here; only the handler's own future is
+        // awaited (no further box around it).
+        let value = match req.message {
+            Some(decoded) => {
+                let taken = decoded
+                    .slot
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                match taken {
+                    Some(v) => Ok((v, decoded.route)),
+                    None => (decoded.route.decode)(&req.ctx.envelope().body)
+                        .map(|v| (v, decoded.route))
+                        .map_err(|e| {
+                            HandlerError::with_reason(
+                                FaultReason::Undeserializable,
+                                ErrorKind::Permanent,
+                                e,
+                            )
+                        }),
+                }
+            }
+            None => self.decode(req.ctx.envelope()).and_then(|decoded| {
+                let taken = decoded
+                    .slot
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                taken
+                    .map(|v| (v, decoded.route))
+                    .ok_or_else(|| HandlerError::transient("decoded value missing"))
+            }),
         };
-        Box::pin(async move {
-            let decoded = decoded?;
-            let taken = decoded
-                .slot
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            let value = match taken {
-                Some(v) => v,
-                None => (decoded.route.decode)(&req.ctx.envelope().body).map_err(|e| {
-                    HandlerError::with_reason(
-                        FaultReason::Undeserializable,
-                        ErrorKind::Permanent,
-                        e,
-                    )
-                })?,
-            };
-            (decoded.route.handle)(value, req.ctx).await
-        })
+        match value {
+            Ok((v, route)) => Either::Left((route.handle)(v, req.ctx)),
+            Err(e) => Either::Right(futures::future::ready(Err(e))),
+        }
     }
 }

@@ -8,7 +8,7 @@ pub use layer::DeserializeLayer;
 
 use std::task::{Context, Poll};
 
-use futures::future::{BoxFuture, FutureExt};
+use futures::future::{Either, Ready};
 
 use super::{Consume, Dispatcher};
 use crate::handler::HandlerError;
@@ -29,12 +29,11 @@ impl<S> Deserialize<S> {
 
 impl<S> tower::Service<Consume> for Deserialize<S>
 where
-    S: tower::Service<Consume, Response = (), Error = HandlerError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: tower::Service<Consume, Response = (), Error = HandlerError>,
 {
     type Response = ();
     type Error = HandlerError;
-    type Future = BoxFuture<'static, Result<(), HandlerError>>;
+    type Future = Either<S::Future, Ready<Result<(), HandlerError>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -44,9 +43,9 @@ where
         match self.dispatcher.decode(req.ctx.envelope()) {
             Ok(d) => {
                 req.message = Some(d);
-                self.inner.call(req).boxed()
+                Either::Left(self.inner.call(req))
             }
-            Err(e) => futures::future::ready(Err(e)).boxed(),
+            Err(e) => Either::Right(futures::future::ready(Err(e))),
         }
     }
 }

@@ -5,12 +5,14 @@ mod layer;
 
 pub use layer::MetricsLayer;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures::future::BoxFuture;
 use metrics::{Counter, Gauge, Histogram};
+use pin_project_lite::pin_project;
 
 use super::Consume;
 use crate::handler::HandlerError;
@@ -22,6 +24,9 @@ use crate::telemetry::names;
 pub struct Metrics<S> {
     inner: S,
     handles: Arc<HandleCache>,
+    /// The handles of the last message, checked before the shared cache (each worker owns
+    /// its clone of the pipeline, and an endpoint sees few message types).
+    last: Option<Arc<(usize, Handles)>>,
 }
 
 impl<S> Metrics<S> {
@@ -30,6 +35,7 @@ impl<S> Metrics<S> {
         Metrics {
             inner,
             handles: Arc::default(),
+            last: None,
         }
     }
 }
@@ -65,39 +71,83 @@ fn handles(cache: &HandleCache, endpoint: &str, message_type: &str) -> Arc<(usiz
 
 impl<S> tower::Service<Consume> for Metrics<S>
 where
-    S: tower::Service<Consume, Response = (), Error = HandlerError> + Send,
-    S::Future: Send + 'static,
+    S: tower::Service<Consume, Response = (), Error = HandlerError>,
 {
     type Response = ();
     type Error = HandlerError;
-    type Future = BoxFuture<'static, Result<(), HandlerError>>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Consume) -> Self::Future {
-        let cached = handles(
-            &self.handles,
-            req.ctx.endpoint(),
-            &req.ctx.envelope().message_type,
-        );
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let handles = &cached.1;
-            handles.in_flight.increment(1.0);
-            let started = Instant::now();
-            let result = fut.await;
-            handles.in_flight.decrement(1.0);
-            handles.seconds.record(started.elapsed().as_secs_f64());
-            match &result {
-                Ok(()) => handles.consumed.increment(1),
-                Err(e) if e.deferral().is_none() => {
-                    metrics::counter!(names::FAILED, "endpoint" => handles.endpoint.clone(), "message_type" => handles.message_type.clone(), "reason" => e.reason().as_str()).increment(1)
-                }
-                Err(_) => {}
+        let endpoint = req.ctx.endpoint();
+        let message_type = &req.ctx.envelope().message_type;
+        let recorder = crate::metric_cache::current_recorder();
+        let cached = match &self.last {
+            Some(h)
+                if h.0 == recorder
+                    && h.1.message_type == *message_type
+                    && h.1.endpoint == endpoint =>
+            {
+                h.clone()
             }
-            result
-        })
+            _ => {
+                let h = handles(&self.handles, endpoint, message_type);
+                self.last = Some(h.clone());
+                h
+            }
+        };
+        ResponseFuture {
+            inner: self.inner.call(req),
+            cached,
+            started: None,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`Metrics`] call.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        cached: Arc<(usize, Handles)>,
+        started: Option<Instant>,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<(), HandlerError>>,
+{
+    type Output = Result<(), HandlerError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let handles = &this.cached.1;
+        let started = *this.started.get_or_insert_with(|| {
+            handles.in_flight.increment(1.0);
+            Instant::now()
+        });
+        let result = std::task::ready!(this.inner.poll(cx));
+        handles.in_flight.decrement(1.0);
+        handles.seconds.record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(()) => handles.consumed.increment(1),
+            Err(e) if e.deferral().is_none() => {
+                metrics::counter!(names::FAILED, "endpoint" => handles.endpoint.clone(), "message_type" => handles.message_type.clone(), "reason" => e.reason().as_str()).increment(1)
+            }
+            Err(_) => {}
+        }
+        Poll::Ready(result)
     }
 }

@@ -4,8 +4,9 @@
 
 use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
 use tracing::Instrument as _;
+
+use super::SpanFuture;
 
 use crate::handler::HandlerError;
 use crate::pipeline::Consume;
@@ -32,12 +33,11 @@ pub struct HandleSpan<S> {
 
 impl<S> tower::Service<Consume> for HandleSpan<S>
 where
-    S: tower::Service<Consume, Response = (), Error = HandlerError> + Send,
-    S::Future: Send + 'static,
+    S: tower::Service<Consume, Response = (), Error = HandlerError>,
 {
     type Response = ();
     type Error = HandlerError;
-    type Future = BoxFuture<'static, Result<(), HandlerError>>;
+    type Future = SpanFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -58,17 +58,9 @@ where
             error = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let fut = self.inner.call(req);
-        Box::pin(
-            async move {
-                let result = fut.await;
-                if let Err(e) = &result {
-                    record_failure(&tracing::Span::current(), e);
-                }
-                result
-            }
-            .instrument(span),
-        )
+        // Inside the span: a handler closure's synchronous part runs when it is called.
+        let fut = span.in_scope(|| self.inner.call(req));
+        SpanFuture::new(fut.instrument(span))
     }
 }
 

@@ -4,15 +4,17 @@
 //! parent is the `traceparent` (see `crate::otel`). [`HandleSpan`] opens a `tidings.handle`
 //! span per handler attempt (inside the retry step).
 
+mod future;
 mod handle;
 mod layer;
 
+pub use future::SpanFuture;
 pub use handle::{HandleSpan, HandleSpanLayer};
 pub use layer::TraceLayer;
 
 use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
+use tokio::task::futures::TaskLocalFuture;
 use tracing::Instrument;
 
 use super::Consume;
@@ -35,12 +37,11 @@ impl<S> Trace<S> {
 
 impl<S> tower::Service<Consume> for Trace<S>
 where
-    S: tower::Service<Consume, Response = (), Error = HandlerError> + Send,
-    S::Future: Send + 'static,
+    S: tower::Service<Consume, Response = (), Error = HandlerError>,
 {
     type Response = ();
     type Error = HandlerError;
-    type Future = BoxFuture<'static, Result<(), HandlerError>>;
+    type Future = SpanFuture<TaskLocalFuture<TraceContext, S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -79,15 +80,6 @@ where
         // Inner steps may open their spans (e.g. the first `tidings.handle`) while called,
         // not only when polled: call them inside this span so those are its children.
         let fut = span.in_scope(|| telemetry::sync_scope(ctx, || self.inner.call(req)));
-        Box::pin(
-            async move {
-                let result = telemetry::scope(ctx, fut).await;
-                if let Err(e) = &result {
-                    handle::record_failure(&tracing::Span::current(), e);
-                }
-                result
-            }
-            .instrument(span),
-        )
+        SpanFuture::new(telemetry::scoped(ctx, fut).instrument(span))
     }
 }

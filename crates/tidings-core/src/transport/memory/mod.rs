@@ -19,8 +19,10 @@ use super::{
 use crate::envelope::headers;
 use crate::{Envelope, Error, Result};
 
+mod hash;
 mod receiver;
 
+use hash::FastMap;
 use receiver::MemoryReceiver;
 
 /// How often claims look for expired leases.
@@ -43,7 +45,7 @@ struct InFlight {
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<Msg>,
-    in_flight: HashMap<u64, InFlight>,
+    in_flight: FastMap<u64, InFlight>,
     keys_in_flight: HashSet<String>,
     parked: HashSet<String>,
     errors: Vec<DeadLetter>,
@@ -54,7 +56,7 @@ struct Queue {
 
 #[derive(Default)]
 struct State {
-    queues: HashMap<String, Queue>,
+    queues: FastMap<String, Queue>,
     subscriptions: HashMap<String, BTreeSet<String>>,
 }
 
@@ -194,15 +196,25 @@ impl Transport for MemoryTransport {
                 }
             }
             for m in messages {
-                let targets: Vec<String> = match m.destination {
-                    Destination::Queue(q) => vec![q],
+                let at = visible_at(&m.envelope);
+                let topic = match m.destination {
+                    Destination::Queue(q) => {
+                        if let Some(q) = st.queues.get_mut(&q) {
+                            q.pending.push_back(Msg {
+                                env: m.envelope,
+                                visible_at: at,
+                                delivery_count: 0,
+                            });
+                        }
+                        continue;
+                    }
                     Destination::Topic => st
                         .subscriptions
                         .get(&m.envelope.message_type)
                         .map(|s| s.iter().cloned().collect())
                         .unwrap_or_default(),
                 };
-                let at = visible_at(&m.envelope);
+                let targets: Vec<String> = topic;
                 // Copies for all targets but the last, which takes the envelope itself.
                 let mut envelope = Some(m.envelope);
                 let last = targets.len().saturating_sub(1);
@@ -233,7 +245,7 @@ impl Transport for MemoryTransport {
         }
         Ok(Box::new(MemoryReceiver {
             inner: self.inner.clone(),
-            queue: queue.to_string(),
+            queue: queue.into(),
             options,
             outstanding: Arc::new(AtomicU64::new(0)),
             closed: false,

@@ -16,19 +16,20 @@ use crate::{Envelope, Result};
 
 pub(super) struct MemoryReceiver {
     pub(super) inner: Arc<Inner>,
-    pub(super) queue: String,
+    pub(super) queue: Arc<str>,
     pub(super) options: ReceiveOptions,
     pub(super) outstanding: Arc<AtomicU64>,
     pub(super) closed: bool,
 }
 
 impl MemoryReceiver {
-    /// Claims the first visible message whose key is free; or says when to look again.
-    fn try_claim(&self) -> std::result::Result<Delivery, Option<Instant>> {
+    /// Claims the first visible message whose key is free: `Ok(None)` when the queue was
+    /// deleted (nothing will ever arrive), `Err` with when to look again otherwise.
+    fn claim(&self) -> std::result::Result<Option<Delivery>, Option<Instant>> {
         let now = Instant::now();
         let mut st = self.inner.lock();
-        let Some(q) = st.queues.get_mut(&self.queue) else {
-            return Err(None);
+        let Some(q) = st.queues.get_mut(&*self.queue) else {
+            return Ok(None);
         };
         // Leases are seconds long: looking for expired ones every few milliseconds is
         // enough, and keeps a claim from walking every in-flight message.
@@ -93,11 +94,12 @@ impl MemoryReceiver {
                 lease_until: now + self.options.lease,
             },
         );
+        drop(st);
         self.outstanding.fetch_add(1, Ordering::AcqRel);
-        Ok(Delivery {
+        Ok(Some(Delivery {
             envelope: env,
             delivery_count: count,
-            queue: self.queue.clone(),
+            queue: self.queue.to_string(),
             settle: Box::new(MemorySettle {
                 inner: self.inner.clone(),
                 queue: self.queue.clone(),
@@ -106,7 +108,7 @@ impl MemoryReceiver {
                 outstanding: self.outstanding.clone(),
                 settled: AtomicBool::new(false),
             }),
-        })
+        }))
     }
 }
 
@@ -117,19 +119,25 @@ impl Receiver for MemoryReceiver {
             if self.closed || self.inner.closed.load(Ordering::Acquire) {
                 return Ok(None);
             }
+            let full = || self.outstanding.load(Ordering::Acquire) >= self.options.prefetch as u64;
+            // Fast path: a message is there; no wake-up to register.
+            if !full() {
+                if let Ok(d) = self.claim() {
+                    return Ok(d);
+                }
+            }
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !self.inner.lock().queues.contains_key(&self.queue) {
-                // The queue was deleted: nothing will ever arrive.
-                return Ok(None);
-            }
-            let full = self.outstanding.load(Ordering::Acquire) >= self.options.prefetch as u64;
-            let wake = if full {
+            // Look again now that a change wakes us: one may have come in between.
+            let wake = if full() {
+                if !self.inner.lock().queues.contains_key(&*self.queue) {
+                    return Ok(None);
+                }
                 None
             } else {
-                match self.try_claim() {
-                    Ok(d) => return Ok(Some(d)),
+                match self.claim() {
+                    Ok(d) => return Ok(d),
                     Err(w) => w,
                 }
             };
@@ -153,7 +161,7 @@ impl Receiver for MemoryReceiver {
 
 struct MemorySettle {
     inner: Arc<Inner>,
-    queue: String,
+    queue: Arc<str>,
     token: u64,
     park: bool,
     outstanding: Arc<AtomicU64>,
@@ -169,7 +177,7 @@ impl MemorySettle {
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
         {
             let mut st = self.inner.lock();
-            if let Some(q) = st.queues.get_mut(&self.queue) {
+            if let Some(q) = st.queues.get_mut(&*self.queue) {
                 if let Some(fl) = q.in_flight.remove(&self.token) {
                     if let Some(k) = &fl.msg.env.partition_key {
                         q.keys_in_flight.remove(k);
@@ -216,7 +224,7 @@ impl Settle for MemorySettle {
                 }
             }
             q.errors.push(DeadLetter {
-                queue,
+                queue: queue.to_string(),
                 envelope,
                 dead_lettered_at: Utc::now(),
             });
@@ -236,7 +244,7 @@ impl Settle for MemorySettle {
         let mut st = self.inner.lock();
         if let Some(f) = st
             .queues
-            .get_mut(&self.queue)
+            .get_mut(&*self.queue)
             .and_then(|q| q.in_flight.get_mut(&self.token))
         {
             f.lease_until = Instant::now() + by;
