@@ -39,6 +39,7 @@ pub mod outbox;
 mod receive;
 pub mod saga;
 pub mod topology;
+pub mod access;
 
 pub use bus::{Bus, BusBuilder};
 pub use endpoint::{Endpoint, Redelivery};

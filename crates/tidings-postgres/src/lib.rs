@@ -23,6 +23,7 @@ pub mod error;
 pub mod inbox;
 mod maintain;
 mod migrate;
+pub mod permissions;
 pub mod outbox;
 mod receiver;
 pub mod relay;

@@ -41,6 +41,7 @@ mod error;
 mod management;
 mod publisher;
 mod settle;
+pub mod permissions;
 pub mod topology;
 mod transport;
 
