@@ -59,7 +59,10 @@ impl Services {
 
     /// Runs `endpoints` as one service named `name`.
     pub fn group(mut self, name: impl Into<String>, endpoints: Vec<String>) -> Self {
-        self.groups.entry(name.into()).or_default().extend(endpoints);
+        self.groups
+            .entry(name.into())
+            .or_default()
+            .extend(endpoints);
         self
     }
 
@@ -134,7 +137,11 @@ impl Sets {
                     commands.insert(m);
                 }
                 None => {
-                    for ep in report.endpoints.iter().filter(|e| e.subscribes.contains(&m)) {
+                    for ep in report
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.subscribes.contains(&m))
+                    {
                         fans_out_to.insert(ep.name.clone());
                     }
                     publishes.insert(m);

@@ -31,6 +31,7 @@ pub mod conformance;
 pub mod pipeline;
 pub mod redact;
 
+pub mod access;
 pub mod bus;
 pub mod endpoint;
 mod metric_cache;
@@ -39,7 +40,6 @@ pub mod outbox;
 mod receive;
 pub mod saga;
 pub mod topology;
-pub mod access;
 
 pub use bus::{Bus, BusBuilder};
 pub use endpoint::{Endpoint, Redelivery};

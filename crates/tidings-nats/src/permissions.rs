@@ -55,10 +55,14 @@ pub fn permissions(
     services
         .iter()
         .map(|s| {
-            let mut publish: Vec<String> = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"]
-                .iter()
-                .map(|x| x.to_string())
-                .collect();
+            let mut publish: Vec<String> = [
+                "$JS.API.INFO",
+                "$JS.API.STREAM.NAMES",
+                "$JS.API.STREAM.LIST",
+            ]
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
             for q in &s.consumes {
                 publish.push(names.queue_subjects(q));
                 publish.push(names.error_subject(q));
@@ -199,7 +203,10 @@ mod tests {
     #[test]
     fn config_refers_to_passwords_by_variable() {
         let conf = server_config(&permissions(&[payments()], "", "tidings", 1));
-        assert!(conf.contains("password: $TIDINGS_PASSWORD_PAYMENTS\n"), "{conf}");
+        assert!(
+            conf.contains("password: $TIDINGS_PASSWORD_PAYMENTS\n"),
+            "{conf}"
+        );
         assert!(conf.contains("user: \"payments\""));
         assert!(conf.contains("\"$JS.ACK.tidings_Q_payments.>\""));
         assert_eq!(quoted(r#"a"b"#), r#""a\"b""#);

@@ -150,7 +150,11 @@ pub fn sql_script(services: &[ServiceAccess], schema: &str, role_prefix: &str) -
         policy("parked", "ALL", both("queue", &own));
         policy("inbox", "ALL", both("endpoint", &endpoints));
         policy("queues", "SELECT", "USING (true)".into());
-        policy("queues", "INSERT", format!("WITH CHECK (name = ANY ({own}))"));
+        policy(
+            "queues",
+            "INSERT",
+            format!("WITH CHECK (name = ANY ({own}))"),
+        );
         policy("queues", "UPDATE", both("name", &own));
         policy("subscriptions", "SELECT", "USING (true)".into());
         policy(
@@ -188,7 +192,9 @@ mod tests {
     fn policies_limit_rows_to_own_and_reachable_queues() {
         let sql = sql_script(&[payments()], "shop", "svc_");
         assert!(sql.contains(r#"ALTER TABLE "shop".messages ENABLE ROW LEVEL SECURITY;"#));
-        assert!(sql.contains(r#"ALTER ROLE "svc_payments" WITH LOGIN PASSWORD :'TIDINGS_PASSWORD_SVC_PAYMENTS';"#));
+        assert!(sql.contains(
+            r#"ALTER ROLE "svc_payments" WITH LOGIN PASSWORD :'TIDINGS_PASSWORD_SVC_PAYMENTS';"#
+        ));
         assert!(sql.contains(
             r#"CREATE POLICY "tidings_svc_payments_UPDATE" ON "shop".messages FOR UPDATE TO "svc_payments" USING (queue = ANY (ARRAY['payments', 'payments_error']::text[]))"#
         ), "{sql}");

@@ -39,9 +39,9 @@ mod connection;
 mod consumer;
 mod error;
 mod management;
+pub mod permissions;
 mod publisher;
 mod settle;
-pub mod permissions;
 pub mod topology;
 mod transport;
 

@@ -78,7 +78,11 @@ pub fn permissions(services: &[ServiceAccess], prefix: &str) -> Vec<UserPermissi
 
 /// `^(a|b|c)$` of every fragment.
 fn anchored(parts: &[&Vec<String>]) -> String {
-    let all: Vec<&str> = parts.iter().flat_map(|p| p.iter()).map(String::as_str).collect();
+    let all: Vec<&str> = parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .map(String::as_str)
+        .collect();
     format!("^({})$", all.join("|"))
 }
 
@@ -222,11 +226,15 @@ mod tests {
         let delay = r"tidings_delay(_classic)?\.(deliver|[0-9]+)";
         assert_eq!(
             p.configure,
-            format!(r"^(payments|payments_error|tidings\.shop\.order-placed|tidings\.shop\.paid|{delay})$")
+            format!(
+                r"^(payments|payments_error|tidings\.shop\.order-placed|tidings\.shop\.paid|{delay})$"
+            )
         );
         assert_eq!(
             p.write,
-            format!(r"^(amq\.default|payments|tidings\.shop\.order-placed|tidings\.shop\.paid|{delay})$")
+            format!(
+                r"^(amq\.default|payments|tidings\.shop\.order-placed|tidings\.shop\.paid|{delay})$"
+            )
         );
         assert_eq!(
             p.read,
@@ -240,7 +248,10 @@ mod tests {
         let perms = permissions(&[payments()], "");
         let sh = rabbitmqctl_script(&perms, "/");
         assert!(sh.contains(r#""${TIDINGS_PASSWORD_PAYMENTS:?set TIDINGS_PASSWORD_PAYMENTS}""#));
-        assert!(sh.contains("set_permissions -p '/' 'payments' '^(payments|"), "{sh}");
+        assert!(
+            sh.contains("set_permissions -p '/' 'payments' '^(payments|"),
+            "{sh}"
+        );
         let d = definitions(&perms, "/");
         assert_eq!(d.users[0].password, "${TIDINGS_PASSWORD_PAYMENTS}");
         assert_eq!(escape("a.b*c"), r"a\.b\*c");

@@ -3,7 +3,7 @@
 //!
 //! - `orders` (queue `orders-<id>`): subscribes to `paid` and `placed`, sends `charge`;
 //! - `payments` (queue `payments-<id>`): receives `charge`, publishes `paid`;
-//! - `mailer` (queue `mailer-<id>`): subscribes to `paid`;
+//! - `mailer` (queue `mailer-<id>`, ordered): subscribes to `paid`;
 //! - `app`: publishes `placed`.
 //!
 //! Names carry a per-run id (other engineers test against the same brokers), users are
@@ -69,7 +69,7 @@ impl Shop {
                 {"name": self.payments, "receives": [self.charge], "subscribes": [],
                  "sends": [self.paid], "ordered": false},
                 {"name": self.mailer, "receives": [], "subscribes": [self.paid],
-                 "sends": [], "ordered": false},
+                 "sends": [], "ordered": true},
             ],
             "routes": {self.charge.clone(): self.payments},
             "app_sends": [self.placed],
@@ -144,6 +144,7 @@ impl Shop {
             queues: vec![QueueSpec {
                 name: name.to_string(),
                 subscriptions: subscriptions.iter().map(|s| s.to_string()).collect(),
+                ordered: name == self.mailer,
                 ..Default::default()
             }],
         }
@@ -216,23 +217,34 @@ impl Shop {
             .dead_letters(&query)
             .await
             .context("payments lists its dead letters")?;
-        if dead.iter().map(|d| d.envelope.id).collect::<Vec<_>>() != [poison.unwrap_or_default()]
-        {
-            bail!("payments_error holds {} dead letters, expected the poison message", dead.len());
+        if dead.iter().map(|d| d.envelope.id).collect::<Vec<_>>() != [poison.unwrap_or_default()] {
+            bail!(
+                "payments_error holds {} dead letters, expected the poison message",
+                dead.len()
+            );
         }
         c.payments
             .purge(&query)
             .await
             .context("payments purges its dead letters")?;
+        let mut paid = Envelope::new(self.paid.clone(), 1, "{}");
+        paid.partition_key = Some("order-1".into());
         c.payments
-            .send(vec![Outgoing::publish(Envelope::new(self.paid.clone(), 1, "{}"))])
+            .send(vec![Outgoing::publish(paid)])
             .await
             .context("payments publishes paid")?;
         c.app
-            .send(vec![Outgoing::publish(Envelope::new(self.placed.clone(), 1, "{}"))])
+            .send(vec![Outgoing::publish(Envelope::new(
+                self.placed.clone(),
+                1,
+                "{}",
+            ))])
             .await
             .context("app publishes placed")?;
-        let mut orders = c.orders.receive(&self.orders, ReceiveOptions::default()).await?;
+        let mut orders = c
+            .orders
+            .receive(&self.orders, ReceiveOptions::default())
+            .await?;
         let mut got = Vec::new();
         for _ in 0..2 {
             let d = next(orders.as_mut(), "orders").await?;
@@ -243,7 +255,11 @@ impl Shop {
         if got != [self.paid.clone(), self.placed.clone()] {
             bail!("orders got {got:?}");
         }
-        let mut mailer = c.mailer.receive(&self.mailer, ReceiveOptions::default()).await?;
+        let ordered = ReceiveOptions {
+            ordered: true,
+            ..Default::default()
+        };
+        let mut mailer = c.mailer.receive(&self.mailer, ordered).await?;
         let d = next(mailer.as_mut(), "mailer").await?;
         if d.envelope.message_type != self.paid {
             bail!("mailer got {}", d.envelope.message_type);
@@ -272,11 +288,7 @@ pub async fn next(
 /// The first error of `receive` + one `recv` of `queue` on `t` (some brokers refuse at
 /// the first pull, not at subscribe), or `None` if a delivery or nothing came within
 /// `wait`.
-pub async fn receive_error(
-    t: &Arc<dyn Transport>,
-    queue: &str,
-    wait: Duration,
-) -> Option<String> {
+pub async fn receive_error(t: &Arc<dyn Transport>, queue: &str, wait: Duration) -> Option<String> {
     let mut rx = match t.receive(queue, ReceiveOptions::default()).await {
         Ok(rx) => rx,
         Err(e) => return Some(format!("{e:#}")),
