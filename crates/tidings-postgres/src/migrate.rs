@@ -166,7 +166,7 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), PgError> 
     // A current schema needs no DDL; a role that does not own the tables (least
     // privilege, see `permissions`) could not run it anyway (CREATE .. IF NOT EXISTS
     // checks privileges first), so it skips it.
-    let owner = from != VERSION || owns(&mut *tx, &exists("messages")).await?;
+    let owner = from != VERSION || owns(&mut tx, &exists("messages")).await?;
     if owner {
         sqlx::raw_sql(stmt(DDL).sql())
             .execute(&mut *tx)
