@@ -116,11 +116,6 @@ async fn generated_users_work_and_are_refused_elsewhere() {
         "the generated script failed: {}\n{script}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The JSON flavour names the same users and regexes.
-    let defs: serde_json::Value =
-        serde_json::from_str(&shop.permissions("rabbitmq-json", &[])).expect("JSON");
-    assert_eq!(defs["users"].as_array().map(Vec::len), Some(4));
-    assert!(script.contains(defs["permissions"][0]["read"].as_str().expect("read regex")));
 
     let conns = Conns {
         orders: as_service(&shop, "orders").await,
@@ -174,4 +169,72 @@ async fn generated_users_work_and_are_refused_elsewhere() {
     for t in [conns.orders, conns.payments, conns.mailer, conns.app] {
         let _ = t.close().await;
     }
+    definitions_give_the_same_users(&shop).await;
+}
+
+/// `rabbitmqctl list_user_permissions USER`: (configure, write, read) on `/`.
+fn user_permissions(user: &str) -> Option<(String, String, String)> {
+    let out = Command::new("rabbitmqctl")
+        .args(["list_user_permissions", "-q", "--no-table-headers", user])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("/\t"))?;
+    let f: Vec<&str> = line.split('\t').collect();
+    Some((
+        f.get(1)?.to_string(),
+        f.get(2)?.to_string(),
+        f.get(3)?.to_string(),
+    ))
+}
+
+/// The definitions JSON, its `${TIDINGS_PASSWORD_…}` filled in (what `envsubst` does)
+/// and imported after the script's users are deleted, yields the same permissions, and
+/// the users log in with their passwords.
+async fn definitions_give_the_same_users(shop: &Shop) {
+    let expected: Vec<_> = SERVICES
+        .iter()
+        .map(|s| user_permissions(&shop.user(s)).expect("permissions set by the script"))
+        .collect();
+    for s in SERVICES {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_user", "-q", &shop.user(s)])
+            .output();
+    }
+    let mut json = shop.permissions("rabbitmq-json", &[]);
+    assert!(
+        !json.contains(&shop.password("orders")),
+        "a password in:\n{json}"
+    );
+    for (var, value) in shop.password_env() {
+        json = json.replace(&format!("${{{var}}}"), &value);
+    }
+    let file = shop.dir().join("definitions.json");
+    std::fs::write(&file, json).expect("write definitions");
+    let out = Command::new("rabbitmqctl")
+        .arg("import_definitions")
+        .arg(&file)
+        .output()
+        .expect("rabbitmqctl import_definitions");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The import is asynchronous.
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = SERVICES
+            .iter()
+            .filter_map(|s| user_permissions(&shop.user(s)))
+            .collect();
+        if got == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, expected, "permissions from the definitions file");
+    let payments = connect(&shop.user("payments"), &shop.password("payments")).await;
+    let payments = payments.expect("payments logs in with the imported user");
+    let _ = payments.close().await;
 }
