@@ -11,7 +11,7 @@
 //! | --- | --- |
 //! | `messages`, `scheduled` | insert rows into its own queues and error queues, and into the queues it sends to or its events fan out to when the row's message type is one it sends or publishes; read the rows of all of these; update and delete rows of its own queues only (claim, ack, nack, dead-letter, replay, purge) |
 //! | `parked` | everything, on its own queues |
-//! | `queues`, `subscriptions` | read all (a send checks the destination exists; a publish fans out through every subscription); declare its own queues and subscriptions |
+//! | `queues`, `subscriptions` | read all (a send checks the destination exists; a publish fans out through every subscription); declare its own queues, and subscribe them to the events the topology says they subscribe to |
 //! | `inbox` | everything, on rows of its own endpoints |
 //! | `schema_version`, `message_seq` | read; draw sequence numbers |
 //!
@@ -160,7 +160,10 @@ pub fn sql_script(services: &[ServiceAccess], schema: &str, role_prefix: &str) -
         policy(
             "subscriptions",
             "INSERT",
-            format!("WITH CHECK (queue = ANY ({endpoints}))"),
+            format!(
+                "WITH CHECK (queue = ANY ({endpoints}) AND message_type = ANY ({}))",
+                array(&svc.subscribes)
+            ),
         );
         policy(
             "subscriptions",

@@ -209,6 +209,19 @@ async fn generated_roles_work_and_are_refused_elsewhere() {
         "orders declares payments' queue",
         conns.orders.declare(&spec).await,
     );
+    // Subscribing its own queue to an event the topology does not subscribe it to.
+    let spec = Topology {
+        queues: vec![QueueSpec {
+            name: shop.mailer.clone(),
+            subscriptions: vec![shop.paid.clone(), shop.placed.clone()],
+            ordered: true,
+            ..Default::default()
+        }],
+    };
+    refused(
+        "mailer subscribes to the app's event",
+        conns.mailer.declare(&spec).await,
+    );
 
     for t in [conns.orders, conns.payments, conns.mailer, conns.app] {
         let _ = t.close().await;

@@ -163,6 +163,20 @@ async fn generated_users_work_and_are_refused_elsewhere() {
             .err()
             .map(|e| format!("{e:#}")),
     );
+    // Subscribing its own queue to an event the topology does not subscribe it to.
+    let mailer = as_service(&shop, "mailer").await;
+    let spec = Topology {
+        queues: vec![QueueSpec {
+            name: shop.mailer.clone(),
+            subscriptions: vec![shop.paid.clone(), shop.placed.clone()],
+            ordered: true,
+            ..Default::default()
+        }],
+    };
+    refused(
+        "mailer subscribes to the app's event",
+        mailer.declare(&spec).await.err().map(|e| format!("{e:#}")),
+    );
     for t in [orders, payments, mailer] {
         let _ = t.close().await;
     }
@@ -172,30 +186,43 @@ async fn generated_users_work_and_are_refused_elsewhere() {
     definitions_give_the_same_users(&shop).await;
 }
 
-/// `rabbitmqctl list_user_permissions USER`: (configure, write, read) on `/`.
-fn user_permissions(user: &str) -> Option<(String, String, String)> {
-    let out = Command::new("rabbitmqctl")
-        .args(["list_user_permissions", "-q", "--no-table-headers", user])
+/// The run's users and their (configure, write, read) on `/`, sorted by user, from one
+/// `rabbitmqctl list_permissions` (each call starts an Erlang VM: about a second).
+fn permissions_on_vhost(shop: &Shop) -> Vec<(String, String, String, String)> {
+    let Ok(out) = Command::new("rabbitmqctl")
+        .args(["list_permissions", "-p", "/", "-q", "--no-table-headers"])
         .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("/\t"))?;
-    let f: Vec<&str> = line.split('\t').collect();
-    Some((
-        f.get(1)?.to_string(),
-        f.get(2)?.to_string(),
-        f.get(3)?.to_string(),
-    ))
+    else {
+        return Vec::new();
+    };
+    let prefix = shop.user("");
+    let mut rows: Vec<_> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            Some((
+                f.first()?.to_string(),
+                f.get(1)?.to_string(),
+                f.get(2)?.to_string(),
+                f.get(3)?.to_string(),
+            ))
+        })
+        .collect();
+    rows.sort();
+    rows
 }
 
 /// The definitions JSON, its `${TIDINGS_PASSWORD_…}` filled in (what `envsubst` does)
 /// and imported after the script's users are deleted, yields the same permissions, and
 /// the users log in with their passwords.
 async fn definitions_give_the_same_users(shop: &Shop) {
-    let expected: Vec<_> = SERVICES
-        .iter()
-        .map(|s| user_permissions(&shop.user(s)).expect("permissions set by the script"))
-        .collect();
+    let expected = permissions_on_vhost(shop);
+    assert_eq!(
+        expected.len(),
+        SERVICES.len(),
+        "the script's users: {expected:?}"
+    );
     for s in SERVICES {
         let _ = Command::new("rabbitmqctl")
             .args(["delete_user", "-q", &shop.user(s)])
@@ -223,15 +250,12 @@ async fn definitions_give_the_same_users(shop: &Shop) {
     );
     // The import is asynchronous.
     let mut got = Vec::new();
-    for _ in 0..100 {
-        got = SERVICES
-            .iter()
-            .filter_map(|s| user_permissions(&shop.user(s)))
-            .collect();
+    for _ in 0..30 {
+        got = permissions_on_vhost(shop);
         if got == expected {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(got, expected, "permissions from the definitions file");
     let payments = connect(&shop.user("payments"), &shop.password("payments")).await;
