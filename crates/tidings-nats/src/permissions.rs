@@ -3,7 +3,7 @@
 //! subscribe subjects of one user per service, as the `authorization { users = [...] }`
 //! block of a `nats-server` configuration.
 //!
-//! A service may publish to (see [`naming`](crate::naming) for the names):
+//! A service may publish to (names as in the `naming` module):
 //! - its own queues: the queue subjects `<prefix>.q.<q>.*` (a due delayed message is
 //!   republished there), error `<prefix>.err.<q>`, delay `<prefix>.dl.<q>`, parked
 //!   `<prefix>.pk.<q>.>`; and the JetStream API and acks of their streams (`<P>_Q_<q>`,

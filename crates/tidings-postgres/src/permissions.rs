@@ -3,7 +3,7 @@
 //! the transport's schema.
 //!
 //! Every queue of a schema shares the same tables (`messages`, `scheduled`, `parked`,
-//! `queues`, `subscriptions`, `inbox`; see [`schema`](crate::schema)), so table GRANTs
+//! `queues`, `subscriptions`, `inbox`; see the `schema` module), so table GRANTs
 //! alone cannot keep one service out of another's queue. The script grants the table
 //! privileges the transport needs and adds **row-level security** policies per role:
 //!
@@ -57,6 +57,21 @@ fn literal(s: &str) -> String {
 fn array(items: &[String]) -> String {
     let items: Vec<String> = items.iter().map(|s| literal(s)).collect();
     format!("ARRAY[{}]::text[]", items.join(", "))
+}
+
+/// `tidings_<role>_<what>`, or with the role hashed when that exceeds PostgreSQL's
+/// 63-byte identifiers (truncation would give a role's policies one name).
+fn policy_name(role: &str, what: &str) -> String {
+    let name = format!("tidings_{role}_{what}");
+    if name.len() <= 63 {
+        return name;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in role.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("tidings_{h:016x}_{what}")
 }
 
 /// Tables under row-level security.
@@ -128,7 +143,7 @@ pub fn sql_script(services: &[ServiceAccess], schema: &str, role_prefix: &str) -
             password_variable(&role_name),
         ));
         let mut policy = |table: &str, what: &str, clause: String| {
-            let name = ident(&format!("tidings_{role_name}_{what}"));
+            let name = ident(&policy_name(&role_name, what));
             out.push_str(&format!(
                 "DROP POLICY IF EXISTS {name} ON {s}.{table};\n\
                  CREATE POLICY {name} ON {s}.{table} FOR {what} TO {role} {clause};\n"
@@ -205,6 +220,18 @@ mod tests {
             r#"FOR INSERT TO "svc_payments" WITH CHECK (queue = ANY (ARRAY['payments', 'payments_error']::text[]) OR (queue = ANY (ARRAY['orders', 'shipping']::text[]) AND message_type = ANY (ARRAY['shop.paid', 'shop.ship']::text[])))"#
         ), "{sql}");
         assert!(sql.trim_end().ends_with("COMMIT;"));
+    }
+
+    #[test]
+    fn long_role_names_keep_distinct_policy_names() {
+        let long = "r".repeat(60);
+        let (a, b) = (policy_name(&long, "SELECT"), policy_name(&long, "INSERT"));
+        assert!(a.len() <= 63 && b.len() <= 63 && a != b, "{a} {b}");
+        assert_ne!(
+            policy_name(&long, "ALL"),
+            policy_name(&"s".repeat(60), "ALL")
+        );
+        assert_eq!(policy_name("pay", "ALL"), "tidings_pay_ALL");
     }
 
     #[test]
