@@ -53,6 +53,20 @@ impl Drop for Cleanup<'_> {
                 .args(["delete_user", "-q", &self.0.user(s)])
                 .output();
         }
+        // AMQP clients here cannot delete exchanges: the run's event exchanges go through
+        // `rabbitmqctl eval` (best effort; RabbitMQ 3.10's internal API).
+        let exchanges: Vec<String> = [&self.0.paid, &self.0.placed]
+            .iter()
+            .map(|t| format!("<<\"tidings.{t}\">>"))
+            .collect();
+        let _ = Command::new("rabbitmqctl")
+            .arg("eval")
+            .arg(format!(
+                "[rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, N), false, \
+                 <<\"tidings-test\">>) || N <- [{}]], ok.",
+                exchanges.join(", ")
+            ))
+            .output();
         let queues = [&self.0.orders, &self.0.payments, &self.0.mailer];
         let _ = std::thread::scope(|scope| {
             scope
