@@ -11,6 +11,7 @@ mod dlq;
 mod dlq_ops;
 mod format;
 pub mod opt;
+mod permissions;
 mod queues;
 pub mod sagas;
 mod tail;

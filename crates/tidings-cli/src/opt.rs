@@ -47,7 +47,9 @@ pub enum Command {
     /// from other consumers).
     Tail(TailArgs),
     /// Prints an application's topology as text, mermaid or DOT: fetched from its admin
-    /// API (--url http://HOST:PORT/admin) or read from the JSON its bus wrote (--from).
+    /// API (--url http://HOST:PORT/admin) or read from the JSON its bus wrote (--from); with
+    /// --permissions, the least-privilege RabbitMQ / NATS / PostgreSQL permissions of each
+    /// service.
     Topology(TopologyArgs),
     /// Saga instances: list (oldest update first: stuck ones lead), show one.
     Sagas(SagasArgs),
@@ -214,6 +216,61 @@ pub struct TopologyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = TopologyFormat::Text)]
     pub format: TopologyFormat,
+    /// Print instead the least-privilege permissions of each service on this broker.
+    #[arg(long, value_enum, value_name = "BROKER")]
+    pub permissions: Option<PermissionsTarget>,
+    /// Run these endpoints as one service (one user): NAME=ENDPOINT,ENDPOINT (repeatable).
+    /// Every other endpoint is a service of its own.
+    #[arg(long = "service", value_name = "NAME=ENDPOINTS", value_parser = service_group)]
+    pub services: Vec<(String, Vec<String>)>,
+    /// The service that sends what the application sends outside handlers (an endpoint
+    /// or --service name merges them).
+    #[arg(long, value_name = "NAME", default_value = "app")]
+    pub app_service: String,
+    /// Prefix of every generated user / role name.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub user_prefix: String,
+    /// RabbitMQ virtual host.
+    #[arg(long, default_value = "/")]
+    pub vhost: String,
+    /// NATS subject and stream prefix (the transport URL's ?prefix=).
+    #[arg(long, default_value = "tidings")]
+    pub nats_prefix: String,
+    /// NATS partitions per ordered queue (the transport URL's ?partitions=).
+    #[arg(long, default_value_t = 8)]
+    pub partitions: u32,
+    /// PostgreSQL schema (the transport URL's ?schema=).
+    #[arg(long, default_value = "tidings")]
+    pub schema: String,
+}
+
+/// Which broker `tidings topology --permissions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PermissionsTarget {
+    /// RabbitMQ: a shell script of `rabbitmqctl add_user` / `set_permissions` lines.
+    Rabbitmq,
+    /// RabbitMQ: users and permissions as a definitions file (JSON).
+    RabbitmqJson,
+    /// NATS: the `authorization { users = [...] }` block of a server configuration.
+    Nats,
+    /// PostgreSQL: a psql script of roles, GRANTs and row-level security policies.
+    Postgres,
+}
+
+fn service_group(s: &str) -> Result<(String, Vec<String>), String> {
+    let (name, endpoints) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected NAME=ENDPOINT,ENDPOINT"))?;
+    let endpoints: Vec<String> = endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect();
+    if name.trim().is_empty() || endpoints.is_empty() {
+        return Err(format!("`{s}`: expected NAME=ENDPOINT,ENDPOINT"));
+    }
+    Ok((name.trim().to_string(), endpoints))
 }
 
 /// `tidings sagas`.

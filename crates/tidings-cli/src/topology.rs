@@ -2,7 +2,8 @@
 //! the bus's [`TopologyReport`] as JSON, fetched from a running application's admin API
 //! (`GET /topology`, see `tidings_admin::AdminState::topology`) or read from a file the
 //! application wrote (`serde_json::to_string(bus.topology())`), read back through a mirror
-//! struct and printed.
+//! struct and printed — or, with `--permissions`, the permissions each service needs
+//! (see `permissions.rs`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -94,10 +95,11 @@ pub(crate) async fn run(
         format!("{shown} is not a topology report: write it from your app with serde_json::to_string(bus.topology())")
     })?;
     let report = TopologyReport::from(file);
-    let out = match args.format {
-        TopologyFormat::Text => report.to_text(),
-        TopologyFormat::Mermaid => report.to_mermaid(),
-        TopologyFormat::Dot => report.to_dot(),
+    let out = match (args.permissions, args.format) {
+        (Some(target), _) => crate::permissions::render(&report, args, target)?,
+        (None, TopologyFormat::Text) => report.to_text(),
+        (None, TopologyFormat::Mermaid) => report.to_mermaid(),
+        (None, TopologyFormat::Dot) => report.to_dot(),
     };
     write!(io.out, "{out}")?;
     Ok(())

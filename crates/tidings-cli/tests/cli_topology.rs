@@ -211,3 +211,48 @@ async fn topology_url_errors_are_clear() {
     let (ok, _, err) = run(args(&["topology", "--url", "https://127.0.0.1:1/admin"])).await;
     assert!(!ok && err.contains("plain HTTP only"), "{err}");
 }
+
+#[test]
+fn permissions_name_every_service_and_refuse_unknown_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("topology.json");
+    std::fs::write(&file, serde_json::to_string(&report()).unwrap()).unwrap();
+    let run = |args: &[&str]| {
+        bin()
+            .args(["topology", "--from", file.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // One user per endpoint, plus `app` for the application's own send.
+    let o = run(&["--permissions", "rabbitmq-json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let defs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let users: Vec<&str> = defs["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["app", "inventory", "shipping"]);
+    // Grouped: one user for both endpoints, the app's send included.
+    let o = run(&[
+        "--permissions",
+        "nats",
+        "--service",
+        "shop=inventory,shipping",
+        "--app-service",
+        "shop",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let conf = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(conf.matches("user: ").count(), 1, "{conf}");
+    assert!(conf.contains("password: $TIDINGS_PASSWORD_SHOP"), "{conf}");
+    // A group naming an endpoint the topology does not have.
+    let o = run(&["--permissions", "postgres", "--service", "x=nope"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`nope`"));
+    let o = run(&["--permissions", "postgres", "--service", "no-equals-sign"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("NAME=ENDPOINT"));
+}

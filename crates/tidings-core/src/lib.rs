@@ -31,6 +31,7 @@ pub mod conformance;
 pub mod pipeline;
 pub mod redact;
 
+pub mod access;
 pub mod bus;
 pub mod endpoint;
 mod metric_cache;

@@ -30,6 +30,7 @@ mod delay;
 pub mod error;
 mod naming;
 mod park;
+pub mod permissions;
 mod publish;
 mod receiver;
 mod settle;

@@ -24,6 +24,7 @@ pub mod inbox;
 mod maintain;
 mod migrate;
 pub mod outbox;
+pub mod permissions;
 mod receiver;
 pub mod relay;
 mod retry;

@@ -39,6 +39,7 @@ mod connection;
 mod consumer;
 mod error;
 mod management;
+pub mod permissions;
 mod publisher;
 mod settle;
 pub mod topology;
