@@ -136,3 +136,26 @@ fn the_image_runs_what_the_files_name() {
         "one compose file: deploy/compose.yaml"
     );
 }
+
+/// The order placed in deploy/README.md parses and names products of OrderFlow's catalog.
+#[test]
+fn the_readme_places_a_valid_order() {
+    let readme = std::fs::read_to_string(tidings_deploy::repo_root().join("deploy/README.md"))
+        .expect("deploy/README.md");
+    let body = readme
+        .split("-d '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a curl -d '...' in deploy/README.md");
+    let order =
+        orderflow::api::parse_order(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+    for line in &order.lines {
+        assert!(
+            orderflow::system::CATALOG
+                .iter()
+                .any(|(id, ..)| *id == line.product_id),
+            "{body}: {} is not in OrderFlow's catalog",
+            line.product_id
+        );
+    }
+}
