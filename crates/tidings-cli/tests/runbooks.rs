@@ -240,3 +240,61 @@ async fn consumer_falling_behind() {
 
 #[path = "runbook/incidents.rs"]
 mod incidents;
+
+/// Every `tidings_*` metric a runbook or deploy/ names is one the code records (a string
+/// literal in some crate's sources; `_bucket`/`_sum`/`_count` series of histograms too).
+#[test]
+fn metric_names_in_the_runbooks_exist() {
+    fn sources(dir: &std::path::Path, out: &mut String) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    let root = runbook::dir().join("../..");
+    let mut code = String::new();
+    for krate in std::fs::read_dir(root.join("crates"))
+        .expect("crates")
+        .flatten()
+    {
+        sources(&krate.path().join("src"), &mut code);
+    }
+    let mut docs: Vec<std::path::PathBuf> = std::fs::read_dir(runbook::dir())
+        .expect("docs/runbooks")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    docs.push(root.join("deploy/README.md"));
+    docs.push(root.join("deploy/k8s/keda.yaml"));
+    let mut checked = 0;
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).expect("doc");
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("tidings_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            rest = &tail[end..];
+            if matches!(name, "tidings_core" | "tidings_sqlite" | "tidings_postgres") {
+                continue; // crate paths
+            }
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                code.contains(&format!("\"{base}\"")),
+                "{}: `{name}` is not a metric the code records",
+                doc.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "{checked} metric names checked");
+}
