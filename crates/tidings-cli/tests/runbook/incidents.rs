@@ -76,11 +76,12 @@ async fn retry_storm() {
     let gateway = Switch::default();
     let captured = Counter::default();
     let (g, c) = (gateway.clone(), captured.clone());
-    // Each failure comes back after 10 s (long enough to read the figures in between).
+    // Each failure comes back after 20 s: long enough to read the figures in between, even
+    // on a loaded machine.
     let bus = Bus::builder(inc.arc())
         .endpoint(
             Endpoint::new("payments")
-                .redelivery(Redelivery::intervals([Duration::from_secs(10); 6]))
+                .redelivery(Redelivery::intervals([Duration::from_secs(20); 6]))
                 .handle_fn(move |_: CapturePayment, _: ConsumeContext| {
                     let (g, c) = (g.clone(), c.clone());
                     async move {
