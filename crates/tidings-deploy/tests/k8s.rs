@@ -2,8 +2,8 @@
 //! requires; Deployments run commands the real parsers accept, and their references
 //! (Secret, volume claim, probe ports, selectors) resolve; the probes hit routes the admin
 //! API answers; one KEDA ScaledObject per worker, on metric names Tidings exports and the
-//! queue that worker consumes. (CI also runs `kubernetes-validate --strict` on the core
-//! kinds; nothing here validates KEDA's CRD schema beyond the fields below.)
+//! queue that worker consumes. (`.ci/run` also validates the core kinds with
+//! `kubernetes-validate --strict` and the ScaledObjects against KEDA's CRD schemas.)
 
 mod common;
 
