@@ -100,7 +100,7 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
         AppState::new(system.db.clone(), system.bus.producer().clone())
             .idempotency_window(system.config.idempotency_window),
     )
-    .nest("/admin", tidings_admin::router(admin));
+    .nest_service("/admin", tidings_admin::router(admin));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "HTTP server stopped");

@@ -10,9 +10,13 @@ use crate::api_error::ApiError;
 
 use crate::AdminState;
 
-/// Paths anyone may fetch: the dashboard shell (it holds no data; its script sends the
-/// token) and the probes.
+/// Paths anyone may fetch: the dashboard shell and its static scripts (they hold no data;
+/// the page's script sends the token) and the probes.
 const PUBLIC: [&str; 3] = ["/", "/healthz", "/readyz"];
+
+fn public(path: &str) -> bool {
+    PUBLIC.contains(&path) || path.starts_with("/assets/")
+}
 
 pub(crate) async fn require_token(
     State(state): State<AdminState>,
@@ -22,7 +26,7 @@ pub(crate) async fn require_token(
     let Some(token) = state.token.as_deref() else {
         return next.run(request).await;
     };
-    if PUBLIC.contains(&request.uri().path()) {
+    if public(request.uri().path()) {
         return next.run(request).await;
     }
     let given = request

@@ -10,13 +10,15 @@
 //! the bus it is installed on, in this process, since the process started: messages
 //! handled by other processes, or older than the window, are not in it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tidings_core::observe::{Observation, Observer, Outcome};
 use uuid::Uuid;
+
+use crate::EndpointCounters;
 
 /// How many observations a journal keeps by default.
 pub const DEFAULT_JOURNAL_CAPACITY: usize = 10_000;
@@ -62,6 +64,8 @@ struct Ring {
     entries: VecDeque<JournalEntry>,
     capacity: usize,
     next_seq: u64,
+    /// Totals per endpoint since start (not bounded by `capacity`: one entry per endpoint).
+    counters: BTreeMap<String, EndpointCounters>,
 }
 
 /// A bounded in-memory journal of delivery outcomes; an [`Observer`]. Cheap to clone
@@ -101,6 +105,7 @@ impl MessageJournal {
                 entries: VecDeque::with_capacity(capacity.min(DEFAULT_JOURNAL_CAPACITY)),
                 capacity,
                 next_seq: 0,
+                counters: BTreeMap::new(),
             })),
         }
     }
@@ -146,6 +151,17 @@ impl MessageJournal {
         let ring = self.lock();
         let skip = ring.entries.len().saturating_sub(n);
         ring.entries.iter().skip(skip).cloned().collect()
+    }
+
+    /// How the deliveries of each endpoint ended since the journal was installed: running
+    /// totals, kept apart from the bounded ring (they never drop anything). The dashboard's
+    /// sampler turns them into rates.
+    pub fn counters(&self) -> Vec<(String, EndpointCounters)> {
+        self.lock()
+            .counters
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
@@ -203,6 +219,14 @@ impl Observer for MessageJournal {
         // Sequence and time are taken under the lock, so both follow the journal's order.
         entry.seq = ring.next_seq;
         entry.at = Utc::now();
+        match ring.counters.get_mut(entry.endpoint.as_str()) {
+            Some(c) => c.count(&o.outcome, entry.sent_at, entry.at),
+            None => {
+                let mut c = EndpointCounters::default();
+                c.count(&o.outcome, entry.sent_at, entry.at);
+                ring.counters.insert(entry.endpoint.clone(), c);
+            }
+        }
         ring.next_seq += 1;
         if ring.entries.len() >= ring.capacity {
             ring.entries.pop_front();

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::{AdminError, DlqFilter};
 
 /// Body of `POST /dlq/replay`: `{endpoint, type, reason, since, ids: [..],
-/// correlation_id, limit, to, dry_run, all}`. Unknown fields are refused (a misspelt
+/// correlation_id, group, limit, to, dry_run, all}`. Unknown fields are refused (a misspelt
 /// filter must not widen the selection).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,6 +28,8 @@ pub struct ReplayRequest {
     pub ids: Vec<Uuid>,
     /// Only with this correlation id.
     pub correlation_id: Option<String>,
+    /// Only the members of this failure group (a key from `GET /dlq/groups`).
+    pub group: Option<String>,
     /// At most this many.
     pub limit: Option<usize>,
     /// Replay into this queue instead of the original one.
@@ -54,7 +56,7 @@ impl ReplayRequest {
             serde_json::from_slice(body)
                 .map_err(|e| AdminError::InvalidRequest(format!("invalid replay request: {e}")))?
         };
-        if !req.dry_run && !req.all && req.filter().is_everything() {
+        if !req.dry_run && !req.all && req.filter().is_everything() && req.group().is_none() {
             return Err(AdminError::InvalidRequest(
                 "no filter selects every dead letter: say so with `\"all\": true`, or narrow \
                  with endpoint, type, reason, since, ids or correlation_id"
@@ -64,7 +66,15 @@ impl ReplayRequest {
         Ok(req)
     }
 
-    /// The selection as a [`DlqFilter`].
+    /// The failure group asked for, if any (blank counts as none).
+    pub fn group(&self) -> Option<&str> {
+        self.group
+            .as_deref()
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+    }
+
+    /// The selection as a [`DlqFilter`] (without the group).
     pub fn filter(&self) -> DlqFilter {
         DlqFilter {
             endpoint: self.endpoint.clone(),
@@ -153,6 +163,9 @@ mod tests {
         let r = ReplayRequest::from_json(br#"{"correlation_id":"c","to":"q"}"#).unwrap();
         assert_eq!(r.to.as_deref(), Some("q"));
         assert!(!r.filter().is_everything());
+        let g = ReplayRequest::from_json(br#"{"group":"00ff00ff00ff00ff"}"#).unwrap();
+        assert_eq!(g.group(), Some("00ff00ff00ff00ff"));
+        assert!(ReplayRequest::from_json(br#"{"group":"  "}"#).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -23,16 +23,20 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// The largest `limit` `GET /dlq` honours.
 pub const MAX_PAGE_SIZE: usize = 1_000;
 
-/// The admin API and dashboard, mountable into any axum app (`app.nest("/admin", ..)`).
+/// The admin API and dashboard, mountable into any axum app: `app.nest_service("/admin",
+/// router(state))` answers at `/admin` and `/admin/` (axum's `nest` answers only at `/admin`).
 ///
 /// | route | does |
 /// | --- | --- |
-/// | `GET /` | dashboard (HTML) |
+/// | `GET /` | dashboard (HTML; its scripts and the bundled chart library under `/assets/`) |
 /// | `GET /queues` | per-queue figures |
+/// | `GET /endpoints` | per endpoint: received / handled / failed / retried per second, handler latency, critical time, depth, in flight ([`EndpointsView`](crate::EndpointsView)) |
+/// | `GET /history` | the sampler's last minutes: rates per endpoint, depths per queue ([`HistoryView`](crate::HistoryView)) |
 /// | `GET /dlq?endpoint=&type=&reason=&since=1h&limit=&ids=&correlation_id=` | dead letters, oldest first, [`DEFAULT_PAGE_SIZE`] unless `limit` (at most [`MAX_PAGE_SIZE`]) |
 /// | `GET /dlq/summary?..` | dead letters counted by reason and endpoint |
+/// | `GET /dlq/groups?..` | dead letters grouped by failure: type + reason + error text ([`FailureGroups`](crate::FailureGroups)) |
 /// | `GET /dlq/{id}` | one dead letter |
-/// | `POST /dlq/replay` | JSON [`ReplayRequest`](crate::ReplayRequest) `{endpoint, type, reason, since, ids: [..], correlation_id, limit, to, dry_run, all}` |
+/// | `POST /dlq/replay` | JSON [`ReplayRequest`](crate::ReplayRequest) `{endpoint, type, reason, since, ids: [..], correlation_id, group, limit, to, dry_run, all}` |
 /// | `DELETE /dlq?..&confirm=true` | purge matching dead letters ([`PurgeRequest`](crate::PurgeRequest); no filter needs `all=true`) |
 /// | `GET /messages?correlation_id=` | that conversation's messages in order: the [`MessageJournal`](crate::MessageJournal)'s deliveries merged with dead letters |
 /// | `GET /sagas?saga=&state=&status=active\|completed&stuck_for=5m&limit=&offset=` | saga instances, least recently updated first (stuck ones lead; when given [`AdminState::sagas`]) |
@@ -46,12 +50,20 @@ pub const MAX_PAGE_SIZE: usize = 1_000;
 /// `Authorization: Bearer <token>`; without one, only loopback hosts and same-origin
 /// requests are answered (see [`guard`](crate::guard)). Errors are RFC 9457 problem
 /// details (`application/problem+json`).
+///
+/// Building the router starts the state's sampler (see [`SamplerConfig`](crate::SamplerConfig)),
+/// when called inside a tokio runtime.
 pub fn router(state: AdminState) -> Router {
+    crate::sampler::start(&state);
     Router::new()
-        .route("/", get(dashboard))
+        .route("/", get(crate::dashboard::page))
+        .route("/assets/{file}", get(crate::dashboard::serve_asset))
         .route("/queues", get(queues))
+        .route("/endpoints", get(crate::live::endpoints))
+        .route("/history", get(crate::live::history))
         .route("/dlq", get(list_dlq).delete(purge_dlq))
         .route("/dlq/summary", get(summary))
+        .route("/dlq/groups", get(crate::groups::groups))
         .route("/dlq/replay", post(replay))
         .route("/dlq/{id}", get(show_dlq))
         .route("/messages", get(crate::timeline::messages))
@@ -70,10 +82,6 @@ pub fn router(state: AdminState) -> Router {
             crate::guard::protect,
         ))
         .with_state(state)
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(crate::dashboard::PAGE)
 }
 
 async fn queues(State(s): State<AdminState>) -> Result<Json<Vec<QueueView>>, ApiError> {
@@ -133,6 +141,9 @@ async fn replay(
     let req = ReplayRequest::from_json(&body)?;
     let filter = req.filter();
     let t = s.transport.as_ref();
+    if let Some(group) = req.group() {
+        return replay_group(&s, &req, group).await.map(Json);
+    }
     if req.dry_run {
         let found = filter.list(t).await?;
         return Ok(Json(ReplayResponse {
@@ -150,6 +161,43 @@ async fn replay(
         dry_run: false,
         ids: query.ids,
     }))
+}
+
+/// Replays the members of one failure group (within the request's other filters), by id.
+async fn replay_group(
+    s: &AdminState,
+    req: &ReplayRequest,
+    group: &str,
+) -> Result<ReplayResponse, ApiError> {
+    let (found, _) = crate::groups::scan(&req.filter(), s).await?;
+    let mut ids: Vec<Uuid> = found
+        .iter()
+        .filter(|d| crate::groups::group_key(d) == group)
+        .map(|d| d.envelope.id)
+        .collect();
+    if let Some(limit) = req.limit.filter(|l| *l > 0) {
+        ids.truncate(limit);
+    }
+    // No member: replay nothing (an empty id list would select every dead letter).
+    if req.dry_run || ids.is_empty() {
+        return Ok(ReplayResponse {
+            replayed: 0,
+            dry_run: req.dry_run,
+            ids,
+        });
+    }
+    let query = DeadLetterQuery {
+        ids: ids.clone(),
+        ..Default::default()
+    };
+    let to = req.to.as_deref().filter(|q| !q.is_empty());
+    let n = s.transport.replay(&query, to).await?;
+    tracing::info!(replayed = n, group, ?to, "admin: failure group replayed");
+    Ok(ReplayResponse {
+        replayed: n,
+        dry_run: false,
+        ids,
+    })
 }
 
 async fn purge_dlq(

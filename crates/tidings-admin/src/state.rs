@@ -1,5 +1,6 @@
 //! [`AdminState`]: what the admin routes work on — a transport, optionally a Prometheus
-//! handle, a bearer token, the bus's topology report and a message journal.
+//! handle, a bearer token, the bus's topology report and a message journal — and the
+//! sampler's config and history (see [`SamplerConfig`]).
 
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use tidings_core::saga::SagaQueries;
 use tidings_core::topology::TopologyReport;
 use tidings_core::transport::Transport;
 
-use crate::MessageJournal;
+use crate::sampler::Sampling;
+use crate::{MessageJournal, SamplerConfig};
 
 /// Shared state of the admin router. Cheap to clone.
 #[derive(Clone)]
@@ -20,6 +22,7 @@ pub struct AdminState {
     pub(crate) journal: Option<MessageJournal>,
     pub(crate) allowed_hosts: Arc<[String]>,
     pub(crate) sagas: Option<Arc<dyn SagaQueries>>,
+    pub(crate) sampling: Arc<Sampling>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -32,6 +35,7 @@ impl std::fmt::Debug for AdminState {
             .field("journal", &self.journal)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("sagas", &self.sagas.is_some())
+            .field("sampler", &self.sampling.config)
             .finish()
     }
 }
@@ -47,7 +51,18 @@ impl AdminState {
             journal: None,
             allowed_hosts: Arc::from(Vec::new()),
             sagas: None,
+            sampling: Arc::new(Sampling::new(SamplerConfig::default())),
         }
+    }
+
+    /// How the sampler behind the dashboard's rates and charts, and the continuously set
+    /// queue gauges, runs ([`SamplerConfig::default`]: rates every second, queue stats
+    /// every 5 s, 10 minutes of history; [`SamplerConfig::disabled`] for none). It starts
+    /// when the [`router`](crate::router) is built (inside a tokio runtime) and stops when
+    /// the last clone of this state is dropped. Call it before the `router`.
+    pub fn sampler(mut self, config: SamplerConfig) -> Self {
+        self.sampling = Arc::new(Sampling::new(config));
+        self
     }
 
     /// Serves `GET /metrics` from `handle` (see [`install_recorder`](crate::install_recorder)).

@@ -9,30 +9,14 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tidings_admin::{AdminConfig, AdminServer, AdminState, MessageJournal};
 use tidings_core::{Bus, ConsumeContext, Endpoint, FaultReason, Message};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const DRIVER: &str = "/usr/bin/chromedriver";
-
-/// Kills the chromedriver we started, however the test ends.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[message(name = "shop.reserve", kind = "command")]
@@ -46,123 +30,9 @@ struct Charge {
     order_id: u32,
 }
 
-#[derive(Clone)]
-struct WebDriver {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl WebDriver {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "webdriver {path}: {status} {v}");
-        v
-    }
-
-    async fn find(&self, session: &str, css: &str) -> Option<String> {
-        let resp = self
-            .http
-            .post(format!("{}/session/{session}/element", self.base))
-            .json(&json!({ "using": "css selector", "value": css }))
-            .send()
-            .await
-            .unwrap();
-        if !resp.status().is_success() {
-            return None;
-        }
-        let v: Value = resp.json().await.unwrap();
-        // The W3C element reference: a one-entry object keyed by the web element identifier.
-        v["value"]
-            .as_object()?
-            .iter()
-            .find(|(k, _)| k.starts_with("element-"))
-            .and_then(|(_, id)| id.as_str())
-            .map(str::to_string)
-    }
-
-    async fn text(&self, session: &str, css: &str) -> Option<String> {
-        let el = self.find(session, css).await?;
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/session/{session}/element/{el}/text"),
-                None,
-            )
-            .await;
-        v["value"].as_str().map(str::to_string)
-    }
-
-    async fn click(&self, session: &str, css: &str) {
-        let el = self
-            .find(session, css)
-            .await
-            .unwrap_or_else(|| panic!("no `{css}` on the page"));
-        self.call(
-            reqwest::Method::POST,
-            &format!("/session/{session}/element/{el}/click"),
-            Some(json!({})),
-        )
-        .await;
-    }
-
-    async fn type_into(&self, session: &str, css: &str, text: &str) {
-        let el = self
-            .find(session, css)
-            .await
-            .unwrap_or_else(|| panic!("no `{css}` on the page"));
-        self.call(
-            reqwest::Method::POST,
-            &format!("/session/{session}/element/{el}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
-    }
-
-    /// Polls until `css`'s text satisfies `pred` (10 s at most).
-    async fn wait_text(&self, session: &str, css: &str, pred: impl Fn(&str) -> bool) -> String {
-        let mut last = None;
-        for _ in 0..100 {
-            last = self.text(session, css).await;
-            if last.as_deref().is_some_and(&pred) {
-                return last.unwrap_or_default();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let source = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/session/{session}/source"),
-                None,
-            )
-            .await;
-        let page = source["value"].as_str().unwrap_or_default();
-        let body = page.find("<main>").map_or(page, |i| &page[i..]);
-        let body = body.find("<script>").map_or(body, |j| &body[..j]);
-        panic!("`{css}` never showed the expected text; last: {last:?}\npage:\n{body}");
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn dashboard_shows_depth_and_replays_in_chromium() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(DRIVER).exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but {CHROMIUM} / {DRIVER} are missing: apt-get install -y chromium chromium-driver");
-        }
-        eprintln!("skipped: {CHROMIUM} or {DRIVER} not installed (apt-get install -y chromium chromium-driver)");
+    if !common::chromium::available() {
         return;
     }
 
@@ -215,51 +85,8 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
         let _ = stopped.await;
     }));
 
-    let port = free_port();
-    let _driver = Driver(
-        Command::new(DRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let wd = WebDriver {
-        http: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let mut up = false;
-    for _ in 0..100 {
-        if let Ok(r) = wd.http.get(format!("{}/status", wd.base)).send().await {
-            if r.status().is_success() {
-                up = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "chromedriver did not start on port {port}");
-
-    let profile = tempfile::tempdir().unwrap();
-    let session = wd
-        .call(
-            reqwest::Method::POST,
-            "/session",
-            Some(json!({ "capabilities": { "alwaysMatch": {
-                "browserName": "chrome",
-                "goog:chromeOptions": {
-                    "binary": CHROMIUM,
-                    "args": [
-                        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update",
-                        "--disable-sync", "--disable-dev-shm-usage", "--disable-breakpad",
-                        format!("--user-data-dir={}", profile.path().display()),
-                    ]
-                }
-            }}})),
-        )
-        .await;
-    let sid = session["value"]["sessionId"].as_str().unwrap().to_string();
+    let browser = common::chromium::Browser::start(1280, 1000).await;
+    let (wd, sid) = (browser.wd.clone(), browser.sid.clone());
 
     // The checks run in a task so that a failed assertion still ends the browser session.
     let checks = {
@@ -306,16 +133,8 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
             );
 
             // Replay it from the page.
-            let button = wd
-                .find(&sid, &format!(r#"button.replay[data-id="{id}"]"#))
-                .await
-                .unwrap();
-            wd.call(
-                reqwest::Method::POST,
-                &format!("/session/{sid}/element/{button}/click"),
-                Some(json!({})),
-            )
-            .await;
+            wd.click_now(&sid, &format!(r#"button.replay[data-id="{id}"]"#))
+                .await;
             wd.wait_text(&sid, "#status", |t| t.contains("replayed 1"))
                 .await;
             wd.wait_text(&sid, r#"#queues tr[data-queue="orders"] td.err"#, |t| {
@@ -372,8 +191,7 @@ async fn dashboard_shows_depth_and_replays_in_chromium() {
     };
     let result = checks.await;
 
-    wd.call(reqwest::Method::DELETE, &format!("/session/{sid}"), None)
-        .await;
+    browser.quit().await;
     stop.send(()).unwrap();
     serving.await.unwrap().unwrap();
     bus.shutdown(Duration::from_secs(5)).await;

@@ -57,6 +57,10 @@ pub struct SqliteConfig {
     pub max_message_size: usize,
     /// Most operations committed in one group-commit transaction.
     pub max_batch: usize,
+    /// How long a batch of nothing but acks waits for another operation (a send, a claim)
+    /// to share its commit; zero: commit at once. Acks are still fsynced before they are
+    /// answered; this only saves the fsync of a commit of their own.
+    pub ack_delay: Duration,
     /// Connections in the pool used by reads, outbox and inbox transactions.
     pub pool_size: u32,
     /// How long inbox rows are kept (duplicates older than this are no longer detected).
@@ -73,13 +77,14 @@ impl SqliteConfig {
             busy_timeout: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_batch: 1024,
+            ack_delay: Duration::from_millis(2),
             pool_size: 4,
             inbox_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
     /// Parses `sqlite://path?durability=fsync|os-buffered&poll_ms=50&busy_timeout_ms=..
-    /// &max_message_size=..&max_batch=..&pool_size=..&inbox_retention_s=..`.
+    /// &max_message_size=..&max_batch=..&ack_delay_ms=..&pool_size=..&inbox_retention_s=..`.
     /// `sqlite:///abs/file.db` is absolute, `sqlite://rel/file.db` relative.
     pub fn from_url(url: &str) -> Result<Self> {
         let rest = url
@@ -104,6 +109,7 @@ impl SqliteConfig {
                 "busy_timeout_ms" => cfg.busy_timeout = Duration::from_millis(num(&v)?),
                 "max_message_size" => cfg.max_message_size = num(&v)? as usize,
                 "max_batch" => cfg.max_batch = (num(&v)? as usize).max(1),
+                "ack_delay_ms" => cfg.ack_delay = Duration::from_millis(num(&v)?),
                 "pool_size" => cfg.pool_size = (num(&v)? as u32).max(1),
                 "inbox_retention_s" => cfg.inbox_retention = Duration::from_secs(num(&v)?),
                 other => {
@@ -146,6 +152,13 @@ impl SqliteConfig {
         self
     }
 
+    /// Sets how long a batch of nothing but acks waits for company (see
+    /// [`SqliteConfig::ack_delay`]).
+    pub fn ack_delay(mut self, d: Duration) -> Self {
+        self.ack_delay = d;
+        self
+    }
+
     /// Sets the pool size.
     pub fn pool_size(mut self, n: u32) -> Self {
         self.pool_size = n.max(1);
@@ -170,6 +183,9 @@ mod tests {
         assert_eq!(c.path, PathBuf::from("data/x.db"));
         assert_eq!(c.durability, Durability::OsBuffered);
         assert_eq!(c.poll_interval, Duration::from_millis(20));
+        assert_eq!(c.ack_delay, Duration::from_millis(2));
+        let c = SqliteConfig::from_url("sqlite://x.db?ack_delay_ms=0").unwrap();
+        assert_eq!(c.ack_delay, Duration::ZERO);
         let abs = SqliteConfig::from_url("sqlite:///tmp/a.db").unwrap();
         assert_eq!(abs.path, PathBuf::from("/tmp/a.db"));
         assert_eq!(abs.durability, Durability::Fsync);

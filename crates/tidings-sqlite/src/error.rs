@@ -55,6 +55,12 @@ pub enum SqliteError {
     /// A database statement failed.
     #[error("sqlite: {0}")]
     Database(#[from] sqlx::Error),
+    /// A statement the writer ran directly on its connection's handle failed.
+    #[error("sqlite: {0}")]
+    Statement(#[from] rusqlite::Error),
+    /// The operating system refused something (e.g. starting the writer's thread).
+    #[error("sqlite transport: {0}")]
+    Io(#[from] std::io::Error),
     /// Encoding or decoding JSON failed.
     #[error("serialization failed: {0}")]
     Serialization(#[from] serde_json::Error),
@@ -79,6 +85,17 @@ impl SqliteError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             SqliteError::Database(e) => db_kind(e),
+            SqliteError::Statement(e) => match e.sqlite_error_code() {
+                // Busy, locked, I/O, full, protocol: as for `Database`.
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::FileLockingProtocolFailed,
+                ) => ErrorKind::Transient,
+                _ => ErrorKind::Permanent,
+            },
             SqliteError::Conflict { .. } => ErrorKind::Transient,
             SqliteError::GroupCommit(e) => e.kind(),
             _ => ErrorKind::Permanent,

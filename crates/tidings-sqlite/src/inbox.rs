@@ -28,21 +28,23 @@ use crate::error::SqliteError;
 use crate::schema::now_ms;
 use crate::transport::SqliteTransport;
 
+/// The inbox row's insert (an already recorded message stays as it is).
+pub(crate) const RECORD: &str = "INSERT OR IGNORE INTO tidings_inbox \
+    (endpoint, message_id, processed_at) VALUES (?1, ?2, ?3)";
+
 /// Records `(message_id, endpoint)` in `conn`'s transaction; `false` if it was there already.
 pub async fn record_in(
     conn: &mut SqliteConnection,
     message_id: Uuid,
     endpoint: &str,
 ) -> Result<bool, SqliteError> {
-    let n = sqlx::query(
-        "INSERT OR IGNORE INTO tidings_inbox (endpoint, message_id, processed_at) VALUES (?, ?, ?)",
-    )
-    .bind(endpoint)
-    .bind(message_id.to_string())
-    .bind(now_ms())
-    .execute(conn)
-    .await?
-    .rows_affected();
+    let n = sqlx::query(RECORD)
+        .bind(endpoint)
+        .bind(message_id.to_string())
+        .bind(now_ms())
+        .execute(conn)
+        .await?
+        .rows_affected();
     Ok(n == 1)
 }
 

@@ -21,12 +21,14 @@
 //! Durability: see [`Durability`].
 
 mod admin;
+mod batch;
 pub mod config;
 pub mod error;
 pub mod inbox;
 mod job;
 pub mod outbox;
 mod park;
+mod raw;
 mod receiver;
 pub mod relay;
 pub mod saga;

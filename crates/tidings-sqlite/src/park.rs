@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use sqlx::sqlite::SqliteConnection;
 use tokio::time::Instant;
 
 use crate::error::Result;
+use crate::raw::Raw;
 use crate::schema::now_ms;
 use crate::store::{self, ClaimSpec};
 use crate::writer::{ClaimResult, Reply};
@@ -92,9 +92,9 @@ impl ParkedClaims {
         self.list.iter().map(|p| p.until).min()
     }
 
-    /// Claims for every parked receiver in `conn`'s transaction; returns those to answer:
+    /// Claims for every parked receiver in the batch's transaction; returns those to answer:
     /// rows found, or the deadline passed.
-    pub(crate) async fn claim_in(&self, conn: &mut SqliteConnection) -> Result<Found> {
+    pub(crate) fn claim_in(&self, raw: &Raw<'_>) -> Result<Found> {
         let now = Instant::now();
         let mut found = Vec::new();
         for (i, p) in self.list.iter().enumerate() {
@@ -102,7 +102,7 @@ impl ParkedClaims {
                 continue;
             }
             let token = store::new_token();
-            let rows = store::claim(conn, &p.spec, token).await?;
+            let rows = raw.claim(&p.spec, token)?;
             if !rows.is_empty() {
                 found.push((
                     i,
@@ -114,7 +114,7 @@ impl ParkedClaims {
                     },
                 ));
             } else if p.until <= now {
-                let next = store::next_visible(conn, &p.spec.queue).await?;
+                let next = raw.next_visible(&p.spec.queue)?;
                 found.push((i, empty(next)));
             }
         }

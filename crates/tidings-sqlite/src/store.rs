@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 use tidings_core::transport::{Destination, Outgoing};
 use tidings_core::Envelope;
 
@@ -109,6 +109,10 @@ pub(crate) async fn resolve(conn: &mut SqliteConnection, msgs: &[Prepared]) -> R
 
 const INSERT_COLS: &str = "INSERT INTO tidings_messages \
     (id, queue, message_id, partition_key, visible_at, sent_at, envelope) VALUES ";
+/// One row's insert (the writer's, statement prepared once and run per row).
+pub(crate) const INSERT_ONE: &str = "INSERT INTO tidings_messages \
+    (id, queue, message_id, partition_key, visible_at, sent_at, envelope) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const MAX_CHUNK: usize = 128;
 
 /// `INSERT ... VALUES (..),(..)` for `n` rows, `n` a power of two ≤ [`MAX_CHUNK`], so the
@@ -161,7 +165,7 @@ pub(crate) struct Claimed {
     pub(crate) envelope: Vec<u8>,
 }
 
-const CLAIM_ANY: &str = "UPDATE tidings_messages \
+pub(crate) const CLAIM_ANY: &str = "UPDATE tidings_messages \
     SET lease_token = ?1, visible_at = ?2, delivery_count = delivery_count + 1 \
     WHERE id IN (SELECT id FROM tidings_messages WHERE queue = ?3 AND visible_at <= ?4 \
                  ORDER BY visible_at, id LIMIT ?5) \
@@ -169,7 +173,7 @@ const CLAIM_ANY: &str = "UPDATE tidings_messages \
 
 // A keyed message is claimable only when it is the oldest row of its key in the queue
 // (whatever that row's state: in flight, delayed, waiting) and its key is not parked.
-const CLAIM_ORDERED: &str = "UPDATE tidings_messages \
+pub(crate) const CLAIM_ORDERED: &str = "UPDATE tidings_messages \
     SET lease_token = ?1, visible_at = ?2, delivery_count = delivery_count + 1 \
     WHERE id IN (SELECT m.id FROM tidings_messages m WHERE m.queue = ?3 AND m.visible_at <= ?4 \
         AND (m.partition_key IS NULL OR ( \
@@ -192,121 +196,6 @@ pub(crate) struct ClaimSpec {
 /// A fresh lease token.
 pub(crate) fn new_token() -> i64 {
     (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64
-}
-
-/// Claims up to `spec.max` visible rows under lease `token`, oldest first.
-pub(crate) async fn claim(
-    conn: &mut SqliteConnection,
-    spec: &ClaimSpec,
-    token: i64,
-) -> Result<Vec<Claimed>> {
-    let now = now_ms();
-    let sql = if spec.ordered {
-        CLAIM_ORDERED
-    } else {
-        CLAIM_ANY
-    };
-    let rows = sqlx::query(sql)
-        .bind(token)
-        .bind(now + spec.lease_ms)
-        .bind(&spec.queue)
-        .bind(now)
-        .bind(spec.max as i64)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut out = rows
-        .into_iter()
-        .map(|r| {
-            Ok(Claimed {
-                id: r.try_get(0)?,
-                delivery_count: r.try_get(1)?,
-                envelope: r.try_get(2)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    out.sort_by_key(|c| c.id);
-    Ok(out)
-}
-
-/// When the next row of `queue` becomes visible (delay or lease ends), if any.
-pub(crate) async fn next_visible(conn: &mut SqliteConnection, queue: &str) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT MIN(visible_at) FROM tidings_messages WHERE queue = ? AND visible_at > ?",
-    )
-    .bind(queue)
-    .bind(now_ms())
-    .fetch_one(&mut *conn)
-    .await?)
-}
-
-/// Deletes acked rows: `pairs` is a JSON array of `[id, lease_token]`.
-pub(crate) async fn ack_many(conn: &mut SqliteConnection, pairs: &str) -> Result<()> {
-    sqlx::query(
-        // CROSS JOIN: the JSON list drives, each row found by its id (never a table scan).
-        "DELETE FROM tidings_messages WHERE id IN (SELECT m.id FROM json_each(?1) AS j \
-         CROSS JOIN tidings_messages AS m \
-         WHERE m.id = j.value ->> 0 AND m.lease_token = j.value ->> 1)",
-    )
-    .bind(pairs)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Records handled messages in the inbox: `pairs` is a JSON array of
-/// `[endpoint, message id]` (already recorded ones are left as they are).
-pub(crate) async fn record_inbox(conn: &mut SqliteConnection, pairs: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT OR IGNORE INTO tidings_inbox (endpoint, message_id, processed_at) \
-         SELECT j.value ->> 0, j.value ->> 1, ?2 FROM json_each(?1) AS j",
-    )
-    .bind(pairs)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Makes a leased row visible again at `visible_at`, optionally with a new envelope;
-/// `uncount` takes back the delivery (release).
-pub(crate) async fn requeue(
-    conn: &mut SqliteConnection,
-    id: i64,
-    token: i64,
-    visible_at: i64,
-    envelope: Option<&[u8]>,
-    uncount: bool,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE tidings_messages SET visible_at = ?1, lease_token = NULL, \
-         envelope = COALESCE(?2, envelope), \
-         delivery_count = CASE WHEN ?3 THEN MAX(delivery_count - 1, 0) ELSE delivery_count END \
-         WHERE id = ?4 AND lease_token = ?5",
-    )
-    .bind(visible_at)
-    .bind(envelope)
-    .bind(uncount)
-    .bind(id)
-    .bind(token)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Keeps a leased row invisible until `until`.
-pub(crate) async fn extend(
-    conn: &mut SqliteConnection,
-    id: i64,
-    token: i64,
-    until: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE tidings_messages SET visible_at = ?1 WHERE id = ?2 AND lease_token = ?3")
-        .bind(until)
-        .bind(id)
-        .bind(token)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// A dead letter to write.

@@ -8,10 +8,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use sqlx::sqlite::SqliteConnection;
 use tidings_core::transport::Destination;
 
 use crate::error::{Result, SqliteError};
+use crate::raw::Raw;
 use crate::store::{self, NewRow, Prepared};
 
 /// Queues and subscriptions at one topology generation.
@@ -61,28 +61,16 @@ impl TopologyCache {
     }
 
     /// The current topology (reloaded if a declare bumped the generation).
-    pub(crate) async fn refresh(&mut self, conn: &mut SqliteConnection) -> Result<Arc<Topo>> {
-        let gen: i64 = sqlx::query_scalar("SELECT topology_gen FROM tidings_schema WHERE id = 1")
-            .fetch_one(&mut *conn)
-            .await?;
+    pub(crate) fn refresh(&mut self, raw: &Raw<'_>) -> Result<Arc<Topo>> {
+        let gen = raw.topology_gen()?;
         if self.gen == Some(gen) {
             return Ok(self.topo.clone());
         }
-        let queues = sqlx::query_scalar("SELECT name FROM tidings_queues")
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
-        let mut subs: HashMap<String, Vec<String>> = HashMap::new();
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT message_type, queue FROM tidings_subscriptions ORDER BY message_type, queue",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        for (t, q) in rows {
-            subs.entry(t).or_default().push(q);
-        }
-        self.topo = Arc::new(Topo { queues, subs });
+        let (queues, subs) = raw.topology()?;
+        self.topo = Arc::new(Topo {
+            queues: queues.into_iter().collect(),
+            subs,
+        });
         self.gen = Some(gen);
         Ok(self.topo.clone())
     }

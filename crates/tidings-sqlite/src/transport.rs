@@ -69,7 +69,7 @@ impl SqliteTransport {
         let wake = Arc::new(Wake::default());
         let conn = open_writer(&config).await?;
         let pool = open_pool(&config, wake.clone()).await?;
-        let writer = WriterHandle::spawn(conn, wake.clone(), config.max_batch);
+        let writer = WriterHandle::spawn(conn, wake.clone(), config.max_batch, config.ack_delay)?;
         let inner = Arc::new(Inner {
             config,
             pool,

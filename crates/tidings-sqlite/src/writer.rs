@@ -22,13 +22,15 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::job::{self, run_jobs, Job};
-use crate::park::{Found, ParkedClaims};
+use crate::batch::exec;
+use crate::job::{self, Job};
+use crate::park::ParkedClaims;
+use crate::raw::Direct;
 use crate::topology::TopologyCache;
 use crate::wake::Wake;
 
 use crate::error::{Result, SqliteError};
-use crate::store::{self, ClaimSpec, Claimed, DeadRow, Prepared};
+use crate::store::{ClaimSpec, Claimed, DeadRow, Prepared};
 
 /// Where a caller's answer goes.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T>>;
@@ -122,14 +124,27 @@ pub(crate) struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Starts the writer task on `conn`.
-    pub(crate) fn spawn(conn: SqliteConnection, wake: Arc<Wake>, max_batch: usize) -> Self {
+    /// Starts the writer on `conn`, on a thread of its own (with a single-threaded tokio
+    /// runtime): its direct statements ([`Raw`]) block that thread, never the caller's
+    /// runtime. The thread ends when every handle is dropped or [`WriterHandle::close`].
+    pub(crate) fn spawn(
+        conn: SqliteConnection,
+        wake: Arc<Wake>,
+        max_batch: usize,
+        ack_delay: Duration,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(conn, rx, wake, max_batch, counters.clone()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let task = run(conn, rx, wake, (max_batch, ack_delay), counters.clone());
+        std::thread::Builder::new()
+            .name("tidings-sqlite-writer".into())
+            .spawn(move || rt.block_on(task))?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        WriterHandle { tx, counters, id }
+        Ok(WriterHandle { tx, counters, id })
     }
 
     /// This writer's id (see `Settle::inbox_home`).
@@ -210,10 +225,11 @@ async fn run(
     mut conn: SqliteConnection,
     mut rx: mpsc::UnboundedReceiver<Op>,
     wake: Arc<Wake>,
-    max_batch: usize,
+    (max_batch, ack_delay): (usize, Duration),
     counters: Arc<Counters>,
 ) {
     let mut cache = TopologyCache::default();
+    let mut direct = Direct::default();
     let mut pending: Option<Op> = None;
     let mut parked = ParkedClaims::default();
     // Wake-ups not caused by our own batches (commits on the pool, exclusive operations)
@@ -247,7 +263,16 @@ async fn run(
             None => {
                 // Look again for parked receivers (woken, or a deadline passed).
                 seen_epoch = wake.epoch();
-                run_batch(&mut conn, &mut cache, Vec::new(), &wake, &mut parked, true).await;
+                run_batch(
+                    &mut conn,
+                    &mut direct,
+                    &mut cache,
+                    Vec::new(),
+                    &wake,
+                    &mut parked,
+                    true,
+                )
+                .await;
                 counters.commits.fetch_add(1, Ordering::Relaxed);
             }
             Some(Op::Close) => break,
@@ -260,43 +285,93 @@ async fn run(
             }
             Some(op) => {
                 let mut batch = vec![op];
-                while batch.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(op @ (Op::Exclusive(_) | Op::Close)) => {
-                            pending = Some(op);
-                            break;
+                fill(&mut rx, &mut batch, &mut pending, &mut parked, max_batch);
+                // Acks alone wait a little for company: the next send or claim shares their
+                // commit, so a lone message costs one fsync on its way, not two (its ack's
+                // commit would otherwise be under way when the next send arrives).
+                if pending.is_none()
+                    && !ack_delay.is_zero()
+                    && batch.iter().all(|op| matches!(op, Op::Ack { .. }))
+                {
+                    if let Ok(Some(op)) = tokio::time::timeout(ack_delay, rx.recv()).await {
+                        if take(op, &mut batch, &mut pending, &mut parked) {
+                            fill(&mut rx, &mut batch, &mut pending, &mut parked, max_batch);
                         }
-                        Ok(Op::Unpark { id }) => {
-                            parked.unpark(id);
-                            // Its claim may still be in this batch: answer it, don't park it.
-                            for op in &mut batch {
-                                if let Op::Claim { park, .. } = op {
-                                    if park.is_some_and(|(p, _)| p == id) {
-                                        *park = None;
-                                    }
-                                }
-                            }
-                        }
-                        Ok(op) => batch.push(op),
-                        Err(_) => break,
                     }
                 }
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters
                     .operations
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                run_batch(&mut conn, &mut cache, batch, &wake, &mut parked, false).await;
+                run_batch(
+                    &mut conn,
+                    &mut direct,
+                    &mut cache,
+                    batch,
+                    &wake,
+                    &mut parked,
+                    false,
+                )
+                .await;
                 seen_epoch = wake.epoch();
             }
         }
     }
     parked.release_all();
     rx.close();
+    direct.close(&mut conn).await;
     let _ = conn.close().await;
 }
 
+/// Adds what is queued to `batch`, up to `max_batch` operations.
+fn fill(
+    rx: &mut mpsc::UnboundedReceiver<Op>,
+    batch: &mut Vec<Op>,
+    pending: &mut Option<Op>,
+    parked: &mut ParkedClaims,
+    max_batch: usize,
+) {
+    while batch.len() < max_batch {
+        match rx.try_recv() {
+            Ok(op) => {
+                if !take(op, batch, pending, parked) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Adds `op` to `batch`; `false` when it must wait for the next round (an exclusive
+/// operation or close: kept in `pending`).
+fn take(op: Op, batch: &mut Vec<Op>, pending: &mut Option<Op>, parked: &mut ParkedClaims) -> bool {
+    match op {
+        op @ (Op::Exclusive(_) | Op::Close) => {
+            *pending = Some(op);
+            false
+        }
+        Op::Unpark { id } => {
+            parked.unpark(id);
+            // Its claim may still be in this batch: answer it, don't park it.
+            for op in batch.iter_mut() {
+                if let Op::Claim { park, .. } = op {
+                    if park.is_some_and(|(p, _)| p == id) {
+                        *park = None;
+                    }
+                }
+            }
+            true
+        }
+        op => {
+            batch.push(op);
+            true
+        }
+    }
+}
+
 /// What one operation of a batch came to.
-enum Outcome {
+pub(crate) enum Outcome {
     Unit(Result<()>),
     Claim(Result<ClaimResult>),
 }
@@ -305,6 +380,7 @@ enum Outcome {
 /// parked claims too — then answers.
 async fn run_batch(
     conn: &mut SqliteConnection,
+    direct: &mut Direct,
     cache: &mut TopologyCache,
     batch: Vec<Op>,
     wake: &Wake,
@@ -318,7 +394,7 @@ async fn run_batch(
         .iter()
         .any(|op| !matches!(op, Op::Claim { .. } | Op::Extend { .. }));
     let with_parked = (changes || recheck) && !parked.is_empty();
-    match exec(conn, cache, &batch, with_parked.then_some(&*parked)).await {
+    match exec(conn, direct, cache, &batch, with_parked.then_some(&*parked)).await {
         Ok((outcomes, found)) => {
             parked.answer(found);
             for (op, o) in batch.into_iter().zip(outcomes) {
@@ -342,7 +418,9 @@ async fn run_batch(
                         continue;
                     }
                     op => {
-                        let o = match exec(conn, cache, std::slice::from_ref(&op), None).await {
+                        let o = match exec(conn, direct, cache, std::slice::from_ref(&op), None)
+                            .await
+                        {
                             Ok((mut os, _)) => os.pop().unwrap_or(Outcome::Unit(Ok(()))),
                             Err(e) => Outcome::Unit(Err(e)),
                         };
@@ -396,136 +474,4 @@ fn answer(op: Op, o: Outcome) {
         Op::Job(job) => job.finish(unit(o).err().map(Arc::new)),
         Op::Unpark { .. } | Op::Exclusive(_) | Op::Close => {}
     }
-}
-
-/// Runs a batch in one transaction. Per-operation failures that touch nothing (an unknown
-/// queue) are answered on their own; a database failure fails the batch.
-async fn exec(
-    conn: &mut SqliteConnection,
-    cache: &mut TopologyCache,
-    ops: &[Op],
-    parked: Option<&ParkedClaims>,
-) -> Result<(Vec<Outcome>, Found)> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
-    let topo = if ops
-        .iter()
-        .any(|o| matches!(o, Op::Send { .. } | Op::Job(_)))
-    {
-        Some(cache.refresh(&mut tx).await?)
-    } else {
-        None
-    };
-    if let Some(topo) = topo
-        .as_ref()
-        .filter(|_| ops.iter().any(|o| matches!(o, Op::Send { .. })))
-    {
-        let mut rows = Vec::new();
-        for (i, op) in ops.iter().enumerate() {
-            if let Op::Send { msgs, .. } = op {
-                outcomes[i] = Some(Outcome::Unit(topo.resolve(msgs).map(|mut r| {
-                    rows.append(&mut r);
-                })));
-            }
-        }
-        store::insert_rows(&mut tx, &rows).await?;
-    }
-    let acks: Vec<[i64; 2]> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Ack { id, token, .. } => Some([*id, *token]),
-            _ => None,
-        })
-        .collect();
-    if !acks.is_empty() {
-        store::ack_many(&mut tx, &serde_json::to_string(&acks)?).await?;
-    }
-    let inbox: Vec<(&str, String)> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Ack {
-                inbox: Some((endpoint, id)),
-                ..
-            } => Some((endpoint.as_str(), id.to_string())),
-            _ => None,
-        })
-        .collect();
-    if !inbox.is_empty() {
-        store::record_inbox(&mut tx, &serde_json::to_string(&inbox)?).await?;
-    }
-    for (i, op) in ops.iter().enumerate() {
-        match op {
-            Op::Ack { .. } => {}
-            Op::Requeue {
-                id,
-                token,
-                visible_at,
-                envelope,
-                uncount,
-                ..
-            } => {
-                store::requeue(
-                    &mut tx,
-                    *id,
-                    *token,
-                    *visible_at,
-                    envelope.as_deref(),
-                    *uncount,
-                )
-                .await?
-            }
-            Op::Extend {
-                id, token, until, ..
-            } => store::extend(&mut tx, *id, *token, *until).await?,
-            Op::DeadLetter { row, .. } => store::dead_letter(&mut tx, row).await?,
-            _ => continue,
-        }
-        outcomes[i] = Some(Outcome::Unit(Ok(())));
-    }
-    // Callers' jobs, in order, each in its own savepoint; before the claims, so that
-    // messages they enqueue can be claimed in this very batch.
-    if let Some(topo) = topo {
-        let jobs: Vec<&Job> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Job(job) => Some(job),
-                _ => None,
-            })
-            .collect();
-        let rows = run_jobs(&mut tx, &jobs, topo).await?;
-        store::insert_rows(&mut tx, &rows).await?;
-        for (i, op) in ops.iter().enumerate() {
-            if let Op::Job(_) = op {
-                outcomes[i] = Some(Outcome::Unit(Ok(())));
-            }
-        }
-    }
-    for (i, op) in ops.iter().enumerate() {
-        if let Op::Claim { spec, .. } = op {
-            let token = store::new_token();
-            let rows = store::claim(&mut tx, spec, token).await?;
-            let next_visible = if rows.is_empty() {
-                store::next_visible(&mut tx, &spec.queue).await?
-            } else {
-                None
-            };
-            outcomes[i] = Some(Outcome::Claim(Ok(ClaimResult {
-                rows,
-                token,
-                next_visible,
-                waited: false,
-            })));
-        }
-    }
-    // Parked receivers last: they see everything this batch enqueued or freed.
-    let found = match parked {
-        Some(p) => p.claim_in(&mut tx).await?,
-        None => Vec::new(),
-    };
-    tx.commit().await?;
-    let outcomes = outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(Outcome::Unit(Ok(()))))
-        .collect();
-    Ok((outcomes, found))
 }

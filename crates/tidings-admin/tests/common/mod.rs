@@ -1,6 +1,9 @@
 //! Fixtures: a memory transport with dead letters in it.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod chromium;
+pub mod png;
+
 use std::sync::Arc;
 
 use tidings_core::transport::memory::MemoryTransport;
@@ -34,13 +37,33 @@ pub async fn dead_letter(
     reason: FaultReason,
     correlation: &str,
 ) -> uuid::Uuid {
+    dead_letter_with(
+        t,
+        queue,
+        message_type,
+        reason,
+        "stock service said no",
+        correlation,
+    )
+    .await
+}
+
+/// [`dead_letter`] with the error text `error`.
+pub async fn dead_letter_with(
+    t: &Arc<dyn Transport>,
+    queue: &str,
+    message_type: &str,
+    reason: FaultReason,
+    error: &str,
+    correlation: &str,
+) -> uuid::Uuid {
     let mut env = Envelope::new(message_type, 1, r#"{"order_id":42,"sku":"A-1"}"#);
     env.correlation_id = Some(correlation.into());
     let id = env.id;
     t.send(vec![Outgoing::to_queue(queue, env)]).await.unwrap();
     let mut rx = t.receive(queue, ReceiveOptions::default()).await.unwrap();
     let mut d = rx.recv().await.unwrap().unwrap();
-    Fault::new(reason, "stock service said no", queue).apply(&mut d.envelope);
+    Fault::new(reason, error, queue).apply(&mut d.envelope);
     d.dead_letter().await.unwrap();
     rx.close().await.unwrap();
     id
