@@ -81,6 +81,13 @@ pub async fn create_table(conn: &mut PgConnection) -> Result<(), PgError> {
     create(conn, "", true).await
 }
 
+/// Creates the saga table qualified by `prefix` (`"schema."`, the schema must exist),
+/// idempotently and safe against concurrent creators; for applications that keep their
+/// sagas in a schema of their own and run [`step_in`] with the same `prefix`.
+pub async fn create_table_in(conn: &mut PgConnection, prefix: &str) -> Result<(), PgError> {
+    create(conn, prefix, false).await
+}
+
 async fn create(conn: &mut PgConnection, prefix: &str, with_inbox: bool) -> Result<(), PgError> {
     // Concurrent `CREATE ... IF NOT EXISTS` can race on the catalog: serialize them.
     let mut tx = sqlx::Connection::begin(conn)
