@@ -11,6 +11,7 @@ pub mod opt;
 pub mod pg;
 pub mod report;
 pub mod run;
+pub mod scale;
 pub mod services;
 pub mod sql;
 pub mod summary;

@@ -37,6 +37,11 @@ pub enum Command {
     /// Crash-cycle test: run `orderflow serve` as a child, place orders over HTTP, kill it
     /// with SIGKILL at seeded random moments and restart it, then check every invariant.
     Chaos(ChaosArgs),
+    /// Scale-out test: API replicas and service workers as separate processes on one
+    /// PostgreSQL database (or a broker + `--db-url`), orders placed across the APIs, one
+    /// worker of each service killed with SIGKILL mid-run and restarted later; then every
+    /// invariant and how the work was shared.
+    Scale(crate::scale::ScaleArgs),
 }
 
 /// `orderflow chaos`.
@@ -171,4 +176,11 @@ pub struct ServeArgs {
     /// Do not serve the HTTP API.
     #[arg(long)]
     pub no_api: bool,
+    /// This process's name among replicas: it writes the deliveries it consumed per
+    /// endpoint to `<data dir>/share/NAME-<pid>.json` (the scale-out report).
+    #[arg(long, hide = true)]
+    pub replica: Option<String>,
+    /// Wait this long before starting (a restart "later" in the scale-out test).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub start_delay_ms: u64,
 }

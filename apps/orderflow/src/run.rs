@@ -30,6 +30,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         Some(Command::Topology) => topology().await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Chaos(args)) => crate::chaos::run(args).await,
+        Some(Command::Scale(args)) => crate::scale::run(args).await,
         None => job(opts.run).await,
     }
 }
@@ -120,7 +121,8 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
     }
     let mut state = AppState::new(system.db.clone(), system.bus.producer().clone())
         .idempotency_window(system.config.idempotency_window);
-    if let Some(limit) = system.config.shed_after {
+    let takes_orders = matches!(system.config.service, Service::All | Service::Api);
+    if let (Some(limit), true) = (system.config.shed_after, takes_orders) {
         let shed = crate::api::shed::Shed::new(limit);
         shed.watch(system.bus.transport().clone(), system.stop_token());
         state = state.shed(shed);
@@ -136,7 +138,11 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = config(&args.common, args.service);
+    if args.start_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(args.start_delay_ms)).await;
+    }
+    let mut config = config(&args.common, args.service);
+    config.replica = args.replica.clone();
     let system = start(&args.common, config).await?;
     if !args.no_api {
         let addr = http(&system, args.common.port).await?;

@@ -80,6 +80,8 @@ pub struct Config {
     /// The API refuses new orders (503 + `Retry-After`) while a pipeline queue's oldest
     /// message is older than this; `None`: never.
     pub shed_after: Option<Duration>,
+    /// This process's name among replicas (it writes its work-share counts).
+    pub replica: Option<String>,
 }
 
 impl Config {
@@ -105,6 +107,7 @@ impl Config {
             idempotency_window: crate::api::idempotency::DEFAULT_WINDOW,
             db_file: None,
             shed_after: Some(Duration::from_secs(10)),
+            replica: None,
         }
     }
 
@@ -276,11 +279,22 @@ impl System {
         saga::prepare(&db).await?;
         let sink: Arc<dyn Sink> = Arc::new(FileSink::open(config.notifications_path())?);
         let journal = tidings_admin::MessageJournal::new();
+        let stop = CancellationToken::new();
+        let mut observer = journal.observer();
+        if let Some(name) = &config.replica {
+            let dir = crate::scale::share::dir(&config.data_dir);
+            std::fs::create_dir_all(&dir)?;
+            let counting = crate::scale::share::Counting::new(observer);
+            counting.flush_to(
+                dir.join(format!("{name}-{}.json", std::process::id())),
+                stop.clone(),
+            );
+            observer = counting;
+        }
         let bus = bus_builder(transport.clone(), &config, &db, sink)
-            .observer(journal.observer())
+            .observer(observer)
             .start()
             .await?;
-        let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         if let Some(store) = db.relay_store() {
             let relay = Relay::new(store, transport);

@@ -98,7 +98,7 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
         }
         work.exec(
             "INSERT INTO inv_reservations (order_id, product_id, quantity) VALUES (?, ?, ?) \
-             ON CONFLICT (order_id, product_id) DO UPDATE SET quantity = quantity + excluded.quantity",
+             ON CONFLICT (order_id, product_id) DO UPDATE SET quantity = inv_reservations.quantity + excluded.quantity",
             args![&order, &line.product_id, qty],
         )
         .await
