@@ -25,10 +25,22 @@ pub const DEFAULT_BASE: &str = "orderflow";
 /// the PostgreSQL transport the transport's own inbox is there already).
 pub async fn apply_schema(pool: &PgPool, names: &PgNames) -> anyhow::Result<()> {
     let base = names.base();
+    let saga = names.schema("saga");
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('orderflow_schema'))")
         .execute(&mut *tx)
         .await?;
+    // The view is created last, in the same transaction: if it is there, so is the rest.
+    // Then no DDL at all: `CREATE INDEX IF NOT EXISTS` locks its table before it looks,
+    // and would deadlock with the running replicas' writes.
+    let done: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(format!("{saga}.saga_orders"))
+        .fetch_one(&mut *tx)
+        .await?;
+    if done.is_some() {
+        tx.commit().await?;
+        return Ok(());
+    }
     let ddl = format!(
         "CREATE SCHEMA IF NOT EXISTS {base};\n\
          CREATE TABLE IF NOT EXISTS {base}.inbox (message_id UUID NOT NULL, endpoint TEXT NOT NULL, \
@@ -37,7 +49,6 @@ pub async fn apply_schema(pool: &PgPool, names: &PgNames) -> anyhow::Result<()> 
         SCHEMA.replace("{B}", base)
     );
     sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
-    let saga = names.schema("saga");
     tidings_postgres::saga::create_table_in(&mut tx, &format!("{saga}.")).await?;
     let view = format!(
         "CREATE OR REPLACE VIEW {saga}.saga_orders AS \

@@ -163,6 +163,12 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), PgError> 
              this build knows versions up to {VERSION}: upgrade this process (or use another schema)"
         )));
     }
+    if from == VERSION {
+        // Up to date: no DDL. `CREATE INDEX IF NOT EXISTS` takes a SHARE lock on its table
+        // before it finds the index, so re-running the DDL while other processes write the
+        // queue tables deadlocks (seen restarting one OrderFlow worker among 13 running).
+        return tx.commit().await.map_err(PgError::db("migrate"));
+    }
     sqlx::raw_sql(stmt(DDL).sql())
         .execute(&mut *tx)
         .await

@@ -133,6 +133,9 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         db_url: db_url.clone(),
         args: args.clone(),
     };
+    // The schemas first, from one process: 14 children migrating a fresh transport
+    // schema at once can deadlock in PostgreSQL's catalog.
+    let (db, transport) = open_checked(Some(&url), db_url.as_deref(), &data_dir).await?;
     let scope = Scope {
         since_micros: chrono::Utc::now().timestamp_micros(),
     };
@@ -162,7 +165,6 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         load.repeats
     );
 
-    let (db, transport) = open_checked(Some(&url), db_url.as_deref(), &data_dir).await?;
     let settled = checks::wait_quiet(
         &db,
         transport.as_ref(),
