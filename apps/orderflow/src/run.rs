@@ -124,7 +124,7 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
     let takes_orders = matches!(system.config.service, Service::All | Service::Api);
     if let (Some(limit), true) = (system.config.shed_after, takes_orders) {
         let shed = crate::api::shed::Shed::new(limit);
-        shed.watch(system.bus.transport().clone(), system.stop_token());
+        shed.watch(system.db.clone(), system.stop_token());
         state = state.shed(shed);
     }
     let router = app(state)

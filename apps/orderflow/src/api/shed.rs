@@ -1,15 +1,22 @@
 //! Back-pressure: the API refuses new orders while the pipeline is too far behind to keep
 //! its promise, instead of accepting orders the saga will cancel by payment timeout.
 //!
-//! A [`Shed`] watches the queues an order's steps wait in (inventory, payments,
-//! shipping): every [`POLL`] it reads the transport's queue stats and keeps the largest
-//! *oldest message age* among them. While that lag is above the limit — by default a third
-//! of the payment timeout (`--shed-after-ms`), so that an order accepted now still has
-//! time to reach its payment — `POST /orders` answers `503 Service Unavailable` with
-//! `Retry-After` (the seconds the lag exceeds the limit by, 1–30) and a problem detail,
-//! and counts the refusal (`orderflow_orders_shed_total`). The saga's queue is not
-//! watched: its scheduled payment timeouts make its oldest message as old as the timeout
-//! by design. Each API process watches on its own (one stats query per [`POLL`]).
+//! A [`Shed`] measures, every [`POLL`], how long orders have been on their way to their
+//! payment: the age of the [`NTH`]-oldest order saga still `reserving` stock or `paying`
+//! (the time since it entered that state), among those updated within the last
+//! [`WINDOW_FACTOR`] × the limit (so an order stuck behind a dead letter does not refuse
+//! orders for ever). While that lag is above the limit — by default a third of the payment
+//! timeout (`--shed-after-ms`), so that an order accepted now still has time to be paid —
+//! `POST /orders` answers `503 Service Unavailable` with `Retry-After` (the seconds the lag
+//! exceeds the limit by, 1–30) and a problem detail, stores nothing, and counts the
+//! refusal (`orderflow_orders_shed_total`).
+//!
+//! Why not the queues' *oldest message age*: on PostgreSQL a delayed redelivery (a
+//! payment retried after 2 s) waits in `scheduled` with its first send time and counts as
+//! the queue's oldest message, so one retry looked like a backlog; and messages a worker
+//! has prefetched count as in flight, not waiting, so a backlog hid in the prefetch. The
+//! saga's ages measure what the payment timeout measures. Each API process measures on
+//! its own (one indexed query per [`POLL`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,23 +24,30 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tidings_core::transport::{QueueStats, Transport};
 use tokio_util::sync::CancellationToken;
 
 use super::problem::{Problem, PROBLEM_JSON};
+use crate::args;
+use crate::db::Db;
 
 /// How often the queues are looked at.
 pub const POLL: Duration = Duration::from_millis(500);
 
-/// The queues whose lag refuses orders.
-pub const WATCHED: &[&str] = &["inventory", "payments", "shipping"];
+/// The saga that is measured behind: the `NTH`-oldest, not the oldest (one unlucky order,
+/// e.g. a payment in its redelivery back-off, is not a backlog).
+pub const NTH: i64 = 5;
+
+/// Orders updated longer ago than this many limits do not count (stuck, not queued).
+pub const WINDOW_FACTOR: u32 = 3;
 
 /// The back-pressure state shared by the API's handlers.
 #[derive(Debug, Clone)]
 pub struct Shed {
     limit: Duration,
-    /// The watched queues' largest oldest-message age, in ms (0 until measured).
+    /// The largest lag measured, in ms (0 until measured).
     lag_ms: Arc<AtomicU64>,
+    /// Where it is (a queue, or the orders waiting for payment).
+    behind: Arc<std::sync::Mutex<String>>,
     /// Orders refused so far by this process.
     refused: Arc<AtomicU64>,
 }
@@ -44,37 +58,30 @@ impl Shed {
         Shed {
             limit,
             lag_ms: Arc::new(AtomicU64::new(0)),
+            behind: Arc::new(std::sync::Mutex::new(String::new())),
             refused: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// The largest oldest-message age among the watched queues in `stats`.
-    pub fn lag_of(stats: &[QueueStats]) -> Duration {
-        stats
-            .iter()
-            .filter(|s| WATCHED.contains(&s.queue.as_str()))
-            .filter_map(|s| s.oldest_age)
-            .max()
-            .unwrap_or_default()
-    }
-
-    /// Records a measured lag.
-    pub fn set_lag(&self, lag: Duration) {
+    /// Records a measured lag and where it is.
+    pub fn set_lag(&self, (lag, behind): (Duration, String)) {
         let ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
         self.lag_ms.store(ms, Ordering::Relaxed);
+        *self.behind.lock().unwrap_or_else(|e| e.into_inner()) = behind;
     }
 
-    /// Watches `transport` every [`POLL`] until `stop`.
-    pub fn watch(&self, transport: Arc<dyn Transport>, stop: CancellationToken) {
+    /// Measures the lag in `db` every [`POLL`] until `stop`.
+    pub fn watch(&self, db: Db, stop: CancellationToken) {
         let shed = self.clone();
+        let window = self.limit * WINDOW_FACTOR;
         tokio::spawn(async move {
             loop {
-                match transport.stats().await {
-                    Ok(stats) => shed.set_lag(Shed::lag_of(&stats)),
+                match behind(&db, window).await {
+                    Ok(lag) => shed.set_lag(lag),
                     // Unknown lag: do not refuse on a guess.
                     Err(e) => {
-                        tracing::warn!(error = %e, "back-pressure: no queue stats");
-                        shed.set_lag(Duration::ZERO);
+                        tracing::warn!(error = %e, "back-pressure: cannot measure the lag");
+                        shed.set_lag(Default::default());
                     }
                 }
                 tokio::select! {
@@ -104,9 +111,10 @@ impl Shed {
             title: "The order pipeline is behind; try again later".into(),
             status: 503,
             detail: format!(
-                "orders wait {:.1} s in a queue (limit {:.1} s): an order placed now could not \
-                 be paid before its deadline; retry after {retry} s",
+                "the pipeline is {:.1} s behind ({}; limit {:.1} s): an order placed now could \
+                 not be paid before its deadline; retry after {retry} s",
                 lag.as_secs_f64(),
+                self.behind.lock().unwrap_or_else(|e| e.into_inner()),
                 self.limit.as_secs_f64()
             ),
             errors: Vec::new(),
@@ -124,34 +132,62 @@ impl Shed {
     }
 }
 
+/// The [`NTH`]-oldest order saga `reserving` or `paying`, updated within `window`: how
+/// long it has been in that state, and the state.
+pub async fn behind(db: &Db, window: Duration) -> Result<(Duration, String), sqlx::Error> {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let row: Option<(i64, String)> = if db.is_pg() {
+        db.read
+            .opt(
+                "SELECT CAST(EXTRACT(EPOCH FROM now() - updated_at) * 1000 AS BIGINT), state \
+                 FROM tidings_saga_instances WHERE saga = 'order' \
+                 AND state IN ('reserving', 'paying') \
+                 AND updated_at >= now() - CAST(? AS BIGINT) * interval '1 millisecond' \
+                 ORDER BY updated_at LIMIT 1 OFFSET ?",
+                args![window_ms, NTH - 1],
+            )
+            .await?
+    } else {
+        let now = chrono::Utc::now().timestamp_millis();
+        db.read
+            .opt::<(i64, String)>(
+                "SELECT updated_at, state FROM tidings_saga_instances WHERE saga = 'order' \
+                 AND state IN ('reserving', 'paying') AND updated_at >= ? \
+                 ORDER BY updated_at LIMIT 1 OFFSET ?",
+                args![now - window_ms, NTH - 1],
+            )
+            .await?
+            .map(|(at, state)| (now - at, state))
+    };
+    Ok(match row {
+        Some((ms, state)) => (
+            Duration::from_millis(ms.max(0) as u64),
+            format!("orders {state} for that long"),
+        ),
+        None => Default::default(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn stats(queue: &str, age: u64) -> QueueStats {
-        QueueStats {
-            queue: queue.into(),
-            ready: 1,
-            in_flight: None,
-            scheduled: None,
-            oldest_age: Some(Duration::from_secs(age)),
-            error_depth: 0,
-            parked_keys: None,
-        }
-    }
-
     #[test]
-    fn refuses_only_above_the_limit_and_ignores_the_saga_queue() {
+    fn refuses_only_above_the_limit() {
         let shed = Shed::new(Duration::from_secs(10));
         assert!(shed.check().is_none());
-        shed.set_lag(Shed::lag_of(&[stats("order-saga", 29), stats("payments", 4)]));
-        assert!(shed.check().is_none(), "the saga's timers do not count");
-        shed.set_lag(Shed::lag_of(&[stats("payments", 14), stats("inventory", 2)]));
+        shed.set_lag((Duration::from_secs(9), "orders paying for that long".into()));
+        assert!(shed.check().is_none());
+        shed.set_lag((Duration::from_secs(14), "orders paying for that long".into()));
+        let resp = shed.check().expect("refused");
+        let body = futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 4096));
+        let text = String::from_utf8(body.expect("body").to_vec()).expect("utf-8");
+        assert!(text.contains("14.0 s behind (orders paying"), "{text}");
         let resp = shed.check().expect("refused");
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "4");
-        assert_eq!(shed.refused(), 1);
-        shed.set_lag(Duration::from_secs(3));
+        assert_eq!(shed.refused(), 2);
+        shed.set_lag((Duration::from_secs(3), String::new()));
         assert!(shed.check().is_none());
     }
 }

@@ -20,6 +20,8 @@ pub struct Placed {
     pub accepted: Vec<(Uuid, String)>,
     /// Orders refused by back-pressure (503 with `Retry-After`; not repeated).
     pub shed: u64,
+    /// The first refusal's problem detail.
+    pub first_shed: Option<String>,
     /// Requests repeated (same key) because the previous one got no answer.
     pub repeats: u64,
     /// Answers other than 202 (each repeated too; a 4xx is a failure of the run).
@@ -142,7 +144,10 @@ async fn place_one(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if let (503, Some(secs)) = (status.as_u16(), retry_after) {
-            placed.lock().await.shed += 1;
+            let text = resp.text().await.unwrap_or_default();
+            let mut p = placed.lock().await;
+            p.shed += 1;
+            p.first_shed.get_or_insert(text);
             return Some(Duration::from_secs(secs));
         }
         if status.is_client_error() {

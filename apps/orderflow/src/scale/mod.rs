@@ -158,6 +158,9 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     })
     .await;
     let kills = cluster.wait_restarts().await?;
+    if let Some(first) = &load.first_shed {
+        println!("first refusal: {first}");
+    }
     println!(
         "load done: {} orders answered 202 ({} shed with 503, {} requests repeated); {kills} workers killed and restarted",
         load.accepted.len(),
