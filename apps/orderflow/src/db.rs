@@ -351,7 +351,10 @@ pub fn db_err(e: sqlx::Error) -> HandlerError {
             let code = d.code().unwrap_or_default();
             m.contains("locked")
                 || m.contains("busy")
-                || matches!(&*code, "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03")
+                || matches!(
+                    &*code,
+                    "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+                )
                 || code.starts_with("08")
         }
         sqlx::Error::PoolTimedOut

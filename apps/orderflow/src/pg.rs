@@ -101,7 +101,12 @@ pub async fn connect(url: &str) -> anyhow::Result<(PgPool, Arc<PgNames>)> {
         parsed.query_pairs_mut().clear().extend_pairs(rest);
     }
     let opts = PgConnectOptions::from_str(parsed.as_str())
-        .map_err(|e| anyhow::anyhow!("{shown}: {}", tidings_core::redact::scrub_url(&e.to_string(), url)))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{shown}: {}",
+                tidings_core::redact::scrub_url(&e.to_string(), url)
+            )
+        })?
         .application_name("orderflow")
         .options([("search_path", base.as_str())]);
     let pool = PgPoolOptions::new()
@@ -109,6 +114,11 @@ pub async fn connect(url: &str) -> anyhow::Result<(PgPool, Arc<PgNames>)> {
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(opts)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {shown}: {}", tidings_core::redact::scrub_url(&e.to_string(), url)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to {shown}: {}",
+                tidings_core::redact::scrub_url(&e.to_string(), url)
+            )
+        })?;
     Ok((pool, Arc::new(PgNames::new(&base))))
 }

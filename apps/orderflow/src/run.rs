@@ -111,9 +111,9 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
         .topology(system.bus.topology().clone())
         .journal(system.journal.clone());
     if let Some(read) = system.db.read.sqlite() {
-        admin = admin.sagas(std::sync::Arc::new(
-            tidings_sqlite::SqliteSagaQueries::new(read.clone()),
-        ));
+        admin = admin.sagas(std::sync::Arc::new(tidings_sqlite::SqliteSagaQueries::new(
+            read.clone(),
+        )));
     }
     match tidings_admin::install_recorder() {
         Ok(handle) => admin = admin.metrics(handle),
@@ -127,8 +127,7 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
         shed.watch(system.db.clone(), system.stop_token());
         state = state.shed(shed);
     }
-    let router = app(state)
-    .nest("/admin", tidings_admin::router(admin));
+    let router = app(state).nest("/admin", tidings_admin::router(admin));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "HTTP server stopped");

@@ -75,7 +75,10 @@ macro_rules! args {
 }
 
 /// Rows that decode on both databases (tuples of `String`, `i64`, `Option<..>`, ..).
-pub trait FromBoth: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
+pub trait FromBoth:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
 impl<T> FromBoth for T where
     T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
 {
@@ -91,7 +94,10 @@ pub struct PgNames {
 
 /// Business tables by owning service (schema suffix).
 pub const OWNERS: &[(&str, &[&str])] = &[
-    ("api", &["api_catalog", "api_orders", "api_idempotency_keys"]),
+    (
+        "api",
+        &["api_catalog", "api_orders", "api_idempotency_keys"],
+    ),
     ("inventory", &["inv_stock", "inv_reservations"]),
     ("payments", &["pay_payments"]),
     ("gateway", &["gw_ledger"]),
@@ -275,10 +281,17 @@ enum Target<'a> {
 
 impl Target<'_> {
     async fn exec(self, sql: &'static str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
-        dispatch!(self, sql, args, |q, e| Ok(q.execute(e).await?.rows_affected()))
+        dispatch!(self, sql, args, |q, e| Ok(q
+            .execute(e)
+            .await?
+            .rows_affected()))
     }
 
-    async fn all<T: FromBoth>(self, sql: &'static str, args: Vec<Arg>) -> Result<Vec<T>, sqlx::Error> {
+    async fn all<T: FromBoth>(
+        self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Vec<T>, sqlx::Error> {
         dispatch!(self, sql, args, |q, e| q
             .fetch_all(e)
             .await?
@@ -287,7 +300,11 @@ impl Target<'_> {
             .collect())
     }
 
-    async fn opt<T: FromBoth>(self, sql: &'static str, args: Vec<Arg>) -> Result<Option<T>, sqlx::Error> {
+    async fn opt<T: FromBoth>(
+        self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Option<T>, sqlx::Error> {
         dispatch!(self, sql, args, |q, e| q
             .fetch_optional(e)
             .await?

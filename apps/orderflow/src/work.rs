@@ -212,7 +212,9 @@ async fn record_inbox(
     endpoint: &str,
 ) -> Result<bool, HandlerError> {
     match (tx, pg) {
-        (Tx::Sqlite(conn), _) => Ok(tidings_sqlite::inbox::record_in(conn, message_id, endpoint).await?),
+        (Tx::Sqlite(conn), _) => {
+            Ok(tidings_sqlite::inbox::record_in(conn, message_id, endpoint).await?)
+        }
         (Tx::Pg(t, _), Some(PgSink::Transport(_, inbox))) => inbox
             .try_record_in(t, message_id, endpoint)
             .await

@@ -66,7 +66,9 @@ fn scale(url: &str, tag: &str, args: &[&str]) -> (bool, String) {
 
 /// The number after `label` in `text` (e.g. `"answered 202 ("` → orders shed).
 fn number_before(text: &str, suffix: &str) -> u64 {
-    let at = text.find(suffix).unwrap_or_else(|| panic!("no `{suffix}` in {text}"));
+    let at = text
+        .find(suffix)
+        .unwrap_or_else(|| panic!("no `{suffix}` in {text}"));
     text[..at]
         .split_whitespace()
         .last()
@@ -81,8 +83,16 @@ fn two_replicas_of_everything_with_a_worker_of_each_service_killed_keep_every_in
         &url,
         "kill",
         &[
-            "--seconds", "12", "--rate", "15", "--kill-after-ms", "3000",
-            "--restart-after-ms", "3000", "--seed", "7",
+            "--seconds",
+            "12",
+            "--rate",
+            "15",
+            "--kill-after-ms",
+            "3000",
+            "--restart-after-ms",
+            "3000",
+            "--seed",
+            "7",
         ],
     );
     assert!(ok, "{out}");
@@ -93,7 +103,10 @@ fn two_replicas_of_everything_with_a_worker_of_each_service_killed_keep_every_in
     assert!(!out.contains("[FAIL]"), "{out}");
     // both APIs took orders; both replicas of every service consumed work, and the killed
     // one started twice
-    let apis: Vec<&str> = out.lines().filter(|l| l.contains("orders accepted")).collect();
+    let apis: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("orders accepted"))
+        .collect();
     assert_eq!(apis.len(), 2, "{out}");
     for l in apis {
         assert!(number_before(l, "orders accepted") > 0, "{out}");
@@ -115,17 +128,39 @@ fn the_api_sheds_load_the_payments_cannot_take_and_more_payment_workers_take_it(
     // one payments handler at a time, 200 ms a gateway call: about 5 captures/s per worker
     // (less with the gateway's transient failures), against 12 orders/s offered
     let common = [
-        "--no-kill", "--workers", "1", "--apis", "1", "--seconds", "20", "--rate", "12",
-        "--payments-concurrency", "1", "--payment-latency-ms", "200",
-        "--payment-timeout-secs", "12", "--shed-after-ms", "3000",
+        "--no-kill",
+        "--workers",
+        "1",
+        "--apis",
+        "1",
+        "--seconds",
+        "20",
+        "--rate",
+        "12",
+        "--payments-concurrency",
+        "1",
+        "--payment-latency-ms",
+        "200",
+        "--payment-timeout-secs",
+        "12",
+        "--shed-after-ms",
+        "3000",
     ];
-    let (ok, one) = scale(&url, "bp1", &[&common[..], &["--payments-workers", "1"]].concat());
+    let (ok, one) = scale(
+        &url,
+        "bp1",
+        &[&common[..], &["--payments-workers", "1"]].concat(),
+    );
     assert!(ok, "{one}");
     let shed = number_before(&one, "shed with 503");
     assert!(shed > 0, "one payments worker: nothing was refused\n{one}");
     assert!(!one.contains("[FAIL]"), "{one}");
 
-    let (ok, four) = scale(&url, "bp4", &[&common[..], &["--payments-workers", "4"]].concat());
+    let (ok, four) = scale(
+        &url,
+        "bp4",
+        &[&common[..], &["--payments-workers", "4"]].concat(),
+    );
     assert!(ok, "{four}");
     assert_eq!(
         number_before(&four, "shed with 503"),

@@ -178,7 +178,10 @@ mod tests {
         assert!(shed.check().is_none());
         shed.set_lag((Duration::from_secs(9), "orders paying for that long".into()));
         assert!(shed.check().is_none());
-        shed.set_lag((Duration::from_secs(14), "orders paying for that long".into()));
+        shed.set_lag((
+            Duration::from_secs(14),
+            "orders paying for that long".into(),
+        ));
         let resp = shed.check().expect("refused");
         let body = futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 4096));
         let text = String::from_utf8(body.expect("body").to_vec()).expect("utf-8");

@@ -184,7 +184,8 @@ pub(crate) async fn open_checked(
     data_dir: &Path,
 ) -> anyhow::Result<(Db, Arc<dyn Transport>)> {
     let shown = |u: &str| tidings::redact_url(u);
-    if let Some(u) = url.filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+    if let Some(u) = url.filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    {
         let config = tidings_postgres::PostgresConfig::from_url(u)
             .map_err(|e| anyhow::anyhow!("{}: {e}", shown(u)))?
             .with_application_name("orderflow-checks");

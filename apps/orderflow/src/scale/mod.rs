@@ -92,9 +92,10 @@ pub struct ScaleArgs {
 pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let stamp = chrono::Utc::now().timestamp_millis();
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("orderflow-scale-{seed}-{stamp}"))
-    });
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("orderflow-scale-{seed}-{stamp}")));
     std::fs::create_dir_all(data_dir.join("logs"))?;
     let pg = args.transport_url.starts_with("postgres");
     anyhow::ensure!(
@@ -180,8 +181,14 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let mut all =
         report::check_invariants(&db, &data_dir.join("notifications.jsonl"), scope).await?;
     all.extend(
-        checks::chaos_checks(&db, transport.as_ref(), scope, &ids(&load.accepted), &settled)
-            .await?,
+        checks::chaos_checks(
+            &db,
+            transport.as_ref(),
+            scope,
+            &ids(&load.accepted),
+            &settled,
+        )
+        .await?,
     );
     all.push(Check {
         name: "no order refused (4xx)",
@@ -194,12 +201,21 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         settled.waited.as_secs_f64()
     );
     for api in &apis {
-        let n = load.accepted.iter().filter(|(_, u)| u.starts_with(api.as_str())).count();
+        let n = load
+            .accepted
+            .iter()
+            .filter(|(_, u)| u.starts_with(api.as_str()))
+            .count();
         println!("  API {api}: {n} orders accepted");
     }
     print!("{}", share::render(&shares));
     for c in &all {
-        println!("  [{}] {}: {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
+        println!(
+            "  [{}] {}: {}",
+            if c.ok { "ok" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
     }
     let failed = all.iter().filter(|c| !c.ok).count();
     let _ = transport.close().await;

@@ -102,7 +102,10 @@ fn command(env: &Env, p: &Proc, delay: Duration) -> tokio::process::Command {
         .arg("--data-dir")
         .arg(&env.data_dir)
         .args(["--port", &p.addr.port().to_string()])
-        .args(["--payment-timeout-secs", &a.payment_timeout_secs.to_string()])
+        .args([
+            "--payment-timeout-secs",
+            &a.payment_timeout_secs.to_string(),
+        ])
         .args(["--payment-latency-ms", &a.payment_latency_ms.to_string()])
         .args(["--concurrency", &concurrency.to_string()])
         .args(["--start-delay-ms", &delay.as_millis().to_string()])
@@ -199,7 +202,10 @@ async fn ready(addr: SocketAddr) -> anyhow::Result<()> {
                 return Ok(());
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "{addr} was not ready in {READY:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{addr} was not ready in {READY:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

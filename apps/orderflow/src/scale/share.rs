@@ -39,7 +39,10 @@ impl Counting {
 
     /// Consumed deliveries so far, per endpoint.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Writes the counts to `path` every [`FLUSH`] (write to a temporary file, then
@@ -132,12 +135,23 @@ pub fn render(shares: &Shares) -> String {
         let parts: Vec<String> = replicas
             .iter()
             .map(|(r, (n, starts))| {
-                let pct = if total > 0 { 100.0 * *n as f64 / total as f64 } else { 0.0 };
-                let again = if *starts > 1 { format!(", {starts} starts") } else { String::new() };
+                let pct = if total > 0 {
+                    100.0 * *n as f64 / total as f64
+                } else {
+                    0.0
+                };
+                let again = if *starts > 1 {
+                    format!(", {starts} starts")
+                } else {
+                    String::new()
+                };
                 format!("{r} {n} ({pct:.0}%{again})")
             })
             .collect();
-        s.push_str(&format!("  {endpoint:<14} {total:>7}  {}\n", parts.join("  ")));
+        s.push_str(&format!(
+            "  {endpoint:<14} {total:>7}  {}\n",
+            parts.join("  ")
+        ));
     }
     s
 }

@@ -2,8 +2,8 @@
 
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 
-use crate::contracts::{OrderCancelled, OrderCompleted};
 use crate::args;
+use crate::contracts::{OrderCancelled, OrderCompleted};
 use crate::db::{db_err, Db, Work};
 
 /// The endpoint's queue name.

@@ -130,7 +130,12 @@ async fn record(
     tx.exec(
         "INSERT INTO gw_ledger (intent, kind, amount_cents, at) VALUES (?, ?, ?, ?) \
          ON CONFLICT DO NOTHING",
-        args![intent, kind, amount_cents, chrono::Utc::now().timestamp_millis()],
+        args![
+            intent,
+            kind,
+            amount_cents,
+            chrono::Utc::now().timestamp_millis()
+        ],
     )
     .await?;
     Ok(())

@@ -5,8 +5,8 @@
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use tracing::Instrument;
 
-use crate::contracts::{ReleaseStock, ReserveStock, StockRejected, StockReleased, StockReserved};
 use crate::args;
+use crate::contracts::{ReleaseStock, ReserveStock, StockRejected, StockReleased, StockReserved};
 use crate::db::{db_err, Db, Work};
 
 /// The endpoint's queue name.
@@ -66,7 +66,9 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
     let order = m.order_id.to_string();
     // A ReserveStock and a ReleaseStock of one order never decide at once (PostgreSQL;
     // SQLite has one writer).
-    work.lock(&format!("inventory:{order}")).await.map_err(db_err)?;
+    work.lock(&format!("inventory:{order}"))
+        .await
+        .map_err(db_err)?;
     let (already,): (i64,) = work
         .one(
             "SELECT COUNT(*) FROM inv_reservations WHERE order_id = ?",
@@ -132,7 +134,9 @@ async fn release(db: &Db, m: ReleaseStock, ctx: &ConsumeContext) -> Result<(), H
 
 async fn release_in(work: &mut Work<'_>, m: ReleaseStock) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
-    work.lock(&format!("inventory:{order}")).await.map_err(db_err)?;
+    work.lock(&format!("inventory:{order}"))
+        .await
+        .map_err(db_err)?;
     let rows: Vec<(String, i64)> = work
         .all(
             "SELECT product_id, quantity FROM inv_reservations WHERE order_id = ? AND released = 0",

@@ -20,8 +20,8 @@ use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::contracts::{Channel, OrderCancelled, OrderCompleted};
 use crate::args;
+use crate::contracts::{Channel, OrderCancelled, OrderCompleted};
 use crate::db::{db_err, Db, Work};
 
 /// The endpoint's queue name.

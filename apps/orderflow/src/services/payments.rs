@@ -8,10 +8,10 @@ use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use tracing::Instrument;
 
 use super::gateway::{Charge, Gateway, IntentStatus};
+use crate::args;
 use crate::contracts::{
     CapturePayment, PaymentCaptured, PaymentFailed, PaymentRefunded, RefundPayment,
 };
-use crate::args;
 use crate::db::{db_err, Db, Work};
 
 /// The endpoint's queue name.

@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use uuid::Uuid;
 
+use crate::args;
 use crate::contracts::{
     OrderCancelled, OrderCompleted, OrderPlaced, OrderPlacedV1, PaymentCaptured, ShipmentCreated,
     StockReserved,
 };
-use crate::args;
 use crate::db::{db_err, Db};
 
 /// The endpoint's queue name.

@@ -277,8 +277,7 @@ impl SagaStore for DbSagaStore {
                             tidings_sqlite::saga::step_in(conn, &saga, &key, decide).await?
                         }
                         (Tx::Pg(t, _), Some(prefix)) => {
-                            tidings_postgres::saga::step_in(t, &prefix, &saga, &key, decide)
-                                .await?
+                            tidings_postgres::saga::step_in(t, &prefix, &saga, &key, decide).await?
                         }
                         (Tx::Pg(..), None) => {
                             return Err(HandlerError::permanent("no saga schema"));

@@ -4,8 +4,8 @@
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use tracing::Instrument;
 
-use crate::contracts::{CreateShipment, ShipmentCreated, ShipmentFailed};
 use crate::args;
+use crate::contracts::{CreateShipment, ShipmentCreated, ShipmentFailed};
 use crate::db::{db_err, Db, Work};
 
 /// The endpoint's queue name.
