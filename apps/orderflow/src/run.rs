@@ -110,10 +110,8 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
     let mut admin = tidings_admin::AdminState::new(system.bus.transport().clone())
         .topology(system.bus.topology().clone())
         .journal(system.journal.clone());
-    if let Some(read) = system.db.read.sqlite() {
-        admin = admin.sagas(std::sync::Arc::new(tidings_sqlite::SqliteSagaQueries::new(
-            read.clone(),
-        )));
+    if let Some(sagas) = &system.sagas {
+        admin = admin.sagas(sagas.clone());
     }
     match tidings_admin::install_recorder() {
         Ok(handle) => admin = admin.metrics(handle),

@@ -125,7 +125,6 @@ impl Config {
 }
 
 /// A running OrderFlow: bus, database, relay.
-#[derive(Debug)]
 pub struct System {
     /// The bus (all endpoints of this process).
     pub bus: Bus,
@@ -135,8 +134,21 @@ pub struct System {
     pub config: Config,
     /// Deliveries this process consumed (bounded, in memory), for GET /admin/messages.
     pub journal: tidings_admin::MessageJournal,
+    /// The order sagas for operators (`GET /admin/sagas`), where they can be read.
+    pub sagas: Option<Arc<dyn tidings_core::saga::SagaQueries>>,
     stop: CancellationToken,
     tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System")
+            .field("bus", &self.bus)
+            .field("db", &self.db)
+            .field("config", &self.config)
+            .field("sagas", &self.sagas.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds the endpoints `config.service` selects.
@@ -247,7 +259,20 @@ impl System {
     ) -> anyhow::Result<System> {
         std::fs::create_dir_all(&config.data_dir)?;
         let db = Db::on_pg_transport(&transport).await?;
-        Self::start_with(config, Arc::new(transport), db).await
+        let sagas = match db.pg_sink() {
+            Some((names, _)) => {
+                let store = tidings_postgres::PgSagaStore::on_transport_in(
+                    &transport,
+                    &names.schema("saga"),
+                )
+                .await?;
+                Some(Arc::new(store) as Arc<dyn tidings_core::saga::SagaQueries>)
+            }
+            None => None,
+        };
+        let mut system = Self::start_with(config, Arc::new(transport), db).await?;
+        system.sagas = sagas;
+        Ok(system)
     }
 
     /// Starts on the embedded SQLite transport, with the business tables in its database
@@ -300,11 +325,16 @@ impl System {
             let relay = Relay::new(store, transport);
             tasks.spawn(relay.run(stop.clone()));
         }
+        let sagas = db.read.sqlite().map(|read| {
+            Arc::new(tidings_sqlite::SqliteSagaQueries::new(read.clone()))
+                as Arc<dyn tidings_core::saga::SagaQueries>
+        });
         Ok(System {
             bus,
             db,
             config,
             journal,
+            sagas,
             stop,
             tasks,
         })

@@ -121,6 +121,31 @@ impl PgSagaStore {
         })
     }
 
+    /// Sagas in the schema `schema` of `transport`'s database (created if missing, the
+    /// schema must exist), each step a transaction on its pool — for an application that
+    /// keeps its sagas in a schema of its own (and for operators' queries on them).
+    pub async fn on_transport_in(
+        transport: &PostgresTransport,
+        schema: &str,
+    ) -> Result<Self, PgError> {
+        let ok = !schema.is_empty()
+            && schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            return Err(PgError::Config(format!(
+                "invalid saga schema `{schema}`: use [a-z_][a-z0-9_]*"
+            )));
+        }
+        let mut store = Self::on_transport(transport).await?;
+        store.prefix = format!("{schema}.");
+        let mut conn = store.pool.acquire().await.map_err(PgError::db("acquire"))?;
+        create(&mut conn, &store.prefix, false).await?;
+        Ok(store)
+    }
+
     /// Sagas in the database of `pool` (a service's own, for a broker transport; its
     /// `search_path` schema, where `outbox` lives too); the steps' messages go to
     /// `outbox`, which a relay ships.
