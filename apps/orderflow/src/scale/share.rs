@@ -115,8 +115,13 @@ pub fn read(data_dir: &Path) -> Shares {
 }
 
 /// The table of the report: per endpoint, each replica's share (incarnations summed, and
-/// how many there were).
+/// how many times the replica started — an incarnation that consumed nothing counts too).
 pub fn render(shares: &Shares) -> String {
+    // starts per replica: every incarnation that wrote its counts, idle ones included
+    let mut starts: BTreeMap<&str, u32> = BTreeMap::new();
+    for (replica, _) in shares.keys() {
+        *starts.entry(replica).or_default() += 1;
+    }
     let mut by_endpoint: BTreeMap<&str, BTreeMap<&str, (u64, u32)>> = BTreeMap::new();
     for ((replica, _), counts) in shares {
         for (endpoint, n) in counts {
@@ -126,7 +131,7 @@ pub fn render(shares: &Shares) -> String {
                 .entry(replica)
                 .or_default();
             e.0 += n;
-            e.1 += 1;
+            e.1 = starts.get(replica.as_str()).copied().unwrap_or(1);
         }
     }
     let mut s = String::from("work shared between replicas (deliveries consumed, per process)\n");
@@ -167,9 +172,11 @@ mod tests {
         shares.insert(("payments-1".into(), 10), one(30));
         shares.insert(("payments-1".into(), 11), one(20));
         shares.insert(("payments-2".into(), 12), one(50));
+        // a restart of payments-2 that consumed nothing before the run ended
+        shares.insert(("payments-2".into(), 13), BTreeMap::new());
         let table = render(&shares);
         assert!(table.contains("payments           100"), "{table}");
         assert!(table.contains("payments-1 50 (50%, 2 starts)"), "{table}");
-        assert!(table.contains("payments-2 50 (50%)"), "{table}");
+        assert!(table.contains("payments-2 50 (50%, 2 starts)"), "{table}");
     }
 }
