@@ -39,8 +39,13 @@ fn url() -> Option<String> {
     Some(url)
 }
 
-/// Runs `orderflow scale ARGS` in a schema of its own; (success, stdout).
+/// One scale run at a time: each starts 7–14 processes with 4 connections each, and the
+/// server's connection limit (100 by default) is shared with every other test.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `orderflow scale ARGS` in a schema of its own; (success, stdout + the error).
 fn scale(url: &str, tag: &str, args: &[&str]) -> (bool, String) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let schema = format!(
         "of_scale_{tag}_{}_{}",
@@ -57,9 +62,16 @@ fn scale(url: &str, tag: &str, args: &[&str]) -> (bool, String) {
         .env_remove("ORDERFLOW_DB_URL")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
-        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // the error (with the children's `Error:` lines) without the backtrace
+        let error: Vec<&str> = stderr
+            .lines()
+            .skip_while(|l| !l.starts_with("Error:"))
+            .take_while(|l| !l.starts_with("Stack backtrace"))
+            .collect();
+        stdout.push_str(&error.join("\n"));
     }
     (out.status.success(), stdout)
 }

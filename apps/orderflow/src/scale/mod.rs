@@ -141,7 +141,9 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         since_micros: chrono::Utc::now().timestamp_micros(),
     };
     let started = Instant::now();
-    let mut cluster = procs::start(&env, &plan, seed).await?;
+    let mut cluster = procs::start(&env, &plan, seed)
+        .await
+        .map_err(|e| e.context(child_errors(&data_dir)))?;
     println!(
         "all {} processes ready in {:.1} s",
         plan.len(),
@@ -158,7 +160,10 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         Instant::now() < until
     })
     .await;
-    let kills = cluster.wait_restarts().await?;
+    let kills = cluster
+        .wait_restarts()
+        .await
+        .map_err(|e| e.context(child_errors(&data_dir)))?;
     if let Some(first) = &load.first_shed {
         println!("first refusal: {first}");
     }
@@ -240,4 +245,24 @@ fn capped(url: &str) -> String {
     }
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}max_connections=4")
+}
+
+/// The `Error:` lines of the children's logs (why a child exited by itself).
+fn child_errors(data_dir: &std::path::Path) -> String {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(data_dir.join("logs")) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(text) = std::fs::read_to_string(e.path()) {
+                for line in text.lines().filter(|l| l.starts_with("Error:")) {
+                    out.push(format!("{name}: {line}"));
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        "no child logged an error".into()
+    } else {
+        format!("children's errors: {}", out.join(" | "))
+    }
 }
