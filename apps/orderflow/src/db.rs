@@ -1,15 +1,19 @@
-//! The business database (SQLite, one file in the data dir): where its writes go, the
-//! read pool, the schema, and [`Db::write`] — the one door every write goes through.
+//! The business database: where its writes go, the read side, the schema, and
+//! [`Db::write`] — the one door every write goes through. Statements are written once and
+//! run on SQLite or PostgreSQL ([`crate::sql`]).
 //!
 //! - On the SQLite transport ([`Db::on_transport`]) the business tables live in the
 //!   transport's own database file, and every write is a [`SqliteTransport::write`] job:
 //!   it runs on the transport's single writer, inside its group commit, next to the
-//!   sends, claims and acks. There is no second writer to fight for SQLite's write lock,
-//!   many handlers share one commit, and outgoing messages are enqueued in the same
-//!   transaction (no relay).
-//! - On other transports ([`Db::open`]) writes run on a one-connection pool, and outgoing
-//!   messages go to the library's outbox table ([`OutboxTable`]) that a
-//!   [`Relay`](tidings_core::outbox::Relay) ships to the broker after commit.
+//!   sends, claims and acks. Outgoing messages are enqueued in the same transaction.
+//! - On the PostgreSQL transport ([`Db::on_pg_transport`]) the business tables live in
+//!   the same database, one schema per service (`<schema>_inventory`, ..., see
+//!   [`crate::pg`]); a write is a transaction on the transport's pool, and outgoing
+//!   messages are inserted into its queue table in that transaction
+//!   ([`tidings_postgres::Outbox`]): the outbox *is* the enqueue, no relay.
+//! - On a broker (RabbitMQ, NATS) the business tables are in a SQLite file ([`Db::open`])
+//!   or in PostgreSQL ([`Db::open_pg`]), and outgoing messages go to the library's outbox
+//!   table that a [`Relay`](tidings_core::outbox::Relay) ships to the broker after commit.
 //!
 //! Handlers use the unit of work in [`crate::work`] ([`Db::work`]).
 
@@ -23,10 +27,12 @@ use futures::future::BoxFuture;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::SqlitePool;
+use sqlx::{PgPool, SqlitePool};
+use tidings_core::outbox::OutboxStore;
 use tidings_core::{HandlerError, Producer};
 use tidings_sqlite::{OutboxTable, SqliteError, SqliteTransport};
 
+use crate::sql::{PgNames, Reader, Tx};
 pub use crate::work::Work;
 
 /// Where writes go.
@@ -38,14 +44,25 @@ enum Writer {
     /// One connection (SQLite has one writer; queuing here beats busy retries), and the
     /// outbox table the relay ships.
     Pool(SqlitePool, OutboxTable),
+    /// PostgreSQL: transactions on a pool, tables in per-service schemas.
+    Pg(PgPool, Arc<PgNames>, PgSink),
+}
+
+/// Where a PostgreSQL unit of work records its inbox row and outgoing messages.
+#[derive(Clone, Debug)]
+pub(crate) enum PgSink {
+    /// The PostgreSQL transport: its inbox table and its queue (the insert is the send).
+    Transport(tidings_postgres::Outbox, tidings_postgres::Inbox),
+    /// A broker: an inbox table and the relay's outbox table in the base schema.
+    Relay(tidings_postgres::OutboxTable),
 }
 
 /// The business database.
 #[derive(Clone, Debug)]
 pub struct Db {
     writer: Writer,
-    /// Readers (WAL lets them run beside the writer).
-    pub read: SqlitePool,
+    /// The read side (WAL readers on SQLite; the pool on PostgreSQL).
+    pub read: Reader,
 }
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -56,7 +73,7 @@ pub enum WriteError {
     /// The SQLite transport's writer failed (its group commit, or it is closed).
     #[error(transparent)]
     Transport(#[from] SqliteError),
-    /// A statement, `BEGIN` or `COMMIT` on the write pool failed.
+    /// A statement, `BEGIN` or `COMMIT` failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -84,11 +101,13 @@ fn connect_options(path: &Path, fsync: bool) -> anyhow::Result<SqliteConnectOpti
         .foreign_keys(true))
 }
 
-async fn read_pool(opts: SqliteConnectOptions) -> anyhow::Result<SqlitePool> {
-    Ok(SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts)
-        .await?)
+async fn read_pool(opts: SqliteConnectOptions) -> anyhow::Result<Reader> {
+    Ok(Reader::Sqlite(
+        SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?,
+    ))
 }
 
 impl Db {
@@ -128,6 +147,39 @@ impl Db {
         })
     }
 
+    /// The business tables in the PostgreSQL database of `transport`, one schema per
+    /// service named after the transport's schema; applies the schema. Writes are
+    /// transactions on the transport's pool that enqueue their messages themselves.
+    pub async fn on_pg_transport(
+        transport: &tidings_postgres::PostgresTransport,
+    ) -> anyhow::Result<Db> {
+        let names = Arc::new(PgNames::new(&transport.config().schema));
+        let pool = transport.pool().clone();
+        crate::pg::apply_schema(&pool, &names).await?;
+        let producer = Producer::new(Arc::new(transport.clone()), HashMap::new(), None);
+        let sink = PgSink::Transport(
+            tidings_postgres::Outbox::new(transport, producer),
+            tidings_postgres::Inbox::new(transport, tidings_postgres::inbox::DEFAULT_WINDOW),
+        );
+        Ok(Db {
+            writer: Writer::Pg(pool.clone(), names.clone(), sink),
+            read: Reader::Pg(pool, names),
+        })
+    }
+
+    /// The business tables in the PostgreSQL database `url` names (for a broker
+    /// transport): schemas `<schema>_<service>` (`schema=` in the URL, default
+    /// `orderflow`), and in `<schema>` the inbox and the outbox table a relay ships.
+    pub async fn open_pg(url: &str) -> anyhow::Result<Db> {
+        let (pool, names) = crate::pg::connect(url).await?;
+        crate::pg::apply_schema(&pool, &names).await?;
+        let outbox = tidings_postgres::OutboxTable::open(pool.clone()).await?;
+        Ok(Db {
+            writer: Writer::Pg(pool.clone(), names.clone(), PgSink::Relay(outbox)),
+            read: Reader::Pg(pool, names),
+        })
+    }
+
     /// Pools that connect on first use to a private in-memory database (for building
     /// endpoints without running them, e.g. `orderflow topology`).
     pub async fn lazy() -> anyhow::Result<Db> {
@@ -139,28 +191,59 @@ impl Db {
         let outbox = OutboxTable::open(write.clone()).await?;
         Ok(Db {
             writer: Writer::Pool(write, outbox),
-            read: SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_lazy_with(opts),
+            read: Reader::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(opts),
+            ),
         })
     }
 
     /// On the SQLite transport: its outbox, which enqueues messages in business
-    /// transactions (no outbox table, no relay). `None` on other transports.
+    /// transactions (no outbox table, no relay). `None` elsewhere.
     pub fn sqlite_outbox(&self) -> Option<&tidings_sqlite::Outbox> {
         match &self.writer {
             Writer::Transport(_, outbox) => Some(outbox),
-            Writer::Pool(..) => None,
+            _ => None,
         }
     }
 
-    /// Off the SQLite transport: the outbox table the relay ships. `None` on the SQLite
-    /// transport (its outbox enqueues directly).
+    /// The SQLite outbox table the relay ships (`None` elsewhere).
     pub fn relay_outbox(&self) -> Option<&OutboxTable> {
         match &self.writer {
-            Writer::Transport(..) => None,
             Writer::Pool(_, outbox) => Some(outbox),
+            _ => None,
         }
+    }
+
+    pub(crate) fn pg_sink(&self) -> Option<(&Arc<PgNames>, &PgSink)> {
+        match &self.writer {
+            Writer::Pg(_, names, sink) => Some((names, sink)),
+            _ => None,
+        }
+    }
+
+    /// The outbox table a relay must ship to the broker, on either database (`None` when
+    /// the transport's own database holds the business tables: no relay).
+    pub fn relay_store(&self) -> Option<Arc<dyn OutboxStore>> {
+        match &self.writer {
+            Writer::Pool(_, outbox) => Some(Arc::new(outbox.clone())),
+            Writer::Pg(_, _, PgSink::Relay(outbox)) => Some(Arc::new(outbox.clone())),
+            _ => None,
+        }
+    }
+
+    /// Messages written to the relay's outbox table and not shipped yet (0 without one).
+    pub async fn relay_pending(&self) -> anyhow::Result<u64> {
+        Ok(match self.relay_store() {
+            Some(store) => store.pending().await?,
+            None => 0,
+        })
+    }
+
+    /// Whether the business tables are in PostgreSQL.
+    pub fn is_pg(&self) -> bool {
+        matches!(self.writer, Writer::Pg(..))
     }
 
     /// Runs `f` in a write transaction and returns its value once committed; an `Err` from
@@ -173,12 +256,15 @@ impl Db {
     where
         T: Send + 'static,
         E: From<WriteError> + Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        F: for<'t, 'c> FnOnce(&'t mut Tx<'c>) -> BoxFuture<'t, Result<T, E>> + Send + 'static,
     {
         match &self.writer {
             Writer::Transport(t, _) => t
                 .write(move |conn: &mut SqliteConnection| {
-                    Box::pin(async move { f(conn).await.map_err(Failed::User) })
+                    Box::pin(async move {
+                        let mut tx = Tx::Sqlite(conn);
+                        f(&mut tx).await.map_err(Failed::User)
+                    })
                 })
                 .await
                 .map_err(|e| match e {
@@ -188,19 +274,30 @@ impl Db {
             Writer::Pool(pool, _) => {
                 let wrap = |e: sqlx::Error| E::from(WriteError::Database(e));
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(wrap)?;
-                let v = f(&mut tx).await?;
+                let v = f(&mut Tx::Sqlite(&mut tx)).await?;
+                tx.commit().await.map_err(wrap)?;
+                Ok(v)
+            }
+            Writer::Pg(pool, names, _) => {
+                let wrap = |e: sqlx::Error| E::from(WriteError::Database(e));
+                let mut tx = pool.begin().await.map_err(wrap)?;
+                let v = f(&mut Tx::Pg(&mut tx, names.clone())).await?;
                 tx.commit().await.map_err(wrap)?;
                 Ok(v)
             }
         }
     }
 
-    /// Closes the pools (the SQLite transport is closed by its owner).
+    /// Closes the pools (a transport's pool is closed by its owner).
     pub async fn close(&self) {
-        if let Writer::Pool(p, _) = &self.writer {
+        match &self.writer {
+            Writer::Pool(p, _) => p.close().await,
+            Writer::Pg(p, _, PgSink::Relay(_)) => p.close().await,
+            _ => {}
+        }
+        if let Some(p) = self.read.sqlite() {
             p.close().await;
         }
-        self.read.close().await;
     }
 }
 
@@ -249,9 +346,21 @@ pub fn db_err(e: sqlx::Error) -> HandlerError {
     let transient = match &e {
         sqlx::Error::Database(d) => {
             let m = d.message();
-            m.contains("locked") || m.contains("busy")
+            // SQLite busy/locked; PostgreSQL serialization failure, deadlock, lock
+            // timeout, shutdown, connection classes
+            let code = d.code().unwrap_or_default();
+            m.contains("locked")
+                || m.contains("busy")
+                || matches!(
+                    &*code,
+                    "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+                )
+                || code.starts_with("08")
         }
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_) => true,
         _ => false,
     };
     if transient {

@@ -37,6 +37,11 @@ pub enum Command {
     /// Crash-cycle test: run `orderflow serve` as a child, place orders over HTTP, kill it
     /// with SIGKILL at seeded random moments and restart it, then check every invariant.
     Chaos(ChaosArgs),
+    /// Scale-out test: API replicas and service workers as separate processes on one
+    /// PostgreSQL database (or a broker + `--db-url`), orders placed across the APIs, one
+    /// worker of each service killed with SIGKILL mid-run and restarted later; then every
+    /// invariant and how the work was shared.
+    Scale(crate::scale::ScaleArgs),
 }
 
 /// `orderflow chaos`.
@@ -103,10 +108,22 @@ pub struct Common {
     #[arg(long, value_enum, default_value = "sqlite")]
     pub transport: TransportKind,
     /// Transport by URL: `sqlite://<file>`, `postgres://…`, `amqp(s)://…`, `nats://…`,
-    /// `memory://`. On a broker the business tables stay in the data dir's SQLite file and
-    /// an outbox relay ships their messages.
+    /// `memory://`. On PostgreSQL the business tables live in the same database (a schema
+    /// per service, named after the transport's `schema=`); on a broker they stay in the
+    /// data dir's SQLite file (or `--db-url`) and an outbox relay ships their messages.
     #[arg(long, env = "TIDINGS_URL", hide_env_values = true)]
     pub transport_url: Option<String>,
+    /// On a broker (`amqp://`, `nats://`): the business tables in this PostgreSQL database
+    /// (`postgres://…?schema=NAME`, schemas NAME_<service>) instead of the data dir's
+    /// SQLite file; the outbox relay ships from there. Ignored on SQLite and PostgreSQL
+    /// transports (their own database holds the tables).
+    #[arg(long, env = "ORDERFLOW_DB_URL", hide_env_values = true)]
+    pub db_url: Option<String>,
+    /// Back-pressure: the API answers 503 with Retry-After while a pipeline queue's oldest
+    /// message is older than this many ms (default: a third of the payment timeout; 0 =
+    /// never refuse).
+    #[arg(long)]
+    pub shed_after_ms: Option<u64>,
     /// fsync every commit (otherwise commits survive a process crash, not a power loss).
     #[arg(long)]
     pub fsync: bool,
@@ -159,4 +176,11 @@ pub struct ServeArgs {
     /// Do not serve the HTTP API.
     #[arg(long)]
     pub no_api: bool,
+    /// This process's name among replicas: it writes the deliveries it consumed per
+    /// endpoint to `<data dir>/share/NAME-<pid>.json` (the scale-out report).
+    #[arg(long, hide = true)]
+    pub replica: Option<String>,
+    /// Wait this long before starting (a restart "later" in the scale-out test).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub start_delay_ms: u64,
 }

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use hdrhistogram::Histogram;
-use sqlx::Row;
 use tidings_core::envelope::headers;
 use tidings_core::transport::{DeadLetterQuery, Transport};
 
+use crate::args;
 use crate::db::Db;
 
 /// Which orders a report covers: those placed at or after `since` (µs since the epoch).
@@ -34,11 +34,7 @@ fn check(name: &'static str, ok: bool, detail: String) -> Check {
 }
 
 async fn scalar(db: &Db, sql: &'static str, scope: Scope) -> anyhow::Result<i64> {
-    let v: Option<i64> = sqlx::query(sql)
-        .bind(scope.since_micros)
-        .fetch_one(&db.read)
-        .await?
-        .try_get(0)?;
+    let (v,): (Option<i64>,) = db.read.one(sql, args![scope.since_micros]).await?;
     Ok(v.unwrap_or(0))
 }
 
@@ -79,18 +75,18 @@ pub async fn check_invariants(
     ));
 
     // stock: initial - held == available, never negative (global, all runs)
-    let rows = sqlx::query(
-        "SELECT s.product_id, s.initial, s.available, \
-         (SELECT COALESCE(SUM(quantity), 0) FROM inv_reservations r WHERE r.product_id = s.product_id AND r.released = 0) AS held \
-         FROM inv_stock s",
-    )
-    .fetch_all(&db.read)
-    .await?;
+    let rows: Vec<(String, i64, i64, i64)> = db
+        .read
+        .all(
+            "SELECT s.product_id, s.initial, s.available, \
+             CAST((SELECT COALESCE(SUM(quantity), 0) FROM inv_reservations r WHERE r.product_id = s.product_id AND r.released = 0) AS BIGINT) AS held \
+             FROM inv_stock s",
+            args![],
+        )
+        .await?;
     let mut bad = Vec::new();
-    for r in &rows {
-        let (p, init, avail, held): (String, i64, i64, i64) =
-            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-        if avail < 0 || init - held != avail {
+    for (p, init, avail, held) in &rows {
+        if *avail < 0 || init - held != *avail {
             bad.push(format!(
                 "{p}: initial {init} - held {held} != available {avail}"
             ));
@@ -137,9 +133,9 @@ pub async fn check_invariants(
         ),
     ));
 
-    let charged = scalar(db, "SELECT SUM(g.amount_cents) FROM gw_ledger g JOIN api_orders o ON o.order_id = g.intent WHERE g.kind = 'charge' AND o.placed_at >= ?1", scope).await?;
-    let refunded = scalar(db, "SELECT SUM(g.amount_cents) FROM gw_ledger g JOIN api_orders o ON o.order_id = g.intent WHERE g.kind = 'refund' AND o.placed_at >= ?1", scope).await?;
-    let completed_money = scalar(db, "SELECT SUM(o.total_cents) FROM api_orders o JOIN view_orders v ON v.order_id = o.order_id WHERE v.status = 'Completed' AND o.placed_at >= ?1", scope).await?;
+    let charged = scalar(db, "SELECT CAST(SUM(g.amount_cents) AS BIGINT) FROM gw_ledger g JOIN api_orders o ON o.order_id = g.intent WHERE g.kind = 'charge' AND o.placed_at >= ?1", scope).await?;
+    let refunded = scalar(db, "SELECT CAST(SUM(g.amount_cents) AS BIGINT) FROM gw_ledger g JOIN api_orders o ON o.order_id = g.intent WHERE g.kind = 'refund' AND o.placed_at >= ?1", scope).await?;
+    let completed_money = scalar(db, "SELECT CAST(SUM(o.total_cents) AS BIGINT) FROM api_orders o JOIN view_orders v ON v.order_id = o.order_id WHERE v.status = 'Completed' AND o.placed_at >= ?1", scope).await?;
     checks.push(check(
         "money charged - refunded == value of completed orders",
         charged - refunded == completed_money,
@@ -168,13 +164,16 @@ pub async fn check_invariants(
         format!("{cancelled_after_capture} cancelled after capture, {cancelled_unrefunded} of them unrefunded; {completed_refunded} completed orders refunded"),
     ));
 
-    let ids: Vec<String> = sqlx::query("SELECT order_id FROM api_orders WHERE placed_at >= ?1")
-        .bind(scope.since_micros)
-        .fetch_all(&db.read)
+    let ids: Vec<String> = db
+        .read
+        .all::<(String,)>(
+            "SELECT order_id FROM api_orders WHERE placed_at >= ?1",
+            args![scope.since_micros],
+        )
         .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
     // Distinct notification ids per order (the sink is idempotent by id; a repeated line
     // of one id is one notification).
     let mut lines: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
@@ -222,18 +221,17 @@ fn cents(c: i64) -> String {
 
 /// Completed count and cancellations by reason (the part before `:`).
 pub async fn outcomes(db: &Db, scope: Scope) -> anyhow::Result<(i64, BTreeMap<String, i64>)> {
-    let rows = sqlx::query(
-        "SELECT v.status, v.reason FROM api_orders o JOIN view_orders v ON v.order_id = o.order_id \
-         WHERE o.placed_at >= ?1 AND v.rank = 9",
-    )
-    .bind(scope.since_micros)
-    .fetch_all(&db.read)
-    .await?;
+    let rows: Vec<(String, Option<String>)> = db
+        .read
+        .all(
+            "SELECT v.status, v.reason FROM api_orders o JOIN view_orders v ON v.order_id = o.order_id \
+             WHERE o.placed_at >= ?1 AND v.rank = 9",
+            args![scope.since_micros],
+        )
+        .await?;
     let mut completed = 0;
     let mut cancelled = BTreeMap::new();
-    for r in rows {
-        let status: String = r.try_get(0)?;
-        let reason: Option<String> = r.try_get(1)?;
+    for (status, reason) in rows {
         if status == "Completed" {
             completed += 1;
         } else {
@@ -296,13 +294,22 @@ pub fn stage(name: &'static str, h: &Histogram<u64>) -> Stage {
 
 /// Per-stage latency from the read model's timestamps (event send times).
 pub async fn stages(db: &Db, scope: Scope) -> anyhow::Result<Vec<Stage>> {
-    let rows = sqlx::query(
-        "SELECT v.placed_at, v.reserved_at, v.paid_at, v.shipped_at, v.final_at, v.status \
-         FROM api_orders o JOIN view_orders v ON v.order_id = o.order_id WHERE o.placed_at >= ?1",
-    )
-    .bind(scope.since_micros)
-    .fetch_all(&db.read)
-    .await?;
+    type Times = (
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        String,
+    );
+    let rows: Vec<Times> = db
+        .read
+        .all(
+            "SELECT v.placed_at, v.reserved_at, v.paid_at, v.shipped_at, v.final_at, v.status \
+             FROM api_orders o JOIN view_orders v ON v.order_id = o.order_id WHERE o.placed_at >= ?1",
+            args![scope.since_micros],
+        )
+        .await?;
     let names = [
         "placed -> stock reserved",
         "reserved -> paid",
@@ -314,9 +321,8 @@ pub async fn stages(db: &Db, scope: Scope) -> anyhow::Result<Vec<Stage>> {
     let mut hs: Vec<Histogram<u64>> = (0..names.len())
         .map(|_| Histogram::new_with_bounds(1, 3_600_000_000, 3))
         .collect::<Result<_, _>>()?;
-    for r in rows {
-        let t: Vec<Option<i64>> = (0..5).map(|i| r.try_get(i)).collect::<Result<_, _>>()?;
-        let status: String = r.try_get(5)?;
+    for (a, b, c, d, e, status) in rows {
+        let t = [a, b, c, d, e];
         let mut rec = |i: usize, a: Option<i64>, b: Option<i64>| {
             if let (Some(a), Some(b)) = (a, b) {
                 let _ = hs[i].record((b - a).max(1) as u64);

@@ -30,6 +30,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         Some(Command::Topology) => topology().await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Chaos(args)) => crate::chaos::run(args).await,
+        Some(Command::Scale(args)) => crate::scale::run(args).await,
         None => job(opts.run).await,
     }
 }
@@ -47,6 +48,11 @@ pub fn config(common: &Common, service: Service) -> Config {
     c.service = service;
     c.fsync = common.fsync;
     c.idempotency_window = Duration::from_secs(common.idempotency_window_hours * 3600);
+    c.shed_after = match common.shed_after_ms {
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => Some(c.payment_timeout / 3),
+    };
     c
 }
 
@@ -58,9 +64,24 @@ pub async fn start(common: &Common, mut config: Config) -> anyhow::Result<System
             config.db_file = Some(path.split('?').next().unwrap_or(path).into());
             return System::start_sqlite(config).await;
         }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // Business tables in the same database: the outbox is the enqueue.
+            let transport = tidings_postgres::PostgresConfig::from_url(url)
+                .map(|c| c.with_application_name("orderflow"));
+            let transport = match transport {
+                Ok(c) => tidings_postgres::PostgresTransport::connect(c).await,
+                Err(e) => Err(e),
+            }
+            .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", tidings::redact_url(url)))?;
+            return System::start_pg(config, transport).await;
+        }
         let transport = tidings::connect(url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", tidings::redact_url(url)))?;
+        if let Some(db_url) = &common.db_url {
+            let db = crate::db::Db::open_pg(db_url).await?;
+            return System::start_on(config, transport, db).await;
+        }
         return System::start(config, transport).await;
     }
     match common.transport {
@@ -88,19 +109,23 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
     // with the bus's topology (`GET /admin/topology`, `tidings topology --url`).
     let mut admin = tidings_admin::AdminState::new(system.bus.transport().clone())
         .topology(system.bus.topology().clone())
-        .journal(system.journal.clone())
-        .sagas(std::sync::Arc::new(tidings_sqlite::SqliteSagaQueries::new(
-            system.db.read.clone(),
-        )));
+        .journal(system.journal.clone());
+    if let Some(sagas) = &system.sagas {
+        admin = admin.sagas(sagas.clone());
+    }
     match tidings_admin::install_recorder() {
         Ok(handle) => admin = admin.metrics(handle),
         Err(e) => tracing::warn!(error = %e, "no Prometheus recorder: /admin/metrics is off"),
     }
-    let router = app(
-        AppState::new(system.db.clone(), system.bus.producer().clone())
-            .idempotency_window(system.config.idempotency_window),
-    )
-    .nest_service("/admin", tidings_admin::router(admin));
+    let mut state = AppState::new(system.db.clone(), system.bus.producer().clone())
+        .idempotency_window(system.config.idempotency_window);
+    let takes_orders = matches!(system.config.service, Service::All | Service::Api);
+    if let (Some(limit), true) = (system.config.shed_after, takes_orders) {
+        let shed = crate::api::shed::Shed::new(limit);
+        shed.watch(system.db.clone(), system.stop_token());
+        state = state.shed(shed);
+    }
+    let router = app(state).nest_service("/admin", tidings_admin::router(admin));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "HTTP server stopped");
@@ -110,7 +135,11 @@ pub async fn http(system: &System, port: u16) -> anyhow::Result<std::net::Socket
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = config(&args.common, args.service);
+    if args.start_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(args.start_delay_ms)).await;
+    }
+    let mut config = config(&args.common, args.service);
+    config.replica = args.replica.clone();
     let system = start(&args.common, config).await?;
     if !args.no_api {
         let addr = http(&system, args.common.port).await?;
@@ -181,11 +210,8 @@ pub async fn wait_until_settled(
 }
 
 async fn quiet(system: &System) -> anyhow::Result<bool> {
-    if let Some(outbox) = system.db.relay_outbox() {
-        use tidings_core::outbox::OutboxStore;
-        if outbox.pending().await? > 0 {
-            return Ok(false);
-        }
+    if system.db.relay_pending().await? > 0 {
+        return Ok(false);
     }
     let stats = system.bus.transport().stats().await?;
     Ok(stats

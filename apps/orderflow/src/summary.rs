@@ -51,12 +51,14 @@ impl Summary {
             chrono::DateTime::from_timestamp_micros(scope.since_micros),
         )
         .await?;
-        let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT MIN(v.placed_at), MAX(v.final_at) FROM api_orders o JOIN view_orders v ON v.order_id = o.order_id WHERE o.placed_at >= ?1",
-        )
-        .bind(scope.since_micros)
-        .fetch_one(&system.db.read)
-        .await?;
+        let (first, last): (Option<i64>, Option<i64>) = system
+            .db
+            .read
+            .one(
+                "SELECT MIN(v.placed_at), MAX(v.final_at) FROM api_orders o JOIN view_orders v ON v.order_id = o.order_id WHERE o.placed_at >= ?1",
+                crate::args![scope.since_micros],
+            )
+            .await?;
         let span_secs = match (first, last) {
             (Some(a), Some(b)) => (b - a) as f64 / 1e6,
             _ => 0.0,

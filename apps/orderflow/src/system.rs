@@ -38,6 +38,8 @@ pub const CATALOG: &[(&str, &str, i64, i64)] = &[
 pub enum Service {
     /// Everything.
     All,
+    /// No service: only the HTTP API (an API replica).
+    Api,
     /// Stock reservations.
     Inventory,
     /// Captures and refunds.
@@ -75,6 +77,11 @@ pub struct Config {
     pub db_file: Option<PathBuf>,
     /// How long the API remembers an `Idempotency-Key`.
     pub idempotency_window: Duration,
+    /// The API refuses new orders (503 + `Retry-After`) while a pipeline queue's oldest
+    /// message is older than this; `None`: never.
+    pub shed_after: Option<Duration>,
+    /// This process's name among replicas (it writes its work-share counts).
+    pub replica: Option<String>,
 }
 
 impl Config {
@@ -99,6 +106,8 @@ impl Config {
             fsync: false,
             idempotency_window: crate::api::idempotency::DEFAULT_WINDOW,
             db_file: None,
+            shed_after: Some(Duration::from_secs(10)),
+            replica: None,
         }
     }
 
@@ -116,7 +125,6 @@ impl Config {
 }
 
 /// A running OrderFlow: bus, database, relay.
-#[derive(Debug)]
 pub struct System {
     /// The bus (all endpoints of this process).
     pub bus: Bus,
@@ -126,8 +134,21 @@ pub struct System {
     pub config: Config,
     /// Deliveries this process consumed (bounded, in memory), for GET /admin/messages.
     pub journal: tidings_admin::MessageJournal,
+    /// The order sagas for operators (`GET /admin/sagas`), where they can be read.
+    pub sagas: Option<Arc<dyn tidings_core::saga::SagaQueries>>,
     stop: CancellationToken,
     tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System")
+            .field("bus", &self.bus)
+            .field("db", &self.db)
+            .field("config", &self.config)
+            .field("sagas", &self.sagas.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds the endpoints `config.service` selects.
@@ -215,7 +236,43 @@ impl System {
     pub async fn start(config: Config, transport: Arc<dyn Transport>) -> anyhow::Result<System> {
         std::fs::create_dir_all(&config.data_dir)?;
         let db = Db::open(&config.db_path(), config.fsync).await?;
-        Self::start_with(config, transport, db, true).await
+        Self::start_with(config, transport, db).await
+    }
+
+    /// Starts on `transport` (a broker) with the business tables in `db` (a SQLite file
+    /// or a PostgreSQL database of their own, [`Db::open_pg`]) and the outbox relay.
+    pub async fn start_on(
+        config: Config,
+        transport: Arc<dyn Transport>,
+        db: Db,
+    ) -> anyhow::Result<System> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        Self::start_with(config, transport, db).await
+    }
+
+    /// Starts on the PostgreSQL transport with the business tables in the same database
+    /// (a schema per service): every business transaction enqueues its own messages
+    /// (outbox = the send; no relay).
+    pub async fn start_pg(
+        config: Config,
+        transport: tidings_postgres::PostgresTransport,
+    ) -> anyhow::Result<System> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db = Db::on_pg_transport(&transport).await?;
+        let sagas = match db.pg_sink() {
+            Some((names, _)) => {
+                let store = tidings_postgres::PgSagaStore::on_transport_in(
+                    &transport,
+                    &names.schema("saga"),
+                )
+                .await?;
+                Some(Arc::new(store) as Arc<dyn tidings_core::saga::SagaQueries>)
+            }
+            None => None,
+        };
+        let mut system = Self::start_with(config, Arc::new(transport), db).await?;
+        system.sagas = sagas;
+        Ok(system)
     }
 
     /// Starts on the embedded SQLite transport, with the business tables in its database
@@ -235,37 +292,57 @@ impl System {
         )
         .await?;
         let db = Db::on_transport(&sqlite).await?;
-        Self::start_with(config, Arc::new(sqlite), db, false).await
+        Self::start_with(config, Arc::new(sqlite), db).await
     }
 
     async fn start_with(
         config: Config,
         transport: Arc<dyn Transport>,
         db: Db,
-        relay: bool,
     ) -> anyhow::Result<System> {
         seed(&db).await?;
         saga::prepare(&db).await?;
         let sink: Arc<dyn Sink> = Arc::new(FileSink::open(config.notifications_path())?);
         let journal = tidings_admin::MessageJournal::new();
+        let stop = CancellationToken::new();
+        let mut observer = journal.observer();
+        if let Some(name) = &config.replica {
+            let dir = crate::scale::share::dir(&config.data_dir);
+            std::fs::create_dir_all(&dir)?;
+            let counting = crate::scale::share::Counting::new(observer);
+            counting.flush_to(
+                dir.join(format!("{name}-{}.json", std::process::id())),
+                stop.clone(),
+            );
+            observer = counting;
+        }
         let bus = bus_builder(transport.clone(), &config, &db, sink)
-            .observer(journal.observer())
+            .observer(observer)
             .start()
             .await?;
-        let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        if let (true, Some(outbox)) = (relay, db.relay_outbox()) {
-            let relay = Relay::new(Arc::new(outbox.clone()), transport);
+        if let Some(store) = db.relay_store() {
+            let relay = Relay::new(store, transport);
             tasks.spawn(relay.run(stop.clone()));
         }
+        let sagas = db.read.sqlite().map(|read| {
+            Arc::new(tidings_sqlite::SqliteSagaQueries::new(read.clone()))
+                as Arc<dyn tidings_core::saga::SagaQueries>
+        });
         Ok(System {
             bus,
             db,
             config,
             journal,
+            sagas,
             stop,
             tasks,
         })
+    }
+
+    /// Cancelled at shutdown (for background tasks of this process).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
     }
 
     /// Stops the bus and the relay.
@@ -280,15 +357,14 @@ impl System {
 
 /// Seeds catalog (API) and stock (inventory), keeping what a previous run left.
 pub async fn seed(db: &Db) -> anyhow::Result<()> {
-    db.write(|conn| {
+    db.write(|tx| {
         Box::pin(async move {
             for (id, name, price, _) in CATALOG {
-                sqlx::query("INSERT INTO api_catalog (product_id, name, price_cents) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-                    .bind(*id)
-                    .bind(*name)
-                    .bind(*price)
-                    .execute(&mut *conn)
-                    .await?;
+                tx.exec(
+                    "INSERT INTO api_catalog (product_id, name, price_cents) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    crate::args![*id, *name, *price],
+                )
+                .await?;
             }
             Ok::<_, anyhow::Error>(())
         })

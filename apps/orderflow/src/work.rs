@@ -1,12 +1,13 @@
 //! The unit of work every service handler (and the API) writes in: inbox row (for
-//! handlers: the framework's transactional inbox, `tidings_inbox`, through
-//! [`tidings_sqlite::inbox::record_in`]), business writes and outgoing messages commit in
-//! one transaction.
+//! handlers: the framework's transactional inbox — `tidings_inbox` through
+//! [`tidings_sqlite::inbox::record_in`] on SQLite, the PostgreSQL transport's `inbox`
+//! through [`tidings_postgres::Inbox::try_record_in`]), business writes and outgoing
+//! messages commit in one transaction.
 //!
 //! ```text
 //! let fresh = db
 //!     .work(&ctx, move |w| Box::pin(async move {
-//!         sqlx::query("INSERT ..").execute(w.conn()).await.map_err(db_err)?;
+//!         w.exec("INSERT ..", args![..]).await.map_err(db_err)?;
 //!         w.emit(&Something { .. })?;
 //!         Ok(())
 //!     }))
@@ -15,21 +16,23 @@
 //!
 //! On the SQLite transport the closure runs inside the transport's group commit (see
 //! [`Db::write`]): database work only. Outgoing messages are enqueued in the same
-//! transaction ([`tidings_sqlite::Outbox`]) and delivered once it commits; on other
-//! transports they are written to the outbox table and shipped by the relay.
+//! transaction ([`tidings_sqlite::Outbox`], [`tidings_postgres::Outbox`]) and delivered
+//! once it commits; on a broker they are written to the outbox table and shipped by the
+//! relay.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use sqlx::sqlite::SqliteConnection;
 use tidings_core::transport::Outgoing;
 use tidings_core::{ConsumeContext, HandlerError, Message, Producer, SendOptions};
 
-use crate::db::Db;
+use crate::db::{db_err, Db, PgSink};
+use crate::sql::Tx;
 
-/// One transaction's business writes and outgoing messages.
+/// One transaction's business writes (through [`Tx`], which it dereferences to) and
+/// outgoing messages.
 pub struct Work<'c> {
-    conn: &'c mut SqliteConnection,
+    tx: Tx<'c>,
     producer: Producer,
     opts: SendOptions,
     outgoing: Vec<Outgoing>,
@@ -43,12 +46,20 @@ impl std::fmt::Debug for Work<'_> {
     }
 }
 
-impl Work<'_> {
-    /// The transaction, for business writes: `.execute(work.conn())`.
-    pub fn conn(&mut self) -> &mut SqliteConnection {
-        &mut *self.conn
+impl<'c> std::ops::Deref for Work<'c> {
+    type Target = Tx<'c>;
+    fn deref(&self) -> &Tx<'c> {
+        &self.tx
     }
+}
 
+impl<'c> std::ops::DerefMut for Work<'c> {
+    fn deref_mut(&mut self) -> &mut Tx<'c> {
+        &mut self.tx
+    }
+}
+
+impl Work<'_> {
     /// Publishes (event) or sends (command) `msg` when the transaction commits.
     pub fn emit<M: Message>(&mut self, msg: &M) -> Result<(), HandlerError> {
         let out = self.producer.outgoing(msg, self.opts.clone())?;
@@ -134,29 +145,42 @@ impl Db {
     {
         let outbox = self.sqlite_outbox().cloned();
         let table = self.relay_outbox().cloned();
+        let pg = self.pg_sink().map(|(_, sink)| sink.clone());
         let done = self
-            .write(move |conn: &mut SqliteConnection| {
+            .write(move |tx: &mut Tx<'_>| {
                 Box::pin(async move {
                     if let Some((message_id, endpoint)) = inbox {
-                        if !tidings_sqlite::inbox::record_in(conn, message_id, &endpoint).await? {
+                        if !record_inbox(tx, pg.as_ref(), message_id, &endpoint).await? {
                             return Ok::<_, HandlerError>(None);
                         }
                     }
                     let mut work = Work {
-                        conn,
+                        tx: reborrow(tx),
                         producer,
                         opts,
                         outgoing: Vec::new(),
                     };
                     let v = f(&mut work).await?;
-                    let Work { conn, outgoing, .. } = work;
+                    let Work { tx, outgoing, .. } = work;
                     let shipped = !outgoing.is_empty();
-                    match (&outbox, &table) {
-                        (Some(outbox), _) => outbox.enqueue(conn, outgoing).await?,
-                        (None, Some(table)) => table.enqueue(conn, &outgoing).await?,
-                        (None, None) => {
-                            return Err(HandlerError::permanent("no outbox to write to"))
+                    match (tx, &outbox, &table, &pg) {
+                        (Tx::Sqlite(conn), Some(outbox), _, _) => {
+                            outbox.enqueue(conn, outgoing).await?
                         }
+                        (Tx::Sqlite(conn), None, Some(table), _) => {
+                            table.enqueue(conn, &outgoing).await?
+                        }
+                        (Tx::Pg(t, _), _, _, Some(PgSink::Transport(outbox, _))) => {
+                            if shipped {
+                                outbox.enqueue(t, &outgoing).await?
+                            }
+                        }
+                        (Tx::Pg(t, _), _, _, Some(PgSink::Relay(table))) => {
+                            if shipped {
+                                table.enqueue(t, &outgoing).await?
+                            }
+                        }
+                        _ => return Err(HandlerError::permanent("no outbox to write to")),
                     }
                     Ok::<_, HandlerError>(Some((v, shipped)))
                 })
@@ -168,5 +192,44 @@ impl Db {
             }
             v
         }))
+    }
+}
+
+/// A shorter borrow of the same transaction.
+fn reborrow<'a>(tx: &'a mut Tx<'_>) -> Tx<'a> {
+    match tx {
+        Tx::Sqlite(c) => Tx::Sqlite(c),
+        Tx::Pg(t, names) => Tx::Pg(t, names.clone()),
+    }
+}
+
+/// Records `(message_id, endpoint)` in the transaction: `false` when it was there (a
+/// duplicate; a concurrent duplicate on PostgreSQL waits for the first to commit).
+async fn record_inbox(
+    tx: &mut Tx<'_>,
+    pg: Option<&PgSink>,
+    message_id: uuid::Uuid,
+    endpoint: &str,
+) -> Result<bool, HandlerError> {
+    match (tx, pg) {
+        (Tx::Sqlite(conn), _) => {
+            Ok(tidings_sqlite::inbox::record_in(conn, message_id, endpoint).await?)
+        }
+        (Tx::Pg(t, _), Some(PgSink::Transport(_, inbox))) => inbox
+            .try_record_in(t, message_id, endpoint)
+            .await
+            .map_err(|e| HandlerError::from(tidings_core::Error::from(e))),
+        (Tx::Pg(t, _), _) => {
+            let done = sqlx::query(
+                "INSERT INTO inbox (message_id, endpoint, expires_at) \
+                 VALUES ($1, $2, now() + interval '7 days') ON CONFLICT DO NOTHING",
+            )
+            .bind(message_id)
+            .bind(endpoint)
+            .execute(&mut ***t)
+            .await
+            .map_err(db_err)?;
+            Ok(done.rows_affected() == 1)
+        }
     }
 }

@@ -59,7 +59,7 @@ async fn placing_an_order_answers_202_with_location_and_echoes_the_correlation_i
     let corr: String =
         sqlx::query_scalar("SELECT correlation_id FROM api_orders WHERE order_id = ?")
             .bind(&id)
-            .fetch_one(&system.db.read)
+            .fetch_one(system.db.read.sqlite().unwrap())
             .await
             .unwrap();
     assert_eq!(corr, "corr-42");
@@ -112,7 +112,7 @@ async fn invalid_orders_get_400_problem_json_saying_what_is_wrong() {
         assert!(detail.contains(expect), "{body}: {detail}");
     }
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_orders")
-        .fetch_one(&system.db.read)
+        .fetch_one(system.db.read.sqlite().unwrap())
         .await
         .unwrap();
     assert_eq!(n, 0, "nothing was stored");
@@ -135,7 +135,7 @@ async fn the_same_idempotency_key_returns_the_same_order() {
     }
     assert!(ids.iter().all(|i| i == &ids[0]), "{ids:?}");
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_orders")
-        .fetch_one(&system.db.read)
+        .fetch_one(system.db.read.sqlite().unwrap())
         .await
         .unwrap();
     assert_eq!(n, 1, "one order for one key");
@@ -191,7 +191,7 @@ async fn the_openapi_document_describes_every_response() {
 
 async fn orders(system: &System) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM api_orders")
-        .fetch_one(&system.db.read)
+        .fetch_one(system.db.read.sqlite().unwrap())
         .await
         .unwrap()
 }
@@ -408,12 +408,13 @@ async fn keys_expire_after_the_window_and_expired_keys_are_swept() {
     let aged = chrono::Utc::now().timestamp_micros() - 61 * 60 * 1_000_000;
     system
         .db
-        .write(move |conn| {
+        .write(move |tx| {
             Box::pin(async move {
-                sqlx::query("UPDATE api_idempotency_keys SET created_at = ?")
-                    .bind(aged)
-                    .execute(&mut *conn)
-                    .await?;
+                tx.exec(
+                    "UPDATE api_idempotency_keys SET created_at = ?",
+                    orderflow::args![aged],
+                )
+                .await?;
                 Ok::<_, anyhow::Error>(())
             })
         })
@@ -430,7 +431,7 @@ async fn keys_expire_after_the_window_and_expired_keys_are_swept() {
     assert_eq!(third["id"], second["id"]);
     // the write swept the other expired key
     let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM api_idempotency_keys")
-        .fetch_all(&system.db.read)
+        .fetch_all(system.db.read.sqlite().unwrap())
         .await
         .unwrap();
     assert_eq!(keys, vec!["old".to_string()]);
@@ -479,7 +480,7 @@ async fn keys_of_the_earlier_table_move_over_and_still_replay() {
     assert_eq!(body["id"], "0195f3c2-0000-7000-8000-000000000001");
     let old_table: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'api_idempotency'")
-            .fetch_one(&system.db.read)
+            .fetch_one(system.db.read.sqlite().unwrap())
             .await
             .unwrap();
     assert_eq!(old_table, 0, "the earlier table is dropped");

@@ -410,7 +410,7 @@ impl Harness {
     fn orders(&self) -> i64 {
         self.rt.block_on(async {
             sqlx::query_scalar("SELECT COUNT(*) FROM api_orders")
-                .fetch_one(&self.system.db.read)
+                .fetch_one(self.system.db.read.sqlite().unwrap())
                 .await
                 .unwrap()
         })

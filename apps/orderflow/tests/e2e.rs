@@ -103,7 +103,7 @@ async fn five_hundred_orders_with_failures_and_duplicates_end_consistent() {
     assert!(completed > 300, "most orders complete: {completed}");
     assert!(dup.duplicated() > 50, "duplicates were injected");
     let refunds: i64 = sqlx::query("SELECT COUNT(*) FROM gw_ledger WHERE kind = 'refund'")
-        .fetch_one(&system.db.read)
+        .fetch_one(system.db.read.sqlite().unwrap())
         .await
         .unwrap()
         .get(0);
@@ -131,7 +131,7 @@ async fn five_hundred_orders_with_failures_and_duplicates_end_consistent() {
     // the v1 order went through the saga and the read model
     let status: String = sqlx::query("SELECT status FROM view_orders WHERE order_id = ?")
         .bind(legacy.to_string())
-        .fetch_one(&system.db.read)
+        .fetch_one(system.db.read.sqlite().unwrap())
         .await
         .unwrap()
         .get(0);

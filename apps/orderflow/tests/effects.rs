@@ -24,7 +24,7 @@ async fn payments_only(dir: &std::path::Path) -> System {
 async fn ledger(system: &System, order: Uuid) -> Vec<(String, i64)> {
     sqlx::query("SELECT kind, amount_cents FROM gw_ledger WHERE intent = ? ORDER BY kind")
         .bind(order.to_string())
-        .fetch_all(&system.db.read)
+        .fetch_all(system.db.read.sqlite().unwrap())
         .await
         .unwrap()
         .iter()
@@ -35,7 +35,7 @@ async fn ledger(system: &System, order: Uuid) -> Vec<(String, i64)> {
 async fn payment_status(system: &System, order: Uuid) -> Option<String> {
     sqlx::query_scalar("SELECT status FROM pay_payments WHERE order_id = ?")
         .bind(order.to_string())
-        .fetch_optional(&system.db.read)
+        .fetch_optional(system.db.read.sqlite().unwrap())
         .await
         .unwrap()
 }
@@ -46,7 +46,7 @@ async fn handled(system: &System, n: i64) {
     loop {
         let got: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM tidings_inbox WHERE endpoint = 'payments'")
-                .fetch_one(&system.db.read)
+                .fetch_one(system.db.read.sqlite().unwrap())
                 .await
                 .unwrap();
         if got >= n {
@@ -147,7 +147,7 @@ async fn a_refund_before_the_charge_voids_the_intent_and_blocks_a_late_capture()
     // Even with our row gone (the worst case), the gateway refuses the charge.
     sqlx::query("DELETE FROM pay_payments WHERE order_id = ?")
         .bind(order.to_string())
-        .execute(&system.db.read)
+        .execute(system.db.read.sqlite().unwrap())
         .await
         .unwrap();
     system
@@ -240,7 +240,7 @@ async fn an_old_inbox_table_is_migrated_into_tidings_inbox() {
     let db = orderflow::db::Db::open(&path, false).await.unwrap();
     let rows: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT endpoint, message_id, processed_at FROM tidings_inbox")
-            .fetch_all(&db.read)
+            .fetch_all(db.read.sqlite().unwrap())
             .await
             .unwrap();
     assert_eq!(
@@ -253,7 +253,7 @@ async fn an_old_inbox_table_is_migrated_into_tidings_inbox() {
     );
     let old: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'")
-            .fetch_optional(&db.read)
+            .fetch_optional(db.read.sqlite().unwrap())
             .await
             .unwrap();
     assert_eq!(old, None, "the old table is gone");

@@ -50,7 +50,7 @@ async fn place(system: &System) -> (Uuid, String) {
 async fn row(system: &System, sql: &'static str, id: Uuid) -> Option<(String, Option<String>)> {
     sqlx::query(sql)
         .bind(id.to_string())
-        .fetch_optional(&system.db.read)
+        .fetch_optional(system.db.read.sqlite().unwrap())
         .await
         .unwrap()
         .map(|r| (r.get(0), r.try_get(1).ok()))
@@ -69,7 +69,7 @@ async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
 async fn ledger(system: &System, id: Uuid) -> Vec<(String, i64)> {
     sqlx::query("SELECT kind, amount_cents FROM gw_ledger WHERE intent = ? ORDER BY kind")
         .bind(id.to_string())
-        .fetch_all(&system.db.read)
+        .fetch_all(system.db.read.sqlite().unwrap())
         .await
         .unwrap()
         .iter()

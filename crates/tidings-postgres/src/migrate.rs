@@ -163,16 +163,17 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), PgError> 
              this build knows versions up to {VERSION}: upgrade this process (or use another schema)"
         )));
     }
-    // A current schema needs no DDL; a role that does not own the tables (least
-    // privilege, see `permissions`) could not run it anyway (CREATE .. IF NOT EXISTS
-    // checks privileges first), so it skips it.
-    let owner = from != VERSION || owns(&mut tx, &exists("messages")).await?;
-    if owner {
-        sqlx::raw_sql(stmt(DDL).sql())
-            .execute(&mut *tx)
-            .await
-            .map_err(PgError::db("migrate"))?;
+    if from == VERSION {
+        // Up to date: no DDL. (A role that does not own the tables — least privilege, see
+        // `permissions` — could not run it anyway.) `CREATE INDEX IF NOT EXISTS` takes a SHARE lock on its table
+        // before it finds the index, so re-running the DDL while other processes write the
+        // queue tables deadlocks (seen restarting one OrderFlow worker among 13 running).
+        return tx.commit().await.map_err(PgError::db("migrate"));
     }
+    sqlx::raw_sql(stmt(DDL).sql())
+        .execute(&mut *tx)
+        .await
+        .map_err(PgError::db("migrate"))?;
     if from == 1 {
         let moved = sqlx::query(stmt(UPGRADE_1_TO_2).sql())
             .execute(&mut *tx)
@@ -193,16 +194,4 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), PgError> 
             .map_err(PgError::db("migrate"))?;
     }
     tx.commit().await.map_err(PgError::db("migrate"))
-}
-
-/// Whether the current role is (a member of) the owner of `table`.
-async fn owns(conn: &mut sqlx::PgConnection, table: &str) -> Result<bool, PgError> {
-    let owns: Option<bool> = sqlx::query_scalar(
-        "SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = to_regclass($1)",
-    )
-    .bind(table)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(PgError::db("migrate"))?;
-    Ok(owns.unwrap_or(true))
 }

@@ -334,3 +334,39 @@ async fn the_transport_vacuums_its_tables_when_autovacuum_is_off() {
     }
     common::drop_schema(&t).await;
 }
+
+/// A process connecting to a schema at its version runs no DDL, so it does not wait for
+/// (or deadlock with) the transactions other processes hold on the queue tables: before,
+/// `CREATE INDEX IF NOT EXISTS` queued a SHARE lock behind their writes.
+#[tokio::test]
+async fn connecting_to_a_current_schema_does_not_wait_for_open_writes() {
+    let Some(t) = common::transport("sched_nowait").await else {
+        return;
+    };
+    let schema = t.config().schema.clone();
+    declare(&t, "work", false).await;
+    // an open transaction that has written to both queue tables
+    let mut tx = t.pool().begin().await.unwrap();
+    for table in ["messages", "scheduled"] {
+        let sql = format!(
+            "INSERT INTO \"{schema}\".{table} (queue, seq, id, message_type, visible_at, sent_at, envelope) \
+             VALUES ('work', nextval('\"{schema}\".message_seq'), $1, 'test.x', now(), now(), '\\x00')"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(Uuid::now_v7())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        PostgresTransport::connect(common::config(&schema)),
+    )
+    .await
+    .expect("connect waited for the open transaction")
+    .unwrap();
+    tx.rollback().await.unwrap();
+    second.close().await.unwrap();
+    common::drop_schema(&t).await;
+    t.close().await.unwrap();
+}

@@ -11,6 +11,8 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 
 use super::problem::Problem;
+use crate::args;
+use crate::sql::{Reader, Tx};
 
 /// The idempotency header.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -55,62 +57,69 @@ pub fn horizon(now_micros: i64, window: Duration) -> i64 {
     now_micros.saturating_sub(w)
 }
 
-/// Looks `key` up; keys created before `horizon` are expired. A key stored before
-/// fingerprints existed (no hash) matches any order.
-pub async fn seen<'c, E>(
-    db: E,
-    key: &str,
-    fingerprint: &[u8; 32],
-    horizon: i64,
-) -> Result<Seen, sqlx::Error>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    let row: Option<(String, i64, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT o.order_id, o.total_cents, k.request_hash FROM api_idempotency_keys k \
-         JOIN api_orders o ON o.order_id = k.order_id WHERE k.key = ? AND k.created_at >= ?",
-    )
-    .bind(key)
-    .bind(horizon)
-    .fetch_optional(db)
-    .await?;
-    Ok(match row {
+const SEEN: &str = "SELECT o.order_id, o.total_cents, k.request_hash FROM api_idempotency_keys k \
+     JOIN api_orders o ON o.order_id = k.order_id WHERE k.key = ? AND k.created_at >= ?";
+
+type SeenRow = (String, i64, Option<Vec<u8>>);
+
+fn judge(row: Option<SeenRow>, fingerprint: &[u8; 32]) -> Seen {
+    match row {
         None => Seen::New,
         Some((id, total, hash)) => match hash {
             Some(h) if h.as_slice() != fingerprint.as_slice() => Seen::Different,
             _ => Seen::Same(id, total),
         },
-    })
+    }
+}
+
+/// Looks `key` up; keys created before `horizon` are expired. A key stored before
+/// fingerprints existed (no hash) matches any order.
+pub async fn seen(
+    read: &Reader,
+    key: &str,
+    fingerprint: &[u8; 32],
+    horizon: i64,
+) -> Result<Seen, sqlx::Error> {
+    let row = read.opt(SEEN, args![key, horizon]).await?;
+    Ok(judge(row, fingerprint))
+}
+
+/// [`seen`] inside the order's transaction, holding the key's lock until it ends (two
+/// racing retries with one key in two API processes: the second waits, then sees the
+/// first's order).
+pub async fn seen_in(
+    tx: &mut Tx<'_>,
+    key: &str,
+    fingerprint: &[u8; 32],
+    horizon: i64,
+) -> Result<Seen, sqlx::Error> {
+    tx.lock(&format!("idempotency:{key}")).await?;
+    let row = tx.opt(SEEN, args![key, horizon]).await?;
+    Ok(judge(row, fingerprint))
 }
 
 /// Stores `key` for `order_id` (replacing an expired use of it) and sweeps a batch of
 /// expired keys; run inside the order's transaction.
 pub async fn remember(
-    conn: &mut sqlx::SqliteConnection,
+    tx: &mut Tx<'_>,
     key: &str,
     order_id: &str,
     fingerprint: &[u8; 32],
     now_micros: i64,
     horizon: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    tx.exec(
         "DELETE FROM api_idempotency_keys WHERE key IN \
          (SELECT key FROM api_idempotency_keys WHERE created_at < ? LIMIT ?)",
+        args![horizon, SWEEP_BATCH],
     )
-    .bind(horizon)
-    .bind(SWEEP_BATCH)
-    .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    tx.exec(
         "INSERT INTO api_idempotency_keys (key, order_id, request_hash, created_at) \
          VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET order_id = excluded.order_id, \
          request_hash = excluded.request_hash, created_at = excluded.created_at",
+        args![key, order_id, fingerprint.as_slice(), now_micros],
     )
-    .bind(key)
-    .bind(order_id)
-    .bind(fingerprint.as_slice())
-    .bind(now_micros)
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }

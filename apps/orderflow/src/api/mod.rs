@@ -7,6 +7,7 @@ pub mod openapi;
 pub mod orders;
 pub mod problem;
 pub mod request;
+pub mod shed;
 
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     /// How long an `Idempotency-Key` is remembered
     /// ([`idempotency::DEFAULT_WINDOW`] unless configured).
     pub idempotency_window: Duration,
+    /// Back-pressure: refuse orders while the pipeline is too far behind (`None`: never).
+    pub shed: Option<shed::Shed>,
 }
 
 impl AppState {
@@ -42,7 +45,14 @@ impl AppState {
             db,
             producer,
             idempotency_window: idempotency::DEFAULT_WINDOW,
+            shed: None,
         }
+    }
+
+    /// Refuses orders (503) while `shed` says the pipeline is behind.
+    pub fn shed(mut self, shed: shed::Shed) -> Self {
+        self.shed = Some(shed);
+        self
     }
 
     /// Remembers `Idempotency-Key`s for `window`.

@@ -41,11 +41,16 @@ const PRODUCT_ID: &str = "/components/schemas/NewOrderLine/properties/product_id
     ))]
 pub async fn openapi_json(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).map_err(Problem::internal)?;
-    let products: Vec<String> =
-        sqlx::query_scalar("SELECT product_id FROM api_catalog ORDER BY product_id")
-            .fetch_all(&state.db.read)
-            .await
-            .map_err(Problem::internal)?;
+    let products: Vec<(String,)> = state
+        .db
+        .read
+        .all(
+            "SELECT product_id FROM api_catalog ORDER BY product_id",
+            crate::args![],
+        )
+        .await
+        .map_err(Problem::internal)?;
+    let products: Vec<String> = products.into_iter().map(|(p,)| p).collect();
     let Some(Value::Object(field)) = doc.pointer_mut(PRODUCT_ID) else {
         return Err(Problem::internal(
             "the document has no NewOrderLine.product_id",

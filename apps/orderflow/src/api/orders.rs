@@ -9,7 +9,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use tidings_core::SendOptions;
 use uuid::Uuid;
 
@@ -18,6 +17,7 @@ use super::idempotency::{self, Seen};
 use super::problem::Problem;
 use super::request::{parse_order, PlaceOrder, MAX_BODY_BYTES};
 use super::AppState;
+use crate::args;
 use crate::contracts::{OrderLine, OrderPlaced};
 use crate::db::{db_err, Work};
 
@@ -97,16 +97,13 @@ fn accepted(id: Uuid, total_cents: i64, correlation: &str, replayed: bool) -> Re
 
 /// The catalog's price of each line's product; a 400 naming every unknown product.
 async fn price(state: &AppState, order: &PlaceOrder) -> Result<i64, Problem> {
-    let rows = sqlx::query("SELECT product_id, price_cents FROM api_catalog")
-        .fetch_all(&state.db.read)
+    let rows: Vec<(String, i64)> = state
+        .db
+        .read
+        .all("SELECT product_id, price_cents FROM api_catalog", args![])
         .await
         .map_err(Problem::internal)?;
-    let mut prices = HashMap::new();
-    for r in rows {
-        let id: String = r.try_get(0).map_err(Problem::internal)?;
-        let price: i64 = r.try_get(1).map_err(Problem::internal)?;
-        prices.insert(id, price);
-    }
+    let prices: HashMap<String, i64> = rows.into_iter().collect();
     let mut errors = Vec::new();
     let mut total = 0i64;
     for (i, l) in order.lines.iter().enumerate() {
@@ -155,6 +152,8 @@ enum Stored {
         (status = 413, description = "The body is larger than 65536 bytes", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used for a different order", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The pipeline is too far behind to finish a new order in time; nothing was stored", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn place_order(
@@ -163,6 +162,9 @@ pub async fn place_order(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    if let Some(refused) = state.shed.as_ref().and_then(|s| s.check()) {
+        return Ok(refused);
+    }
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Problem::too_large(MAX_BODY_BYTES),
         _ => Problem::invalid(format!("the body could not be read: {e}"), vec![]),
@@ -199,7 +201,7 @@ pub async fn place_order(
                     // retries
                     let now = placed_at.timestamp_micros();
                     let horizon = idempotency::horizon(now, window);
-                    match idempotency::seen(work.conn(), k, &fingerprint, horizon)
+                    match idempotency::seen_in(work, k, &fingerprint, horizon)
                         .await
                         .map_err(db_err)?
                     {
@@ -207,21 +209,15 @@ pub async fn place_order(
                         Seen::Same(id, total) => return Ok(Stored::Replayed(id, total)),
                         Seen::Different => return Ok(Stored::Conflict),
                     }
-                    idempotency::remember(work.conn(), k, &id.to_string(), &fingerprint, now, horizon)
+                    idempotency::remember(work, k, &id.to_string(), &fingerprint, now, horizon)
                         .await
                         .map_err(db_err)?;
                 }
-                sqlx::query(
+                work.exec(
                     "INSERT INTO api_orders (order_id, customer_id, total_cents, body, correlation_id, placed_at) \
                      VALUES (?, ?, ?, ?, ?, ?)",
+                    args![id.to_string(), &order.customer_id, total, json, &corr, placed_at.timestamp_micros()],
                 )
-                .bind(id.to_string())
-                .bind(&order.customer_id)
-                .bind(total)
-                .bind(json)
-                .bind(&corr)
-                .bind(placed_at.timestamp_micros())
-                .execute(work.conn())
                 .await
                 .map_err(db_err)?;
                 let channel = order.channel();
@@ -274,23 +270,30 @@ pub async fn get_order(
     let Ok(uuid) = id.parse::<Uuid>() else {
         return Err(not_found());
     };
-    let row = sqlx::query("SELECT status, reason FROM view_orders WHERE order_id = ?")
-        .bind(uuid.to_string())
-        .fetch_optional(&state.db.read)
+    let row: Option<(String, Option<String>)> = state
+        .db
+        .read
+        .opt(
+            "SELECT status, reason FROM view_orders WHERE order_id = ?",
+            args![uuid.to_string()],
+        )
         .await
         .map_err(Problem::internal)?;
-    if let Some(row) = row {
-        let status: String = row.try_get(0).map_err(Problem::internal)?;
+    if let Some((status, reason)) = row {
         return Ok(Json(OrderStatus {
             id: uuid,
             status: Status::parse(&status),
-            reason: row.try_get(1).map_err(Problem::internal)?,
+            reason,
         }));
     }
     // accepted but not yet seen by the read model
-    let known = sqlx::query("SELECT 1 FROM api_orders WHERE order_id = ?")
-        .bind(uuid.to_string())
-        .fetch_optional(&state.db.read)
+    let known: Option<(String,)> = state
+        .db
+        .read
+        .opt(
+            "SELECT order_id FROM api_orders WHERE order_id = ?",
+            args![uuid.to_string()],
+        )
         .await
         .map_err(Problem::internal)?;
     match known {

@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
 use tidings_core::transport::{QueueStats, Transport};
 use uuid::Uuid;
 
+use crate::args;
 use crate::db::Db;
 use crate::report::{self, Check, Scope};
 use crate::services::saga;
@@ -57,10 +57,7 @@ pub async fn wait_quiet(
     let mut calm = 0;
     loop {
         let progress = report::progress(db, scope).await?;
-        let outbox = match db.relay_outbox() {
-            Some(o) => tidings_core::outbox::OutboxStore::pending(o).await?,
-            None => 0,
-        };
+        let outbox = db.relay_pending().await?;
         let stats = transport.stats().await?;
         let quiet = progress.0 == progress.1 && outbox == 0 && work_left(&stats).is_empty();
         calm = if quiet { calm + 1 } else { 0 };
@@ -86,13 +83,16 @@ pub async fn chaos_checks(
 ) -> anyhow::Result<Vec<Check>> {
     let mut checks = Vec::new();
 
-    let stored: HashSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT order_id FROM api_orders WHERE placed_at >= ?1")
-            .bind(scope.since_micros)
-            .fetch_all(&db.read)
-            .await?
-            .into_iter()
-            .collect();
+    let stored: HashSet<String> = db
+        .read
+        .all::<(String,)>(
+            "SELECT order_id FROM api_orders WHERE placed_at >= ?1",
+            args![scope.since_micros],
+        )
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
     let missing = accepted
         .iter()
         .filter(|id| !stored.contains(&id.to_string()))
@@ -110,24 +110,20 @@ pub async fn chaos_checks(
     });
 
     // Net charge (the bank's ledger) per order against its outcome (the read model).
-    let rows = sqlx::query(
-        "SELECT o.order_id, o.total_cents, v.status, \
-         COALESCE((SELECT SUM(amount_cents) FROM gw_ledger g WHERE g.intent = o.order_id AND g.kind = 'charge'), 0), \
-         COALESCE((SELECT SUM(amount_cents) FROM gw_ledger g WHERE g.intent = o.order_id AND g.kind = 'refund'), 0) \
-         FROM api_orders o LEFT JOIN view_orders v ON v.order_id = o.order_id WHERE o.placed_at >= ?1",
-    )
-    .bind(scope.since_micros)
-    .fetch_all(&db.read)
-    .await?;
+    type Net = (String, i64, Option<String>, i64, i64);
+    let rows: Vec<Net> = db
+        .read
+        .all(
+            "SELECT o.order_id, o.total_cents, v.status, \
+             CAST(COALESCE((SELECT SUM(amount_cents) FROM gw_ledger g WHERE g.intent = o.order_id AND g.kind = 'charge'), 0) AS BIGINT), \
+             CAST(COALESCE((SELECT SUM(amount_cents) FROM gw_ledger g WHERE g.intent = o.order_id AND g.kind = 'refund'), 0) AS BIGINT) \
+             FROM api_orders o LEFT JOIN view_orders v ON v.order_id = o.order_id WHERE o.placed_at >= ?1",
+            args![scope.since_micros],
+        )
+        .await?;
     let mut wrong = Vec::new();
-    for r in &rows {
-        let (id, total, status, charged, refunded): (String, i64, Option<String>, i64, i64) = (
-            r.try_get(0)?,
-            r.try_get(1)?,
-            r.try_get(2)?,
-            r.try_get(3)?,
-            r.try_get(4)?,
-        );
+    for (id, total, status, charged, refunded) in &rows {
+        let (total, charged, refunded) = (*total, *charged, *refunded);
         let expected = if status.as_deref() == Some("Completed") {
             total
         } else {

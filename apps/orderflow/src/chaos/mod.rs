@@ -95,8 +95,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     );
 
     // Quiescence with the last child running, then the checks on what it left.
-    let db = Db::open(&data_dir.join("orderflow.db"), false).await?;
-    let transport = connect(url.as_deref(), &data_dir).await?;
+    let (db, transport) = open_checked(url.as_deref(), None, &data_dir).await?;
     let settled = checks::wait_quiet(
         &db,
         transport.as_ref(),
@@ -112,7 +111,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
             &db,
             transport.as_ref(),
             scope,
-            &outcome.load.accepted,
+            &ids(&outcome.load.accepted),
             &settled,
         )
         .await?,
@@ -159,7 +158,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
 
 /// On PostgreSQL without `schema=`: a schema of this run's own, so queues of other runs
 /// (or tests) on the same database do not count as work left.
-fn own_schema(url: &str) -> String {
+pub(crate) fn own_schema(url: &str) -> String {
     let pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
     if !pg || url.contains("schema=") {
         return url.to_string();
@@ -171,19 +170,47 @@ fn own_schema(url: &str) -> String {
     )
 }
 
-/// The transport the child uses, for queue stats and error queues.
-async fn connect(url: Option<&str>, data_dir: &Path) -> anyhow::Result<Arc<dyn Transport>> {
+/// The ids of accepted orders.
+pub(crate) fn ids(accepted: &[(uuid::Uuid, String)]) -> Vec<uuid::Uuid> {
+    accepted.iter().map(|(id, _)| *id).collect()
+}
+
+/// The children's database and transport, for the checks: on PostgreSQL the transport's
+/// database (business schemas beside it); on a broker the transport and `db_url` (or the
+/// data dir's SQLite file); without a URL the data dir's SQLite transport.
+pub(crate) async fn open_checked(
+    url: Option<&str>,
+    db_url: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<(Db, Arc<dyn Transport>)> {
+    let shown = |u: &str| tidings::redact_url(u);
+    if let Some(u) = url.filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    {
+        let config = tidings_postgres::PostgresConfig::from_url(u)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", shown(u)))?
+            .with_application_name("orderflow-checks");
+        let transport = tidings_postgres::PostgresTransport::connect(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", shown(u)))?;
+        let db = Db::on_pg_transport(&transport).await?;
+        return Ok((db, Arc::new(transport)));
+    }
+    let db = match db_url {
+        Some(d) => Db::open_pg(d).await?,
+        None => Db::open(&data_dir.join("orderflow.db"), false).await?,
+    };
     let url = match url {
         Some(u) => u.to_string(),
         None => format!("sqlite://{}", data_dir.join("orderflow.db").display()),
     };
-    tidings::connect(&url)
+    let transport = tidings::connect(&url)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", tidings::redact_url(&url)))
+        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", shown(&url)))?;
+    Ok((db, transport))
 }
 
 /// The child's log, appended to by every start.
-fn append(path: &PathBuf) -> Option<(Stdio, Stdio)> {
+pub(crate) fn append(path: &PathBuf) -> Option<(Stdio, Stdio)> {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

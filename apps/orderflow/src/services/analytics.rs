@@ -2,6 +2,7 @@
 
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 
+use crate::args;
 use crate::contracts::{OrderCancelled, OrderCompleted};
 use crate::db::{db_err, Db, Work};
 
@@ -32,13 +33,11 @@ async fn count(
     let outcome = outcome.to_string();
     db.work(ctx, move |work: &mut Work<'_>| {
         Box::pin(async move {
-            sqlx::query(
+            work.exec(
                 "INSERT INTO stats_outcomes (outcome, orders, cents) VALUES (?, 1, ?) \
-                 ON CONFLICT (outcome) DO UPDATE SET orders = orders + 1, cents = cents + excluded.cents",
+                 ON CONFLICT (outcome) DO UPDATE SET orders = stats_outcomes.orders + 1, cents = stats_outcomes.cents + excluded.cents",
+                args![outcome, cents],
             )
-            .bind(outcome)
-            .bind(cents)
-            .execute(work.conn())
             .await
             .map_err(db_err)?;
             Ok(())

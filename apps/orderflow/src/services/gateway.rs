@@ -19,10 +19,10 @@
 use std::time::Duration;
 
 use rand::Rng;
-use sqlx::sqlite::SqliteConnection;
-use sqlx::Row;
 
+use crate::args;
 use crate::db::{Db, WriteError};
+use crate::sql::{Reader, Tx};
 
 /// How the simulated gateway behaves.
 #[derive(Debug, Clone)]
@@ -93,17 +93,9 @@ pub struct Gateway {
 }
 
 /// The intent's state from its ledger rows.
-async fn intent_status(
-    conn: &mut SqliteConnection,
-    intent: &str,
-) -> Result<IntentStatus, sqlx::Error> {
-    let rows = sqlx::query("SELECT kind, amount_cents FROM gw_ledger WHERE intent = ?")
-        .bind(intent)
-        .fetch_all(&mut *conn)
-        .await?;
+fn fold(rows: Vec<(String, i64)>) -> IntentStatus {
     let mut status = IntentStatus::Unknown;
-    for r in rows {
-        let (kind, amount): (String, i64) = (r.try_get(0)?, r.try_get(1)?);
+    for (kind, amount) in rows {
         status = match (kind.as_str(), status) {
             ("refund", _) => IntentStatus::Refunded(amount),
             (_, IntentStatus::Refunded(a)) => IntentStatus::Refunded(a),
@@ -113,24 +105,38 @@ async fn intent_status(
             (_, s) => s,
         };
     }
-    Ok(status)
+    status
+}
+
+const LEDGER: &str = "SELECT kind, amount_cents FROM gw_ledger WHERE intent = ? ORDER BY kind";
+
+/// The intent's state, in a write transaction that holds the intent's lock: a charge
+/// and a cancel of one intent never decide at once.
+async fn intent_status(tx: &mut Tx<'_>, intent: &str) -> Result<IntentStatus, sqlx::Error> {
+    tx.lock(&format!("gateway:{intent}")).await?;
+    Ok(fold(tx.all(LEDGER, args![intent]).await?))
+}
+
+async fn read_status(read: &Reader, intent: &str) -> Result<IntentStatus, sqlx::Error> {
+    Ok(fold(read.all(LEDGER, args![intent]).await?))
 }
 
 async fn record(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx<'_>,
     intent: &str,
     kind: &str,
     amount_cents: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    tx.exec(
         "INSERT INTO gw_ledger (intent, kind, amount_cents, at) VALUES (?, ?, ?, ?) \
          ON CONFLICT DO NOTHING",
+        args![
+            intent,
+            kind,
+            amount_cents,
+            chrono::Utc::now().timestamp_millis()
+        ],
     )
-    .bind(intent)
-    .bind(kind)
-    .bind(amount_cents)
-    .bind(chrono::Utc::now().timestamp_millis())
-    .execute(conn)
     .await?;
     Ok(())
 }
@@ -169,18 +175,18 @@ impl Gateway {
         // Look up and record in one transaction: two racing charges see one outcome.
         let outcome = self
             .db
-            .write(move |conn| {
+            .write(move |tx| {
                 Box::pin(async move {
-                    Ok::<_, GatewayError>(match intent_status(conn, &intent).await? {
+                    Ok::<_, GatewayError>(match intent_status(tx, &intent).await? {
                         IntentStatus::Captured(_) => Charge::Captured,
                         IntentStatus::Declined => Charge::Declined,
                         IntentStatus::Voided | IntentStatus::Refunded(_) => Charge::Cancelled,
                         IntentStatus::Unknown if declined => {
-                            record(conn, &intent, "decline", 0).await?;
+                            record(tx, &intent, "decline", 0).await?;
                             Charge::Declined
                         }
                         IntentStatus::Unknown => {
-                            record(conn, &intent, "charge", amount_cents).await?;
+                            record(tx, &intent, "charge", amount_cents).await?;
                             Charge::Captured
                         }
                     })
@@ -194,8 +200,7 @@ impl Gateway {
     pub async fn status(&self, intent: &str) -> Result<IntentStatus, GatewayError> {
         self.call_starts("connection reset before the status answer")
             .await?;
-        let mut conn = self.db.read.acquire().await?;
-        Ok(intent_status(&mut conn, intent).await?)
+        Ok(read_status(&self.db.read, intent).await?)
     }
 
     /// Cancels `intent`, idempotently: refunds its capture (at most once), or voids it when
@@ -207,15 +212,15 @@ impl Gateway {
         let intent = intent.to_string();
         let outcome = self
             .db
-            .write(move |conn| {
+            .write(move |tx| {
                 Box::pin(async move {
-                    Ok::<_, GatewayError>(match intent_status(conn, &intent).await? {
+                    Ok::<_, GatewayError>(match intent_status(tx, &intent).await? {
                         IntentStatus::Captured(amount) => {
-                            record(conn, &intent, "refund", amount).await?;
+                            record(tx, &intent, "refund", amount).await?;
                             IntentStatus::Refunded(amount)
                         }
                         IntentStatus::Unknown => {
-                            record(conn, &intent, "void", 0).await?;
+                            record(tx, &intent, "void", 0).await?;
                             IntentStatus::Voided
                         }
                         done => done,

@@ -2,10 +2,10 @@
 //! compensation. Stock never goes negative: every decrement is a conditional UPDATE and the
 //! column has a CHECK constraint.
 
-use sqlx::Row;
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use tracing::Instrument;
 
+use crate::args;
 use crate::contracts::{ReleaseStock, ReserveStock, StockRejected, StockReleased, StockReserved};
 use crate::db::{db_err, Db, Work};
 
@@ -15,17 +15,14 @@ pub const QUEUE: &str = "inventory";
 /// Seeds stock for `products` (id, units) unless already present.
 pub async fn seed(db: &Db, products: &[(&str, i64)]) -> anyhow::Result<()> {
     let products: Vec<(String, i64)> = products.iter().map(|(p, u)| (p.to_string(), *u)).collect();
-    db.write(move |conn| {
+    db.write(move |tx| {
         Box::pin(async move {
             for (id, units) in products {
-                sqlx::query(
+                tx.exec(
                     "INSERT INTO inv_stock (product_id, initial, available) VALUES (?, ?, ?) \
                      ON CONFLICT DO NOTHING",
+                    args![id, units, units],
                 )
-                .bind(id)
-                .bind(units)
-                .bind(units)
-                .execute(&mut *conn)
                 .await?;
             }
             Ok::<_, anyhow::Error>(())
@@ -67,51 +64,50 @@ async fn reserve(db: &Db, m: ReserveStock, ctx: &ConsumeContext) -> Result<(), H
 
 async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
-    let already: i64 = sqlx::query("SELECT COUNT(*) FROM inv_reservations WHERE order_id = ?")
-        .bind(&order)
-        .fetch_one(work.conn())
+    // A ReserveStock and a ReleaseStock of one order never decide at once (PostgreSQL;
+    // SQLite has one writer).
+    work.lock(&format!("inventory:{order}"))
         .await
-        .and_then(|r| r.try_get(0))
+        .map_err(db_err)?;
+    let (already,): (i64,) = work
+        .one(
+            "SELECT COUNT(*) FROM inv_reservations WHERE order_id = ?",
+            args![&order],
+        )
+        .await
         .map_err(db_err)?;
     if already > 0 {
         return work.emit(&StockReserved {
             order_id: m.order_id,
         });
     }
-    sqlx::query("SAVEPOINT reserve")
-        .execute(work.conn())
+    work.exec("SAVEPOINT reserve", args![])
         .await
         .map_err(db_err)?;
     let mut short = None;
     for line in &m.lines {
-        let took = sqlx::query(
-            "UPDATE inv_stock SET available = available - ? WHERE product_id = ? AND available >= ?",
-        )
-        .bind(i64::from(line.quantity))
-        .bind(&line.product_id)
-        .bind(i64::from(line.quantity))
-        .execute(work.conn())
-        .await
-        .map_err(db_err)?
-        .rows_affected();
+        let qty = i64::from(line.quantity);
+        let took = work
+            .exec(
+                "UPDATE inv_stock SET available = available - ? WHERE product_id = ? AND available >= ?",
+                args![qty, &line.product_id, qty],
+            )
+            .await
+            .map_err(db_err)?;
         if took == 0 {
             short = Some(line.product_id.clone());
             break;
         }
-        sqlx::query(
+        work.exec(
             "INSERT INTO inv_reservations (order_id, product_id, quantity) VALUES (?, ?, ?) \
-             ON CONFLICT (order_id, product_id) DO UPDATE SET quantity = quantity + excluded.quantity",
+             ON CONFLICT (order_id, product_id) DO UPDATE SET quantity = inv_reservations.quantity + excluded.quantity",
+            args![&order, &line.product_id, qty],
         )
-        .bind(&order)
-        .bind(&line.product_id)
-        .bind(i64::from(line.quantity))
-        .execute(work.conn())
         .await
         .map_err(db_err)?;
     }
     if let Some(product) = short {
-        sqlx::query("ROLLBACK TO reserve")
-            .execute(work.conn())
+        work.exec("ROLLBACK TO reserve", args![])
             .await
             .map_err(db_err)?;
         tracing::info!(%product, "stock rejected");
@@ -124,8 +120,7 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
             order_id: m.order_id,
         })?;
     }
-    sqlx::query("RELEASE reserve")
-        .execute(work.conn())
+    work.exec("RELEASE reserve", args![])
         .await
         .map_err(db_err)?;
     Ok(())
@@ -139,28 +134,30 @@ async fn release(db: &Db, m: ReleaseStock, ctx: &ConsumeContext) -> Result<(), H
 
 async fn release_in(work: &mut Work<'_>, m: ReleaseStock) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
-    let rows = sqlx::query(
-        "SELECT product_id, quantity FROM inv_reservations WHERE order_id = ? AND released = 0",
-    )
-    .bind(&order)
-    .fetch_all(work.conn())
-    .await
-    .map_err(db_err)?;
-    for row in rows {
-        let product: String = row.try_get("product_id").map_err(db_err)?;
-        let qty: i64 = row.try_get("quantity").map_err(db_err)?;
-        sqlx::query("UPDATE inv_stock SET available = available + ? WHERE product_id = ?")
-            .bind(qty)
-            .bind(&product)
-            .execute(work.conn())
-            .await
-            .map_err(db_err)?;
-    }
-    sqlx::query("UPDATE inv_reservations SET released = 1 WHERE order_id = ?")
-        .bind(&order)
-        .execute(work.conn())
+    work.lock(&format!("inventory:{order}"))
         .await
         .map_err(db_err)?;
+    let rows: Vec<(String, i64)> = work
+        .all(
+            "SELECT product_id, quantity FROM inv_reservations WHERE order_id = ? AND released = 0",
+            args![&order],
+        )
+        .await
+        .map_err(db_err)?;
+    for (product, qty) in rows {
+        work.exec(
+            "UPDATE inv_stock SET available = available + ? WHERE product_id = ?",
+            args![qty, &product],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    work.exec(
+        "UPDATE inv_reservations SET released = 1 WHERE order_id = ?",
+        args![&order],
+    )
+    .await
+    .map_err(db_err)?;
     work.emit(&StockReleased {
         order_id: m.order_id,
     })

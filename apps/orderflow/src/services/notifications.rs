@@ -20,6 +20,7 @@ use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::args;
 use crate::contracts::{Channel, OrderCancelled, OrderCompleted};
 use crate::db::{db_err, Db, Work};
 
@@ -155,9 +156,12 @@ async fn notify(
     ctx: &ConsumeContext,
 ) -> Result<(), HandlerError> {
     let (order_id, kind, channel) = (n.order_id.to_string(), n.kind, n.channel.as_str());
-    let notified: Option<i64> = sqlx::query_scalar("SELECT 1 FROM notif_sent WHERE order_id = ?")
-        .bind(&order_id)
-        .fetch_optional(&db.read)
+    let notified: Option<(String,)> = db
+        .read
+        .opt(
+            "SELECT kind FROM notif_sent WHERE order_id = ?",
+            args![&order_id],
+        )
         .await
         .map_err(db_err)?;
     if notified.is_none() {
@@ -167,14 +171,11 @@ async fn notify(
     }
     db.work(ctx, move |work: &mut Work<'_>| {
         Box::pin(async move {
-            sqlx::query(
+            work.exec(
                 "INSERT INTO notif_sent (order_id, kind, channel) VALUES (?, ?, ?) \
                  ON CONFLICT DO NOTHING",
+                args![order_id, kind, channel],
             )
-            .bind(order_id)
-            .bind(kind)
-            .bind(channel)
-            .execute(work.conn())
             .await
             .map_err(db_err)?;
             Ok(())

@@ -4,11 +4,11 @@
 //! `docs/effects.md`): a refund that finds no capture voids the intent at the gateway, so a
 //! late capture is refused there. Ordered by order id: one message per order at a time.
 
-use sqlx::Row;
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use tracing::Instrument;
 
 use super::gateway::{Charge, Gateway, IntentStatus};
+use crate::args;
 use crate::contracts::{
     CapturePayment, PaymentCaptured, PaymentFailed, PaymentRefunded, RefundPayment,
 };
@@ -38,13 +38,12 @@ pub fn endpoint(db: Db, gateway: Gateway) -> Endpoint {
 }
 
 async fn status(db: &Db, order: &str) -> Result<Option<(String, i64)>, HandlerError> {
-    sqlx::query("SELECT status, amount_cents FROM pay_payments WHERE order_id = ?")
-        .bind(order)
-        .fetch_optional(&db.read)
+    db.read
+        .opt(
+            "SELECT status, amount_cents FROM pay_payments WHERE order_id = ?",
+            args![order],
+        )
         .await
-        .map_err(db_err)?
-        .map(|r| Ok((r.try_get("status")?, r.try_get("amount_cents")?)))
-        .transpose()
         .map_err(db_err)
 }
 
@@ -54,21 +53,16 @@ async fn set_status(
     status: &str,
     amount: i64,
 ) -> Result<(), HandlerError> {
-    sqlx::query(
+    work.exec(
         "INSERT INTO pay_payments (order_id, status, amount_cents, updated_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+        args![order, status, amount, chrono::Utc::now().timestamp_millis()],
     )
-    .bind(order)
-    .bind(status)
-    .bind(amount)
-    .bind(chrono::Utc::now().timestamp_millis())
-    .execute(work.conn())
     .await
     .map_err(db_err)?;
     Ok(())
 }
 
-/// What a recorded payment status means for the saga.
 fn outcome_of(status: &str) -> Result<(), String> {
     match status {
         "voided" | "refunded" => Err("voided: the order was cancelled before capture".to_string()),
@@ -123,20 +117,18 @@ async fn record_capture(
     } else {
         0
     };
-    sqlx::query(
+    work.exec(
         "INSERT INTO pay_payments (order_id, status, amount_cents, updated_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (order_id) DO NOTHING",
+        args![&order, &status, amount, chrono::Utc::now().timestamp_millis()],
     )
-    .bind(&order)
-    .bind(&status)
-    .bind(amount)
-    .bind(chrono::Utc::now().timestamp_millis())
-    .execute(work.conn())
     .await
     .map_err(db_err)?;
-    let recorded: String = sqlx::query_scalar("SELECT status FROM pay_payments WHERE order_id = ?")
-        .bind(&order)
-        .fetch_one(work.conn())
+    let (recorded,): (String,) = work
+        .one(
+            "SELECT status FROM pay_payments WHERE order_id = ?",
+            args![&order],
+        )
         .await
         .map_err(db_err)?;
     match outcome_of(&recorded) {

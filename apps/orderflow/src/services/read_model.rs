@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use uuid::Uuid;
 
+use crate::args;
 use crate::contracts::{
     OrderCancelled, OrderCompleted, OrderPlaced, OrderPlacedV1, PaymentCaptured, ShipmentCreated,
     StockReserved,
@@ -26,7 +27,7 @@ macro_rules! upsert {
             ") VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET ",
             "status = CASE WHEN excluded.rank > view_orders.rank THEN excluded.status ELSE view_orders.status END, ",
             "reason = CASE WHEN excluded.rank > view_orders.rank THEN excluded.reason ELSE view_orders.reason END, ",
-            "rank = MAX(view_orders.rank, excluded.rank), ",
+            "rank = CASE WHEN excluded.rank > view_orders.rank THEN excluded.rank ELSE view_orders.rank END, ",
             $col,
             " = COALESCE(view_orders.",
             $col,
@@ -57,17 +58,14 @@ async fn advance(
         status.to_string(),
         reason.map(str::to_string),
     );
-    db.write(move |conn| {
+    db.write(move |tx| {
         Box::pin(async move {
-            sqlx::query(sql)
-                .bind(order)
-                .bind(status)
-                .bind(rank)
-                .bind(reason)
-                .bind(at.timestamp_micros())
-                .execute(conn)
-                .await
-                .map_err(db_err)?;
+            tx.exec(
+                sql,
+                args![order, status, rank, reason, at.timestamp_micros()],
+            )
+            .await
+            .map_err(db_err)?;
             Ok::<_, HandlerError>(())
         })
     })

@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteConnection;
 use tidings_core::saga::{Completion, Decide, Saga, SagaState, SagaStore, Step, StepOutcome};
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 
 use crate::contracts::*;
 use crate::db::{db_err, Db};
+use crate::sql::Tx;
 
 /// The endpoint's queue name.
 pub const QUEUE: &str = "order-saga";
@@ -264,12 +264,25 @@ impl SagaStore for DbSagaStore {
         decide: Decide,
     ) -> Result<StepOutcome, HandlerError> {
         let (saga, key) = (saga.to_string(), key.to_string());
+        let prefix = self
+            .db
+            .pg_sink()
+            .map(|(names, _)| format!("{}.", names.schema("saga")));
         let done = self
             .db
             .work(ctx, move |work| {
                 Box::pin(async move {
-                    let out =
-                        tidings_sqlite::saga::step_in(work.conn(), &saga, &key, decide).await?;
+                    let out = match (&mut **work, prefix) {
+                        (Tx::Sqlite(conn), _) => {
+                            tidings_sqlite::saga::step_in(conn, &saga, &key, decide).await?
+                        }
+                        (Tx::Pg(t, _), Some(prefix)) => {
+                            tidings_postgres::saga::step_in(t, &prefix, &saga, &key, decide).await?
+                        }
+                        (Tx::Pg(..), None) => {
+                            return Err(HandlerError::permanent("no saga schema"));
+                        }
+                    };
                     work.push(out);
                     Ok(())
                 })
@@ -288,13 +301,20 @@ const VIEW: &str = "CREATE VIEW IF NOT EXISTS saga_orders AS \
     FROM tidings_saga_instances WHERE saga = 'order'";
 
 /// Creates the saga table and the `saga_orders` view (idempotent). A database written by
-/// an older OrderFlow has a `saga_orders` table instead: refused with a message.
+/// an older OrderFlow has a `saga_orders` table instead: refused with a message. (On
+/// PostgreSQL both are created with the schema: [`crate::pg::apply_schema`].)
 pub async fn prepare(db: &Db) -> anyhow::Result<()> {
-    db.write(|conn: &mut SqliteConnection| {
+    if db.is_pg() {
+        return Ok(());
+    }
+    db.write(|tx: &mut Tx<'_>| {
         Box::pin(async move {
+            let Tx::Sqlite(conn) = tx else {
+                return Ok(());
+            };
             let kind: Option<String> =
                 sqlx::query_scalar("SELECT type FROM sqlite_master WHERE name = 'saga_orders'")
-                    .fetch_optional(&mut *conn)
+                    .fetch_optional(&mut **conn)
                     .await
                     .map_err(db_err)?;
             if kind.as_deref() == Some("table") {
@@ -305,7 +325,7 @@ pub async fn prepare(db: &Db) -> anyhow::Result<()> {
             }
             tidings_sqlite::saga::create_table(conn).await?;
             sqlx::raw_sql(VIEW)
-                .execute(&mut *conn)
+                .execute(&mut **conn)
                 .await
                 .map_err(db_err)?;
             Ok::<_, HandlerError>(())

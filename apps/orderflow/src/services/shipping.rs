@@ -4,6 +4,7 @@
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 use tracing::Instrument;
 
+use crate::args;
 use crate::contracts::{CreateShipment, ShipmentCreated, ShipmentFailed};
 use crate::db::{db_err, Db, Work};
 
@@ -39,13 +40,10 @@ async fn create_in(work: &mut Work<'_>, m: CreateShipment) -> Result<(), Handler
         });
     }
     let tracking = format!("TRK-{}", &m.order_id.simple().to_string()[..16]);
-    sqlx::query(
+    work.exec(
         "INSERT INTO ship_shipments (order_id, tracking, ship_to) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        args![m.order_id.to_string(), &tracking, &m.ship_to],
     )
-    .bind(m.order_id.to_string())
-    .bind(&tracking)
-    .bind(&m.ship_to)
-    .execute(work.conn())
     .await
     .map_err(db_err)?;
     work.emit(&ShipmentCreated {

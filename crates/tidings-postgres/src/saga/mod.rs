@@ -81,6 +81,13 @@ pub async fn create_table(conn: &mut PgConnection) -> Result<(), PgError> {
     create(conn, "", true).await
 }
 
+/// Creates the saga table qualified by `prefix` (`"schema."`, the schema must exist),
+/// idempotently and safe against concurrent creators; for applications that keep their
+/// sagas in a schema of their own and run [`step_in`] with the same `prefix`.
+pub async fn create_table_in(conn: &mut PgConnection, prefix: &str) -> Result<(), PgError> {
+    create(conn, prefix, false).await
+}
+
 async fn create(conn: &mut PgConnection, prefix: &str, with_inbox: bool) -> Result<(), PgError> {
     // Concurrent `CREATE ... IF NOT EXISTS` can race on the catalog: serialize them.
     let mut tx = sqlx::Connection::begin(conn)
@@ -112,6 +119,31 @@ impl PgSagaStore {
             prefix,
             mode: Mode::Transport(Inbox::new(transport, DEFAULT_WINDOW), outbox),
         })
+    }
+
+    /// Sagas in the schema `schema` of `transport`'s database (created if missing, the
+    /// schema must exist), each step a transaction on its pool — for an application that
+    /// keeps its sagas in a schema of its own (and for operators' queries on them).
+    pub async fn on_transport_in(
+        transport: &PostgresTransport,
+        schema: &str,
+    ) -> Result<Self, PgError> {
+        let ok = !schema.is_empty()
+            && schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            return Err(PgError::Config(format!(
+                "invalid saga schema `{schema}`: use [a-z_][a-z0-9_]*"
+            )));
+        }
+        let mut store = Self::on_transport(transport).await?;
+        store.prefix = format!("{schema}.");
+        let mut conn = store.pool.acquire().await.map_err(PgError::db("acquire"))?;
+        create(&mut conn, &store.prefix, false).await?;
+        Ok(store)
     }
 
     /// Sagas in the database of `pool` (a service's own, for a broker transport; its
