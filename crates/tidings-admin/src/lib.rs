@@ -28,6 +28,7 @@ mod history;
 mod journal;
 mod live;
 mod metrics;
+mod openapi;
 mod monitor;
 mod promtext;
 mod query;
@@ -41,6 +42,7 @@ mod timeline;
 mod view;
 
 pub use counters::EndpointCounters;
+pub use api_error::Problem;
 pub use error::AdminError;
 pub use groups::{
     group, group_key, normalize_error, FailureGroup, FailureGroups, GROUP_SCAN_LIMIT,
@@ -48,6 +50,7 @@ pub use groups::{
 pub use journal::{JournalEntry, MessageJournal, DEFAULT_JOURNAL_CAPACITY, MAX_ERROR_CHARS};
 pub use live::{EndpointSeries, EndpointView, EndpointsView, HistoryView, QueueSeries, RATE_TICKS};
 pub use metrics::{install_recorder, record_queue_stats};
+pub use openapi::openapi;
 pub use monitor::{DeadLetterAlert, DeadLetterMonitor, MonitorConfig, ALERT_GAUGE};
 pub use query::{parse_duration, parse_ids, parse_since, DlqFilter};
 pub use request::{PurgeRequest, ReplayRequest};
