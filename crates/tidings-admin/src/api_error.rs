@@ -22,8 +22,9 @@ pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 const MAX_BARE_DETAIL: usize = 4096;
 
 /// An error, as RFC 9457 problem details (`application/problem+json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[derive(utoipa::ToResponse)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, utoipa::ToResponse,
+)]
 #[response(
     description = "An error, as RFC 9457 problem details",
     content_type = "application/problem+json"

@@ -28,8 +28,8 @@ mod history;
 mod journal;
 mod live;
 mod metrics;
-mod openapi;
 mod monitor;
+mod openapi;
 mod promtext;
 mod query;
 mod request;
@@ -41,8 +41,8 @@ mod state;
 mod timeline;
 mod view;
 
-pub use counters::EndpointCounters;
 pub use api_error::Problem;
+pub use counters::EndpointCounters;
 pub use error::AdminError;
 pub use groups::{
     group, group_key, normalize_error, FailureGroup, FailureGroups, GROUP_SCAN_LIMIT,
@@ -50,8 +50,8 @@ pub use groups::{
 pub use journal::{JournalEntry, MessageJournal, DEFAULT_JOURNAL_CAPACITY, MAX_ERROR_CHARS};
 pub use live::{EndpointSeries, EndpointView, EndpointsView, HistoryView, QueueSeries, RATE_TICKS};
 pub use metrics::{install_recorder, record_queue_stats};
-pub use openapi::openapi;
 pub use monitor::{DeadLetterAlert, DeadLetterMonitor, MonitorConfig, ALERT_GAUGE};
+pub use openapi::openapi;
 pub use query::{parse_duration, parse_ids, parse_since, DlqFilter};
 pub use request::{PurgeRequest, ReplayRequest};
 pub use routes::{router, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

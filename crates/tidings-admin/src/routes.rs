@@ -6,10 +6,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tidings_core::transport::DeadLetterQuery;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use tidings_core::transport::DeadLetterQuery;
 use uuid::Uuid;
 
 use crate::api_error::{ApiError, Problem};
