@@ -11,8 +11,9 @@ use crate::api_error::ApiError;
 use crate::AdminState;
 
 /// Paths anyone may fetch: the dashboard shell and its static scripts (they hold no data;
-/// the page's script sends the token) and the probes.
-const PUBLIC: [&str; 3] = ["/", "/healthz", "/readyz"];
+/// the page's script sends the token), the probes and the OpenAPI document (it describes
+/// the routes, holds no data, and a client needs it before it has a token).
+const PUBLIC: [&str; 4] = ["/", "/healthz", "/readyz", "/openapi.json"];
 
 fn public(path: &str) -> bool {
     PUBLIC.contains(&path) || path.starts_with("/assets/")

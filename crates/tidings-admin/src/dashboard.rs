@@ -7,7 +7,7 @@ use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Problem};
 
 /// The page.
 pub(crate) const PAGE: &str = include_str!("dashboard.html");
@@ -49,10 +49,22 @@ pub(crate) fn asset(path: &str) -> Option<(&'static str, &'static str)> {
         .map(|(_, ty, text)| (*ty, *text))
 }
 
+/// The dashboard (HTML).
+#[utoipa::path(get, path = "/", tag = "dashboard",
+    responses((status = 200, description = "The page", body = String, content_type = "text/html")))]
 pub(crate) async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
+/// The dashboard's scripts and styles, and the bundled chart library.
+#[utoipa::path(get, path = "/assets/{file}", tag = "dashboard",
+    params(("file" = String, Path, description = "`dashboard.js`, `charts.js`, `uplot.js`, `uplot.css` or `uplot-LICENSE.txt`")),
+    responses(
+        (status = 200, description = "The asset", content(
+            (String = "text/javascript"), (String = "text/css"), (String = "text/plain"),
+        )),
+        (status = 404, response = Problem),
+    ))]
 pub(crate) async fn serve_asset(Path(file): Path<String>) -> Response {
     match asset(&format!("/assets/{file}")) {
         Some((ty, text)) => (

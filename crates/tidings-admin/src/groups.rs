@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tidings_core::envelope::headers as h;
 use tidings_core::transport::DeadLetter;
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Problem};
 use crate::{AdminState, DlqFilter};
 
 /// At most this many dead letters are read to build the groups (and to replay one).
@@ -22,7 +22,7 @@ pub const GROUP_SCAN_LIMIT: usize = 10_000;
 const MAX_GROUP_ERROR: usize = 300;
 
 /// One failure group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FailureGroup {
     /// The group's key (16 hex digits): pass it as `group` to `POST /dlq/replay`.
     pub group: String,
@@ -45,7 +45,7 @@ pub struct FailureGroup {
 }
 
 /// `GET /dlq/groups`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FailureGroups {
     /// Dead letters read.
     pub counted: u64,
@@ -178,6 +178,13 @@ pub(crate) async fn scan(
     Ok((found, truncated))
 }
 
+/// Dead letters grouped by failure (type + reason + error text), biggest group first.
+#[utoipa::path(get, path = "/dlq/groups", tag = "dead letters", params(DlqFilter),
+    responses(
+        (status = 200, description = "The failure groups", body = FailureGroups),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 pub(crate) async fn groups(
     State(s): State<AdminState>,
     Query(filter): Query<DlqFilter>,

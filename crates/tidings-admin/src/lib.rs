@@ -29,6 +29,7 @@ mod journal;
 mod live;
 mod metrics;
 mod monitor;
+mod openapi;
 mod promtext;
 mod query;
 mod request;
@@ -40,6 +41,7 @@ mod state;
 mod timeline;
 mod view;
 
+pub use api_error::Problem;
 pub use counters::EndpointCounters;
 pub use error::AdminError;
 pub use groups::{
@@ -49,6 +51,7 @@ pub use journal::{JournalEntry, MessageJournal, DEFAULT_JOURNAL_CAPACITY, MAX_ER
 pub use live::{EndpointSeries, EndpointView, EndpointsView, HistoryView, QueueSeries, RATE_TICKS};
 pub use metrics::{install_recorder, record_queue_stats};
 pub use monitor::{DeadLetterAlert, DeadLetterMonitor, MonitorConfig, ALERT_GAUGE};
+pub use openapi::openapi;
 pub use query::{parse_duration, parse_ids, parse_since, DlqFilter};
 pub use request::{PurgeRequest, ReplayRequest};
 pub use routes::{router, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

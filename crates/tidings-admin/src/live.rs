@@ -15,7 +15,7 @@ pub const RATE_TICKS: usize = 5;
 
 /// One endpoint in `GET /endpoints`. Rates are per second over the last [`RATE_TICKS`]
 /// ticks; `null` where nothing could be measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EndpointView {
     /// Endpoint (queue) name.
     pub endpoint: String,
@@ -47,7 +47,7 @@ pub struct EndpointView {
 }
 
 /// `GET /endpoints`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EndpointsView {
     /// Whether the sampler runs (false: no tokio runtime, or disabled).
     pub sampling: bool,
@@ -67,6 +67,9 @@ fn rate(n: f64, covered: f64) -> Option<f64> {
     (covered > 0.0).then(|| n / covered)
 }
 
+/// Per endpoint: rates, latency, critical time, depth, in flight.
+#[utoipa::path(get, path = "/endpoints", tag = "queues",
+    responses((status = 200, description = "Every endpoint or queue seen", body = EndpointsView)))]
 pub(crate) async fn endpoints(State(s): State<AdminState>) -> Json<EndpointsView> {
     let h = s.sampling.history();
     let (recent, covered) = h.recent(RATE_TICKS);
@@ -108,7 +111,7 @@ pub(crate) async fn endpoints(State(s): State<AdminState>) -> Json<EndpointsView
 }
 
 /// One endpoint's series in `GET /history`: per-second rates and mean latencies per tick.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EndpointSeries {
     /// Received per second.
     pub received: Vec<Option<f64>>,
@@ -125,7 +128,7 @@ pub struct EndpointSeries {
 }
 
 /// One queue's series in `GET /history`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueSeries {
     /// Ready.
     pub ready: Vec<Option<u64>>,
@@ -139,7 +142,7 @@ pub struct QueueSeries {
 
 /// `GET /history`: `t` are Unix seconds; each series has one value per `t` (`null` when
 /// the endpoint or queue was not seen then).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryView {
     /// Seconds between rate points.
     pub tick_seconds: f64,
@@ -186,6 +189,9 @@ fn series(h: &History) -> (Vec<f64>, BTreeMap<String, EndpointSeries>) {
     (t, out)
 }
 
+/// The sampler's last minutes: rates per endpoint, depths per queue.
+#[utoipa::path(get, path = "/history", tag = "queues",
+    responses((status = 200, description = "Aligned series for the charts", body = HistoryView)))]
 pub(crate) async fn history(State(s): State<AdminState>) -> Json<HistoryView> {
     let h = s.sampling.history();
     let (rates_t, rates) = series(&h);

@@ -55,8 +55,9 @@ pub fn parse_ids(s: &str) -> Result<Vec<Uuid>, AdminError> {
 }
 
 /// Which dead letters: the filters shared by `tidings dlq` and `GET /dlq`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct DlqFilter {
     /// Only from this endpoint queue.
     pub endpoint: Option<String>,

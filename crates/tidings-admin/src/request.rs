@@ -11,7 +11,7 @@ use crate::{AdminError, DlqFilter};
 /// Body of `POST /dlq/replay`: `{endpoint, type, reason, since, ids: [..],
 /// correlation_id, group, limit, to, dry_run, all}`. Unknown fields are refused (a misspelt
 /// filter must not widen the selection).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ReplayRequest {

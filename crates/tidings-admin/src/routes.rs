@@ -4,13 +4,15 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tidings_core::transport::DeadLetterQuery;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Problem};
 use crate::query::DlqFilter;
 use crate::request::{PurgeRequest, ReplayRequest};
 use crate::view::{DeadLetterView, FaultSummary, QueueView};
@@ -44,35 +46,22 @@ pub const MAX_PAGE_SIZE: usize = 1_000;
 /// | `GET /topology?format=json\|text\|mermaid\|dot` | the bus's topology (when given [`AdminState::topology`]) |
 /// | `GET /metrics` | Prometheus text |
 /// | `GET /healthz`, `GET /readyz` | liveness; readiness (`{"status":"ready"}` when the transport answers, else 503 `{"status":"unavailable"}`) |
+/// | `GET /openapi.json` | this table as an OpenAPI 3.1 document (see [`openapi`](crate::openapi())) |
 ///
 /// Mutating requests (`POST`, `DELETE`) need `Content-Type: application/json`. With a
-/// token set on the state, every route but `/`, `/healthz` and `/readyz` requires
-/// `Authorization: Bearer <token>`; without one, only loopback hosts and same-origin
-/// requests are answered (see [`guard`](crate::guard)). Errors are RFC 9457 problem
-/// details (`application/problem+json`).
+/// token set on the state, every route but `/` (and its `/assets/`), `/healthz`, `/readyz`
+/// and `/openapi.json` requires `Authorization: Bearer <token>`; without one, only
+/// loopback hosts and same-origin requests are answered (see [`guard`](crate::guard)).
+/// Every error, a path no route serves and a method a route does not take included, is
+/// RFC 9457 problem details (`application/problem+json`, [`Problem`](crate::Problem)).
 ///
 /// Building the router starts the state's sampler (see [`SamplerConfig`](crate::SamplerConfig)),
 /// when called inside a tokio runtime.
 pub fn router(state: AdminState) -> Router {
     crate::sampler::start(&state);
-    Router::new()
-        .route("/", get(crate::dashboard::page))
-        .route("/assets/{file}", get(crate::dashboard::serve_asset))
-        .route("/queues", get(queues))
-        .route("/endpoints", get(crate::live::endpoints))
-        .route("/history", get(crate::live::history))
-        .route("/dlq", get(list_dlq).delete(purge_dlq))
-        .route("/dlq/summary", get(summary))
-        .route("/dlq/groups", get(crate::groups::groups))
-        .route("/dlq/replay", post(replay))
-        .route("/dlq/{id}", get(show_dlq))
-        .route("/messages", get(crate::timeline::messages))
-        .route("/sagas", get(crate::sagas::list))
-        .route("/sagas/{saga}/{key}", get(crate::sagas::show))
-        .route("/topology", get(topology))
-        .route("/metrics", get(render_metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+    let (routes, _) = api().split_for_parts();
+    routes
+        .fallback(crate::api_error::no_route)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_token,
@@ -81,14 +70,56 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             crate::guard::protect,
         ))
+        .layer(axum::middleware::map_response(
+            crate::api_error::bare_errors_as_problems,
+        ))
         .with_state(state)
 }
 
+/// Every route with its OpenAPI description: the one list both the router and the
+/// document are built from (paths come from each handler's `#[utoipa::path]`).
+pub(crate) fn api() -> OpenApiRouter<AdminState> {
+    use crate::{dashboard, groups, live, sagas, timeline};
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(dashboard::page))
+        .routes(routes!(dashboard::serve_asset))
+        .routes(routes!(queues))
+        .routes(routes!(live::endpoints))
+        .routes(routes!(live::history))
+        .routes(routes!(list_dlq, purge_dlq))
+        .routes(routes!(summary))
+        .routes(routes!(groups::groups))
+        .routes(routes!(replay))
+        .routes(routes!(show_dlq))
+        .routes(routes!(timeline::messages))
+        .routes(routes!(sagas::list))
+        .routes(routes!(sagas::show))
+        .routes(routes!(topology))
+        .routes(routes!(render_metrics))
+        .routes(routes!(healthz))
+        .routes(routes!(ready))
+        .routes(routes!(crate::openapi::openapi_json))
+}
+
+/// Per-queue figures.
+#[utoipa::path(get, path = "/queues", tag = "queues",
+    responses(
+        (status = 200, description = "One entry per queue", body = [QueueView]),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 async fn queues(State(s): State<AdminState>) -> Result<Json<Vec<QueueView>>, ApiError> {
     let stats = s.transport.stats().await?;
     Ok(Json(stats.iter().map(QueueView::from).collect()))
 }
 
+/// Dead letters, oldest first: [`DEFAULT_PAGE_SIZE`] unless `limit` (at most [`MAX_PAGE_SIZE`]).
+#[utoipa::path(get, path = "/dlq", tag = "dead letters", params(DlqFilter),
+    responses(
+        (status = 200, description = "Matching dead letters, oldest first", body = [DeadLetterView]),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 async fn list_dlq(
     State(s): State<AdminState>,
     Query(mut filter): Query<DlqFilter>,
@@ -101,6 +132,13 @@ async fn list_dlq(
     Ok(Json(found.iter().map(DeadLetterView::from).collect()))
 }
 
+/// Dead letters counted by reason and endpoint.
+#[utoipa::path(get, path = "/dlq/summary", tag = "dead letters", params(DlqFilter),
+    responses(
+        (status = 200, description = "Counts of the matching dead letters", body = FaultSummary),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 async fn summary(
     State(s): State<AdminState>,
     Query(mut filter): Query<DlqFilter>,
@@ -110,6 +148,14 @@ async fn summary(
     Ok(Json(FaultSummary::of(&found)))
 }
 
+/// One dead letter.
+#[utoipa::path(get, path = "/dlq/{id}", tag = "dead letters",
+    params(("id" = Uuid, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "The dead letter", body = DeadLetterView),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 async fn show_dlq(
     State(s): State<AdminState>,
     Path(id): Path<String>,
@@ -127,13 +173,32 @@ async fn show_dlq(
         .ok_or_else(|| tidings_core::Error::NotFound(id.to_string()).into())
 }
 
-#[derive(Debug, Serialize)]
+/// The answer of `POST /dlq/replay`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ReplayResponse {
+    /// Dead letters sent back (0 on a dry run).
     replayed: u64,
+    /// Whether nothing was replayed, only listed.
     dry_run: bool,
+    /// The ids selected.
     ids: Vec<Uuid>,
 }
 
+/// The answer of `DELETE /dlq`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PurgeResponse {
+    /// Dead letters deleted.
+    purged: u64,
+}
+
+/// Sends matching dead letters back to their queue (or `to`). No filter needs `all: true`.
+#[utoipa::path(post, path = "/dlq/replay", tag = "dead letters",
+    request_body(content = ReplayRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What was (or, on a dry run, would be) replayed", body = ReplayResponse),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 async fn replay(
     State(s): State<AdminState>,
     body: axum::body::Bytes,
@@ -200,24 +265,49 @@ async fn replay_group(
     })
 }
 
+/// Deletes matching dead letters: needs `confirm=true`, and `all=true` when no filter is given.
+#[utoipa::path(delete, path = "/dlq", tag = "dead letters",
+    params(
+        DlqFilter,
+        ("confirm" = bool, Query, description = "Must be `true`"),
+        ("all" = Option<bool>, Query, description = "`true` to purge every dead letter when no filter is given"),
+    ),
+    responses(
+        (status = 200, description = "How many were deleted", body = PurgeResponse),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 async fn purge_dlq(
     State(s): State<AdminState>,
     uri: axum::http::Uri,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PurgeResponse>, ApiError> {
     let req = PurgeRequest::from_query(uri.query().unwrap_or(""))?;
     let t = s.transport.as_ref();
     let query = req.filter.resolve(t).await?;
     let n = t.purge(&query).await?;
     tracing::info!(purged = n, "admin: dead letters purged");
-    Ok(Json(serde_json::json!({ "purged": n })))
+    Ok(Json(PurgeResponse { purged: n }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 struct TopologyQuery {
+    /// `json` (default), `text`, `mermaid` or `dot`.
     format: Option<String>,
 }
 
+/// The bus's topology (when given [`AdminState::topology`]).
+#[utoipa::path(get, path = "/topology", tag = "operations", params(TopologyQuery),
+    responses(
+        (status = 200, description = "The topology report (tidings-core's `TopologyReport`) as JSON, \
+            or as text, Mermaid or Graphviz dot", content(
+            (Object = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 async fn topology(
     State(s): State<AdminState>,
     Query(q): Query<TopologyQuery>,
@@ -243,6 +333,14 @@ async fn topology(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
+/// Prometheus metrics (when given [`AdminState::metrics`]).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
+            content_type = "text/plain"),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 async fn render_metrics(State(s): State<AdminState>) -> Result<Response, ApiError> {
     let Some(handle) = s.metrics.as_ref() else {
         return Err(ApiError::new(
@@ -260,16 +358,40 @@ async fn render_metrics(State(s): State<AdminState>) -> Result<Response, ApiErro
         .into_response())
 }
 
+/// The readiness probe's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Readiness {
+    /// `ready` or `unavailable`.
+    #[schema(example = "ready")]
+    status: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
 /// Ready or not, nothing more: the probe is public, so the reason (which may name hosts
 /// and errors) goes to the log only.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "The transport answers", body = Readiness,
+            example = json!({"status": "ready"})),
+        (status = 503, description = "The transport does not answer (the reason is logged)",
+            body = Readiness, example = json!({"status": "unavailable"})),
+    ))]
 async fn ready(State(s): State<AdminState>) -> Response {
     match s.transport.stats().await {
-        Ok(_) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Ok(_) => Json(Readiness { status: "ready" }).into_response(),
         Err(e) => {
             tracing::warn!(transport = s.transport.name(), error = %e, "admin: not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "unavailable" })),
+                Json(Readiness {
+                    status: "unavailable",
+                }),
             )
                 .into_response()
         }

@@ -9,14 +9,15 @@ use chrono::Utc;
 use serde::Deserialize;
 use tidings_core::saga::{SagaQuery, SagaRecord, SagaStatus, SagaSummary};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Problem};
 use crate::query::parse_duration;
 use crate::routes::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::AdminState;
 
 /// The query string of `GET /sagas`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SagaFilter {
     /// Only this saga (definition name).
     saga: Option<String>,
@@ -72,6 +73,13 @@ fn not_configured() -> ApiError {
     )
 }
 
+/// Saga instances, least recently updated first (stuck ones lead).
+#[utoipa::path(get, path = "/sagas", tag = "sagas", params(SagaFilter),
+    responses(
+        (status = 200, description = "Saga summaries (tidings-core's `SagaSummary`)", body = [Object]),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 pub(crate) async fn list(
     State(s): State<AdminState>,
     RawQuery(raw): RawQuery,
@@ -83,6 +91,17 @@ pub(crate) async fn list(
     Ok(Json(sagas.list(&filter.query()?).await?))
 }
 
+/// One saga instance: state, data, recorded compensations, armed timeouts.
+#[utoipa::path(get, path = "/sagas/{saga}/{key}", tag = "sagas",
+    params(
+        ("saga" = String, Path, description = "The saga's (definition's) name"),
+        ("key" = String, Path, description = "The instance's correlation key"),
+    ),
+    responses(
+        (status = 200, description = "The instance (tidings-core's `SagaRecord`)", body = Object),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 pub(crate) async fn show(
     State(s): State<AdminState>,
     Path((saga, key)): Path<(String, String)>,

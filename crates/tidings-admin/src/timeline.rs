@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 use tidings_core::transport::DeadLetter;
 use uuid::Uuid;
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Problem};
 use crate::query::DlqFilter;
 use crate::view::DeadLetterView;
 use crate::{AdminState, JournalEntry, MessageJournal};
 
 /// Where a [`TimelineEntry`] comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TimelineSource {
     /// The in-process message journal.
@@ -26,7 +26,7 @@ pub enum TimelineSource {
 }
 
 /// One step of a conversation: a delivery's end, or a dead letter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     /// Where it comes from.
     pub source: TimelineSource,
@@ -57,7 +57,7 @@ pub struct TimelineEntry {
 }
 
 /// The answer of `GET /messages`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Timeline {
     /// The correlation id searched.
     pub correlation_id: String,
@@ -136,12 +136,21 @@ pub(crate) fn merge(journal: Vec<JournalEntry>, dead: &[DeadLetter]) -> Vec<Time
     out
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct MessagesQuery {
+    /// The conversation (required).
     correlation_id: Option<String>,
 }
 
+/// One conversation's messages in order: the journal's deliveries merged with dead letters.
+#[utoipa::path(get, path = "/messages", tag = "messages", params(MessagesQuery),
+    responses(
+        (status = 200, description = "The conversation", body = Timeline),
+        (status = "4XX", response = Problem),
+        (status = "5XX", response = Problem),
+    ))]
 pub(crate) async fn messages(
     State(s): State<AdminState>,
     Query(q): Query<MessagesQuery>,

@@ -9,7 +9,7 @@ use tidings_core::transport::{DeadLetter, QueueStats};
 use uuid::Uuid;
 
 /// One queue's figures; `null` where the transport cannot tell.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueView {
     /// Queue (endpoint) name.
     pub queue: String,
@@ -42,7 +42,7 @@ impl From<&QueueStats> for QueueView {
 }
 
 /// A dead letter with its fault headers pulled out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     /// Message id.
     pub id: Uuid,
@@ -126,7 +126,7 @@ pub fn body_value(body: &[u8]) -> serde_json::Value {
 }
 
 /// Dead letters counted by reason and by endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FaultSummary {
     /// How many dead letters were counted.
     pub total: u64,

@@ -67,7 +67,7 @@ pub fn queues(service: Service) -> Vec<&'static str> {
         Service::Notifications => vec![notifications::QUEUE],
         Service::Saga => vec![saga::QUEUE],
         Service::Views => vec![read_model::QUEUE, analytics::QUEUE],
-        Service::All => vec![],
+        Service::All | Service::Api => vec![],
     }
 }
 
