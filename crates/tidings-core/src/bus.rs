@@ -23,6 +23,28 @@ use crate::{
 };
 
 /// Builds a [`Bus`]: endpoints, routes to receivers in other processes, declarations.
+///
+/// A command sent here is received by the endpoint that handles it, or routed with
+/// [`BusBuilder::route`] to a queue consumed in another process:
+///
+/// ```
+/// use std::sync::Arc;
+/// use serde::{Deserialize, Serialize};
+/// use tidings_core::transport::memory::MemoryTransport;
+/// use tidings_core::{Bus, Message};
+///
+/// #[derive(Serialize, Deserialize, Message)]
+/// #[message(name = "mail.send-receipt", kind = "command")]
+/// struct SendReceipt { order_id: u32 }
+///
+/// let builder = Bus::builder(Arc::new(MemoryTransport::new()))
+///     .name("shop")
+///     .sends::<SendReceipt>()
+///     .route::<SendReceipt>("mailer");
+/// let report = builder.validate()?;
+/// assert_eq!(report.routes.get("mail.send-receipt").map(String::as_str), Some("mailer"));
+/// # Ok::<(), tidings_core::Error>(())
+/// ```
 pub struct BusBuilder {
     transport: Arc<dyn Transport>,
     name: String,
@@ -85,6 +107,24 @@ impl BusBuilder {
     }
 
     /// Validates the topology without starting anything.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use tidings_core::transport::memory::MemoryTransport;
+    /// use tidings_core::{Bus, Error, ErrorKind, Message};
+    ///
+    /// #[derive(Serialize, Deserialize, Message)]
+    /// #[message(name = "shop.reserve-stock", kind = "command")]
+    /// struct ReserveStock { order_id: u32 }
+    ///
+    /// // Sent, but nothing receives it and no route names a queue: refused before start.
+    /// let builder = Bus::builder(Arc::new(MemoryTransport::new())).sends::<ReserveStock>();
+    /// let err = builder.validate().unwrap_err();
+    /// assert!(matches!(err, Error::Config(_)));
+    /// assert_eq!(err.kind(), ErrorKind::Permanent);
+    /// assert!(err.to_string().contains("no endpoint receives it"));
+    /// ```
     pub fn validate(&self) -> Result<TopologyReport> {
         topology::validate(&self.endpoints, &self.routes, &self.app_sends)
     }
@@ -160,6 +200,43 @@ struct Inner {
 }
 
 /// A running bus. Cheap to clone.
+///
+/// Sending a command to the endpoint that handles it, on the in-memory transport:
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use serde::{Deserialize, Serialize};
+/// use tidings_core::transport::memory::MemoryTransport;
+/// use tidings_core::{Bus, ConsumeContext, Endpoint, Message};
+///
+/// #[derive(Serialize, Deserialize, Message)]
+/// #[message(name = "shop.reserve-stock", kind = "command")]
+/// struct ReserveStock { order_id: u32, quantity: u32 }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let (tx, mut reserved) = tokio::sync::mpsc::unbounded_channel();
+/// let inventory = Endpoint::new("inventory").handle_fn(move |c: ReserveStock, ctx: ConsumeContext| {
+///     let tx = tx.clone();
+///     async move {
+///         let _ = tx.send((c.order_id, c.quantity, ctx.endpoint().to_string()));
+///         Ok(())
+///     }
+/// });
+/// let bus = Bus::builder(Arc::new(MemoryTransport::new()))
+///     .endpoint(inventory)
+///     .sends::<ReserveStock>()
+///     .start()
+///     .await?;
+/// bus.send(&ReserveStock { order_id: 1, quantity: 3 }).await?;
+/// let got = tokio::time::timeout(Duration::from_secs(5), reserved.recv()).await?;
+/// assert_eq!(got, Some((1, 3, "inventory".to_string())));
+/// assert!(bus.shutdown(Duration::from_secs(5)).await);
+/// // A stopped bus refuses to send.
+/// assert!(bus.send(&ReserveStock { order_id: 2, quantity: 1 }).await.is_err());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Bus {
     inner: Arc<Inner>,
@@ -234,6 +311,39 @@ impl Bus {
     }
 
     /// Sends request `req` and waits up to `timeout` for the handler's `ctx.respond(..)`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use serde::{Deserialize, Serialize};
+    /// use tidings_core::transport::memory::MemoryTransport;
+    /// use tidings_core::{Bus, ConsumeContext, Endpoint, Message};
+    ///
+    /// #[derive(Serialize, Deserialize, Message)]
+    /// #[message(name = "stock.get-level", kind = "command")]
+    /// struct GetLevel { sku: String }
+    /// #[derive(Serialize, Deserialize, Message)]
+    /// #[message(name = "stock.level", kind = "command")]
+    /// struct Level { sku: String, on_hand: u32 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// let stock = Endpoint::new("stock").handle_fn(|q: GetLevel, ctx: ConsumeContext| async move {
+    ///     ctx.respond(&Level { on_hand: q.sku.len() as u32, sku: q.sku }).await?;
+    ///     Ok(())
+    /// });
+    /// let bus = Bus::builder(Arc::new(MemoryTransport::new()))
+    ///     .endpoint(stock)
+    ///     .sends::<GetLevel>()
+    ///     .start()
+    ///     .await?;
+    /// let level: Level = bus
+    ///     .request(&GetLevel { sku: "ab-12".into() }, Duration::from_secs(5))
+    ///     .await?;
+    /// assert_eq!((level.sku.as_str(), level.on_hand), ("ab-12", 5));
+    /// bus.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn request<Req: Message, Resp: Message>(
         &self,
         req: &Req,

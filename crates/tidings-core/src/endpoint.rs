@@ -25,6 +25,17 @@ pub(crate) type LayerFn = Arc<dyn Fn(BoxPipeline) -> BoxPipeline + Send + Sync>;
 /// Delayed redeliveries ("second-level retries"): after immediate retries fail, the message
 /// goes back to the queue after `delays[n]` on its n-th failed delivery; once they run out, to
 /// the error queue. Counted by the transport's delivery count.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidings_core::Redelivery;
+///
+/// let r = Redelivery::intervals([Duration::from_secs(5), Duration::from_secs(30)]);
+/// assert_eq!(r.delay_for(1), Some(Duration::from_secs(5))); // after the 1st failed delivery
+/// assert_eq!(r.delay_for(2), Some(Duration::from_secs(30)));
+/// assert_eq!(r.delay_for(3), None); // used up: to the error queue
+/// assert_eq!(Redelivery::none().delay_for(1), None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Redelivery {
     /// Delay before each redelivery.
@@ -112,6 +123,49 @@ impl ContractUse {
 }
 
 /// An endpoint: a named queue, its handlers, settings and pipeline.
+///
+/// A handler failing transiently is first retried in place ([`Endpoint::retry`]), then
+/// redelivered later ([`Endpoint::redelivery`]), then dead-lettered. Here the first
+/// delivery fails twice (attempt and retry), the redelivery succeeds; under paused tokio
+/// time ([`TestHarness`](crate::TestHarness)) the delays pass at once:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use serde::{Deserialize, Serialize};
+/// use tidings_core::pipeline::retry::Intervals;
+/// use tidings_core::{ConsumeContext, Endpoint, HandlerError, Message, Redelivery, TestHarness};
+///
+/// #[derive(Serialize, Deserialize, Message)]
+/// #[message(name = "shop.charge-card", kind = "command")]
+/// struct ChargeCard { order_id: u32 }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> anyhow::Result<()> {
+/// let calls = Arc::new(AtomicU32::new(0));
+/// let seen = calls.clone();
+/// let payments = Endpoint::new("payments")
+///     .retry(Intervals(vec![Duration::from_millis(200)]))
+///     .redelivery(Redelivery::intervals([Duration::from_secs(10)]))
+///     .handle_fn(move |_: ChargeCard, ctx: ConsumeContext| {
+///         let seen = seen.clone();
+///         async move {
+///             seen.fetch_add(1, Ordering::SeqCst);
+///             match ctx.delivery_count() {
+///                 1 => Err(HandlerError::transient("gateway timeout")),
+///                 _ => Ok(()),
+///             }
+///         }
+///     });
+/// let h = TestHarness::start(|b| b.endpoint(payments).sends::<ChargeCard>()).await?;
+/// h.bus.send(&ChargeCard { order_id: 9 }).await?;
+/// assert!(h.wait_until(Duration::from_secs(60), |h| !h.consumed(ChargeCard::NAME).is_empty()).await);
+/// assert_eq!(calls.load(Ordering::SeqCst), 3); // delivery 1: attempt + retry; delivery 2: ok
+/// assert!(h.dead_letters().await?.is_empty());
+/// h.stop().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Endpoint {
     pub(crate) name: String,
@@ -252,6 +306,36 @@ impl Endpoint {
     }
 
     /// Delayed redelivery schedule (default 5 s, 30 s, 2 min).
+    ///
+    /// With [`Redelivery::none`] and no retries, a failing message goes to the endpoint's
+    /// error queue after its first delivery:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use serde::{Deserialize, Serialize};
+    /// use tidings_core::{ConsumeContext, Endpoint, HandlerError, Message, Redelivery, TestHarness};
+    ///
+    /// #[derive(Serialize, Deserialize, Message)]
+    /// #[message(name = "shop.ship-order", kind = "command")]
+    /// struct ShipOrder { order_id: u32 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// let shipping = Endpoint::new("shipping")
+    ///     .redelivery(Redelivery::none())
+    ///     .handle_fn(|_: ShipOrder, _: ConsumeContext| async {
+    ///         Err(HandlerError::transient("carrier down"))
+    ///     });
+    /// let h = TestHarness::start(|b| b.endpoint(shipping).sends::<ShipOrder>()).await?;
+    /// h.bus.send(&ShipOrder { order_id: 4 }).await?;
+    /// assert!(h.wait_until(Duration::from_secs(5), |h| h.faulted(ShipOrder::NAME).len() == 1).await);
+    /// let dead = h.dead_letters().await?;
+    /// assert_eq!(dead.len(), 1);
+    /// assert_eq!(dead[0].queue, "shipping");
+    /// assert_eq!(dead[0].envelope.header("tidings-fault-error"), Some("carrier down"));
+    /// h.stop().await;
+    /// # Ok(()) }
+    /// ```
     pub fn redelivery(mut self, redelivery: Redelivery) -> Self {
         self.settings.redelivery = redelivery;
         self
@@ -259,6 +343,39 @@ impl Endpoint {
 
     /// Immediate retries within one delivery (e.g. `Intervals(vec![..])` or
     /// `Exponential::new(..)`); none by default.
+    ///
+    /// A policy tells, after failed attempt `n` of a delivery, how long to wait before the
+    /// next one (`None`: give up, then redelivery or the error queue take over):
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tidings_core::pipeline::retry::{Exponential, Intervals, NoRetry, RetryPolicy};
+    /// use tidings_core::{Endpoint, HandlerError};
+    ///
+    /// let busy = HandlerError::transient("busy");
+    /// let ms = Duration::from_millis;
+    ///
+    /// let fixed = Intervals::fixed(2, ms(100));
+    /// assert_eq!(fixed.next_delay(1, &busy), Some(ms(100)));
+    /// assert_eq!(fixed.next_delay(3, &busy), None); // 2 retries = 3 attempts
+    ///
+    /// // 100 ms doubling, capped at 1 s, 5 retries; without jitter for exact numbers.
+    /// let backoff = Exponential::new(ms(100), Duration::from_secs(1), 5).jitter(0.0);
+    /// let waits: Vec<_> = (1..=6).map(|n| backoff.next_delay(n, &busy)).collect();
+    /// assert_eq!(waits, [Some(ms(100)), Some(ms(200)), Some(ms(400)), Some(ms(800)), Some(ms(1000)), None]);
+    /// // With jitter (default 20%) each wait lies in [80%, 100%] of the base wait.
+    /// let jittered = Exponential::new(ms(100), Duration::from_secs(1), 5);
+    /// let w = jittered.next_delay(2, &busy).unwrap();
+    /// assert!(w >= ms(160) && w <= ms(200), "{w:?}");
+    ///
+    /// // Retry only what the handler knows to be passing; others fail at once.
+    /// let only_busy = Intervals::fixed(3, ms(50)).filter(|e| e.message().contains("busy"));
+    /// assert_eq!(only_busy.next_delay(1, &busy), Some(ms(50)));
+    /// assert_eq!(only_busy.next_delay(1, &HandlerError::transient("bad gateway")), None);
+    /// assert_eq!(NoRetry.next_delay(1, &busy), None);
+    ///
+    /// let _endpoint = Endpoint::new("payments").retry(backoff);
+    /// ```
     pub fn retry<P: crate::pipeline::retry::RetryPolicy + Clone>(mut self, policy: P) -> Self {
         self.retry = Some(layer_fn(crate::pipeline::retry::RetryLayer::new(policy)));
         self

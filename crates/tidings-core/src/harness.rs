@@ -90,6 +90,42 @@ impl Transport for RecordingTransport {
 }
 
 /// A bus on an in-memory transport, with a record of everything that happened.
+///
+/// ```
+/// use std::time::Duration;
+/// use serde::{Deserialize, Serialize};
+/// use tidings_core::{ConsumeContext, Endpoint, HandlerError, Message, TestHarness};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, Message)]
+/// #[message(name = "shop.place-order", kind = "command")]
+/// struct PlaceOrder { order_id: u32, quantity: u32 }
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, Message)]
+/// #[message(name = "shop.order-placed", kind = "event")]
+/// struct OrderPlaced { order_id: u32 }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> anyhow::Result<()> {
+/// let orders = Endpoint::new("orders").sends::<OrderPlaced>().handle_fn(
+///     |c: PlaceOrder, ctx: ConsumeContext| async move {
+///         if c.quantity == 0 {
+///             return Err(HandlerError::permanent("quantity must be at least 1"));
+///         }
+///         ctx.publish(&OrderPlaced { order_id: c.order_id }).await?;
+///         Ok(())
+///     },
+/// );
+/// let h = TestHarness::start(|b| b.endpoint(orders).sends::<PlaceOrder>()).await?;
+/// h.bus.send(&PlaceOrder { order_id: 1, quantity: 2 }).await?;
+/// h.bus.send(&PlaceOrder { order_id: 2, quantity: 0 }).await?;
+/// assert!(h.wait_until(Duration::from_secs(5), |h| h.observed().len() == 2).await);
+///
+/// assert_eq!(h.sent::<PlaceOrder>().len(), 2);
+/// assert_eq!(h.published::<OrderPlaced>(), vec![OrderPlaced { order_id: 1 }]);
+/// assert_eq!(h.consumed(PlaceOrder::NAME).len(), 1);
+/// assert_eq!(h.faulted(PlaceOrder::NAME).len(), 1); // permanent: no retry, error queue
+/// assert!(h.stop().await);
+/// # Ok(()) }
+/// ```
 pub struct TestHarness {
     /// The running bus.
     pub bus: Bus,

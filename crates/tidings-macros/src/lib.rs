@@ -26,11 +26,11 @@ pub fn derive_message(input: TokenStream) -> TokenStream {
 }
 
 fn core_path() -> TokenStream2 {
-    // Inside the library itself `crate` works; in its examples, tests and benches (other
-    // crates of the same package) the library is reached by name.
-    let this = std::env::var("CARGO_CRATE_NAME").unwrap_or_default();
+    // Always an absolute path by crate name: `tidings` and `tidings-core` name themselves
+    // (`extern crate self as ..;`), so `::tidings_core` works inside the library too, and in
+    // its doc tests (compiled with the library's CARGO_CRATE_NAME, where `crate` would be the
+    // doc test itself), examples, tests and benches.
     let resolve = |package: &str, lib: &str| match crate_name(package) {
-        Ok(FoundCrate::Itself) if this == lib => Some(quote!(crate)),
         Ok(FoundCrate::Itself) => {
             let id = syn::Ident::new(lib, Span::call_site());
             Some(quote!(::#id))

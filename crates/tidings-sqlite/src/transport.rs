@@ -36,15 +36,28 @@ pub(crate) struct Inner {
 
 /// The SQLite transport. Cheap to clone; clones share the writer and the pool.
 ///
-/// ```no_run
-/// # async fn f() -> Result<(), tidings_sqlite::SqliteError> {
-/// use tidings_sqlite::{SqliteConfig, SqliteTransport};
-/// let transport = SqliteTransport::connect(SqliteConfig::from_url("sqlite://data/app.db")?).await?;
+/// ```
+/// use tidings_core::transport::Transport;
+/// use tidings_sqlite::{Durability, SqliteConfig, SqliteTransport};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// let config = SqliteConfig::new(dir.path().join("app.db")).durability(Durability::Fsync);
+/// let transport = SqliteTransport::connect(config).await?;
+/// assert_eq!(transport.name(), "sqlite");
 /// // Business tables live in the same file: the outbox is one transaction
 /// // (`transport.write(|conn| ..)`, see `SqliteTransport::write`).
 /// sqlx::query("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY)")
 ///     .execute(transport.pool())
 ///     .await?;
+/// let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'orders'")
+///     .fetch_one(transport.pool())
+///     .await?;
+/// assert_eq!(tables, 1);
+/// transport.close().await?;
+/// // A missing directory is a clear error, not a panic.
+/// assert!(SqliteTransport::open("sqlite:///no/such/dir/app.db").await.is_err());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -82,6 +95,32 @@ impl SqliteTransport {
     }
 
     /// Parses `url` with [`SqliteConfig::from_url`] and connects.
+    ///
+    /// ```
+    /// use tidings_core::transport::{Outgoing, QueueSpec, ReceiveOptions, Topology, Transport};
+    /// use tidings_core::Envelope;
+    /// use tidings_sqlite::SqliteTransport;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// let dir = tempfile::tempdir()?;
+    /// let url = format!("sqlite://{}/app.db?durability=os-buffered", dir.path().display());
+    /// let transport = SqliteTransport::open(&url).await?;
+    /// let queue = QueueSpec { name: "work".into(), ..QueueSpec::default() };
+    /// transport.declare(&Topology { queues: vec![queue] }).await?;
+    /// let job = Envelope::new("jobs.resize", 1, &b"{}"[..]);
+    /// transport.send(vec![Outgoing::to_queue("work", job.clone())]).await?;
+    ///
+    /// let mut rx = transport.receive("work", ReceiveOptions::default()).await?;
+    /// let delivery = rx.recv().await?.expect("a delivery");
+    /// assert_eq!(delivery.envelope.id, job.id);
+    /// delivery.ack().await?;
+    /// rx.close().await?;
+    /// let stats = transport.stats().await?;
+    /// assert_eq!(stats.iter().find(|s| s.queue == "work").map(|s| s.ready), Some(0));
+    /// transport.close().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn open(url: &str) -> Result<Self> {
         Self::connect(SqliteConfig::from_url(url)?).await
     }
@@ -106,8 +145,14 @@ impl SqliteTransport {
     /// claims and acks of the same batch. This is how a business transaction joins the
     /// transport's single writer instead of fighting it for SQLite's write lock.
     ///
-    /// ```no_run
-    /// # async fn f(transport: tidings_sqlite::SqliteTransport) -> Result<(), tidings_sqlite::SqliteError> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tidings_sqlite::SqliteError> {
+    /// # let dir = tempfile::tempdir().expect("a temp dir");
+    /// # let transport = tidings_sqlite::SqliteTransport::open(
+    /// #     &format!("sqlite://{}/app.db", dir.path().display())).await?;
+    /// # sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT)")
+    /// #     .execute(transport.pool()).await?;
     /// use sqlx::sqlite::SqliteConnection;
     /// let id: i64 = transport
     ///     .write(|conn: &mut SqliteConnection| Box::pin(async move {
@@ -116,6 +161,22 @@ impl SqliteTransport {
     ///         Ok::<_, tidings_sqlite::SqliteError>(id)
     ///     }))
     ///     .await?;
+    /// // Committed: readable from the pool.
+    /// let customer: String = sqlx::query_scalar("SELECT customer FROM orders WHERE id = ?")
+    ///     .bind(id)
+    ///     .fetch_one(transport.pool())
+    ///     .await?;
+    /// assert_eq!(customer, "c-1");
+    /// // A closure's error rolls back its own writes only.
+    /// let failed = transport
+    ///     .write(|conn: &mut SqliteConnection| Box::pin(async move {
+    ///         sqlx::query("INSERT INTO orders (customer) VALUES ('c-2')").execute(&mut *conn).await?;
+    ///         Err::<(), _>(tidings_sqlite::SqliteError::Config("changed my mind".into()))
+    ///     }))
+    ///     .await;
+    /// assert!(failed.is_err());
+    /// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(transport.pool()).await?;
+    /// assert_eq!(n, 1);
     /// # Ok(()) }
     /// ```
     ///

@@ -55,6 +55,9 @@ impl RelayStats {
 
 /// Ships an outbox table to a transport.
 ///
+/// The shape of it (a runnable example, with `tidings_sqlite::OutboxTable` in a temporary
+/// directory, is in the `tidings_sqlite` crate docs):
+///
 /// ```no_run
 /// # async fn f(store: std::sync::Arc<dyn tidings_core::outbox::OutboxStore>,
 /// #            transport: std::sync::Arc<dyn tidings_core::transport::Transport>) {

@@ -166,6 +166,30 @@ impl Delivery {
     }
 
     /// Redelivers it after `delay`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tidings_core::transport::memory::MemoryTransport;
+    /// use tidings_core::transport::{Outgoing, QueueSpec, ReceiveOptions, Topology, Transport};
+    /// use tidings_core::Envelope;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> tidings_core::Result<()> {
+    /// let transport = MemoryTransport::new();
+    /// let queue = QueueSpec { name: "jobs".into(), ..QueueSpec::default() };
+    /// transport.declare(&Topology { queues: vec![queue] }).await?;
+    /// let job = Envelope::new("jobs.resize", 1, &b"{}"[..]);
+    /// transport.send(vec![Outgoing::to_queue("jobs", job)]).await?;
+    ///
+    /// let mut rx = transport.receive("jobs", ReceiveOptions::default()).await?;
+    /// let first = rx.recv().await?.expect("a delivery");
+    /// first.nack(Duration::from_secs(5)).await?; // failed: try again in 5 s
+    /// let again = rx.recv().await?.expect("redelivered"); // paused time: no real wait
+    /// assert_eq!(again.delivery_count, 2);
+    /// again.dead_letter().await?; // give up: to the error queue
+    /// assert_eq!(transport.stats().await?[0].error_depth, 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn nack(self, delay: Duration) -> Result<()> {
         self.settle.nack(delay, None).await
     }
@@ -257,6 +281,41 @@ impl DeadLetterQuery {
 ///
 /// Implementations: in-memory ([`memory::MemoryTransport`]), SQLite, PostgreSQL, RabbitMQ,
 /// NATS JetStream. Each passes the conformance suite (feature `conformance`).
+///
+/// The bus drives it; used directly, a round trip is declare, send, receive, settle:
+///
+/// ```
+/// use tidings_core::transport::memory::MemoryTransport;
+/// use tidings_core::transport::{Outgoing, QueueSpec, ReceiveOptions, Topology, Transport};
+/// use tidings_core::Envelope;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> tidings_core::Result<()> {
+/// let transport = MemoryTransport::new();
+/// let queue = QueueSpec { name: "billing".into(), ..QueueSpec::default() };
+/// transport.declare(&Topology { queues: vec![queue] }).await?;
+///
+/// let envelope = Envelope::new("shop.order-placed", 1, &b"{\"order_id\":7}"[..]);
+/// let id = envelope.id;
+/// transport.send(vec![Outgoing::to_queue("billing", envelope)]).await?;
+///
+/// let mut receiver = transport.receive("billing", ReceiveOptions::default()).await?;
+/// let delivery = receiver.recv().await?.expect("a delivery");
+/// assert_eq!(delivery.envelope.id, id);
+/// assert_eq!(delivery.delivery_count, 1);
+/// assert_eq!(&delivery.envelope.body[..], b"{\"order_id\":7}");
+/// delivery.ack().await?; // done: removed from the queue
+///
+/// let stats = transport.stats().await?;
+/// let billing = stats.iter().find(|s| s.queue == "billing").expect("declared");
+/// assert_eq!((billing.ready, billing.error_depth), (0, 0));
+///
+/// // An undeclared queue is refused.
+/// let stray = Envelope::new("shop.order-placed", 1, &b"{}"[..]);
+/// assert!(transport.send(vec![Outgoing::to_queue("nowhere", stray)]).await.is_err());
+/// receiver.close().await?;
+/// # Ok(()) }
+/// ```
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Short name (`memory`, `sqlite`, ...).
