@@ -1,10 +1,12 @@
-//! `orderflow scale` end to end on PostgreSQL: every replica a separate `orderflow serve`
-//! process (the real binary), in a schema of this run's own. Skipped with a printed reason
-//! when PostgreSQL does not answer (a failure under CI=true).
+//! `orderflow scale` end to end: every replica a separate `orderflow serve` process (the
+//! real binary). Skipped with a printed reason when a service does not answer (a failure
+//! under CI=true).
 //!
-//! - 2 APIs and 2 workers per service, orders across both APIs, one worker of each service
-//!   SIGKILLed mid-run and restarted later: every invariant holds and both replicas of
-//!   each service did work.
+//! - On PostgreSQL, in a schema of this run's own: 2 APIs and 2 workers per service, orders
+//!   across both APIs, one worker of each service SIGKILLed mid-run and restarted later:
+//!   every invariant holds and both replicas of each service did work.
+//! - The same on RabbitMQ (a vhost of the run's own, deleted afterwards) with the business
+//!   tables in PostgreSQL and every process relaying its outbox.
 //! - Back-pressure: payments as the bottleneck (one worker, one handler, a 200 ms gateway)
 //!   at an offered load above its capacity: the APIs refuse orders (503 + Retry-After)
 //!   instead of accepting orders the payment timeout would cancel; with four payments
@@ -14,15 +16,12 @@ use std::process::Command;
 use std::time::Duration;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-fn url() -> Option<String> {
-    let url = std::env::var("TIDINGS_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
-    let u = url::Url::parse(&url).unwrap();
-    let addr = format!(
-        "{}:{}",
-        u.host_str().unwrap_or("127.0.0.1"),
-        u.port().unwrap_or(5432)
-    );
+/// Whether `host:port` accepts a TCP connection; outside CI a `false` prints why the test
+/// is skipped, under CI=true it fails the test.
+fn answers(what: &str, host: &str, port: u16) -> bool {
+    let addr = format!("{host}:{port}");
     let ok = std::net::ToSocketAddrs::to_socket_addrs(&addr)
         .ok()
         .and_then(|mut a| a.next())
@@ -31,20 +30,42 @@ fn url() -> Option<String> {
         assert_ne!(
             std::env::var("CI").as_deref(),
             Ok("true"),
-            "PostgreSQL not reachable at {addr} (CI=true)"
+            "{what} not reachable at {addr} (CI=true)"
         );
-        eprintln!("skipped: PostgreSQL not reachable at {addr}");
-        return None;
+        eprintln!("skipped: {what} not reachable at {addr}");
     }
-    Some(url)
+    ok
+}
+
+fn url() -> Option<String> {
+    let url = std::env::var("TIDINGS_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
+    let u = url::Url::parse(&url).unwrap();
+    answers(
+        "PostgreSQL",
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port().unwrap_or(5432),
+    )
+    .then_some(url)
+}
+
+/// RabbitMQ (`TIDINGS_AMQP_URL`) and its management API (the run makes a vhost of its own
+/// through it).
+fn amqp_url() -> Option<String> {
+    let url = std::env::var("TIDINGS_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_string());
+    let u = url::Url::parse(&url).unwrap();
+    let host = u.host_str().unwrap_or("127.0.0.1");
+    (answers("RabbitMQ", host, u.port().unwrap_or(5672))
+        && answers("RabbitMQ's management API", host, 15672))
+    .then_some(url)
 }
 
 /// One scale run at a time: each starts 7–14 processes with 4 connections each, and the
 /// server's connection limit (100 by default) is shared with every other test.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Runs `orderflow scale ARGS` in a schema of its own; (success, stdout + the error).
-fn scale(url: &str, tag: &str, args: &[&str]) -> (bool, String) {
+/// Runs `orderflow scale ARGS` in a schema of its own on PostgreSQL `url`, on it as the
+/// transport or (with `broker`) as the business database; (success, stdout + the error).
+fn scale(url: &str, broker: Option<&str>, tag: &str, args: &[&str]) -> (bool, String) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let schema = format!(
@@ -53,15 +74,20 @@ fn scale(url: &str, tag: &str, args: &[&str]) -> (bool, String) {
         chrono::Utc::now().timestamp_millis()
     );
     let sep = if url.contains('?') { '&' } else { '?' };
-    let out = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let pg = format!("{url}{sep}schema={schema}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orderflow"));
+    command
         .arg("scale")
         .args(args)
         .arg("--data-dir")
-        .arg(dir.path())
-        .env("TIDINGS_URL", format!("{url}{sep}schema={schema}"))
-        .env_remove("ORDERFLOW_DB_URL")
-        .output()
-        .unwrap();
+        .arg(dir.path());
+    match broker {
+        Some(b) => command.env("TIDINGS_URL", b).env("ORDERFLOW_DB_URL", pg),
+        None => command
+            .env("TIDINGS_URL", pg)
+            .env_remove("ORDERFLOW_DB_URL"),
+    };
+    let out = command.output().unwrap();
     let mut stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -88,12 +114,21 @@ fn number_before(text: &str, suffix: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number before `{suffix}` in {text}"))
 }
 
-#[test]
-fn two_replicas_of_everything_with_a_worker_of_each_service_killed_keep_every_invariant() {
-    let Some(url) = url() else { return };
+/// The kill test's run: 12 s of load across 2 APIs, one worker of each service killed 3 s
+/// into it and started 3 s later; every invariant holds and the work was shared: both
+/// replicas of each of `shared` consumed work, and the second replica (never killed) of
+/// each of `taken_over`.
+fn kill_run(
+    url: &str,
+    broker: Option<&str>,
+    tag: &str,
+    shared: &[&str],
+    taken_over: &[(&str, &str)],
+) -> String {
     let (ok, out) = scale(
-        &url,
-        "kill",
+        url,
+        broker,
+        tag,
         &[
             "--seconds",
             "12",
@@ -123,15 +158,55 @@ fn two_replicas_of_everything_with_a_worker_of_each_service_killed_keep_every_in
     for l in apis {
         assert!(number_before(l, "orders accepted") > 0, "{out}");
     }
-    for service in ["inventory", "payments", "shipping", "notifications"] {
-        let line = out
-            .lines()
-            .find(|l| l.trim_start().starts_with(service))
-            .unwrap_or_else(|| panic!("no work-share line for {service}: {out}"));
+    let share = |endpoint: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{endpoint} ")))
+            .unwrap_or_else(|| panic!("no work-share line for {endpoint}: {out}"))
+            .to_string()
+    };
+    for service in shared {
+        let line = share(service);
         assert!(line.contains(&format!("{service}-1 ")), "{line}");
         assert!(line.contains(&format!("{service}-2 ")), "{line}");
         assert!(line.contains("2 starts"), "{line}");
     }
+    for (endpoint, service) in taken_over {
+        let line = share(endpoint);
+        assert!(line.contains(&format!("{service}-2 ")), "{line}");
+    }
+    out
+}
+
+/// Competing consumers everywhere (PostgreSQL).
+const ALL: &[&str] = &["inventory", "payments", "shipping", "notifications"];
+
+#[test]
+fn two_replicas_of_everything_with_a_worker_of_each_service_killed_keep_every_invariant() {
+    let Some(url) = url() else { return };
+    kill_run(&url, None, "kill", ALL, &[]);
+}
+
+#[test]
+fn on_rabbitmq_two_replicas_of_everything_with_a_worker_of_each_service_killed_keep_every_invariant(
+) {
+    let Some(url) = url() else { return };
+    let Some(amqp) = amqp_url() else { return };
+    // The saga's and payments' queues are ordered: on RabbitMQ a single active consumer
+    // (the victim, started first), the other replica standing by until the kill.
+    let out = kill_run(
+        &url,
+        Some(&amqp),
+        "rmq",
+        &["inventory", "shipping", "notifications"],
+        &[("order-saga", "saga"), ("payments", "payments")],
+    );
+    // the run had a vhost of its own and deleted it
+    assert!(
+        out.contains("RabbitMQ vhost of this run: orderflow-scale-"),
+        "{out}"
+    );
+    assert!(out.contains("deleted the vhost orderflow-scale-"), "{out}");
+    println!("{out}");
 }
 
 #[test]
@@ -160,6 +235,7 @@ fn the_api_sheds_load_the_payments_cannot_take_and_more_payment_workers_take_it(
     ];
     let (ok, one) = scale(
         &url,
+        None,
         "bp1",
         &[&common[..], &["--payments-workers", "1"]].concat(),
     );
@@ -170,6 +246,7 @@ fn the_api_sheds_load_the_payments_cannot_take_and_more_payment_workers_take_it(
 
     let (ok, four) = scale(
         &url,
+        None,
         "bp4",
         &[&common[..], &["--payments-workers", "4"]].concat(),
     );

@@ -1,19 +1,23 @@
 //! `orderflow scale`: the scale-out test. Every replica is a separate `orderflow serve`
 //! process on one database — `--apis` API replicas (`--service api`) and `--workers`
 //! workers per service (`--service inventory` ...; `--payments-workers` for payments) —
-//! started through [`tidings_chaos`] (a run of 0 kills just starts a child and waits
-//! until it is ready). Orders are placed across the APIs for `--seconds`; one worker of
-//! each service (its first replica) is a chaos run of 1 kill: SIGKILLed `--kill-after-ms`
-//! after it was ready and started again `--restart-after-ms` later. Then the test waits
-//! for quiescence and checks the load run's invariants and the crash-cycle ones
-//! ([`crate::chaos::checks`]), and prints how the work was shared ([`share`]).
+//! started through [`tidings_chaos`] (a run of 0 kills starts a child and waits until it
+//! is ready; [`procs`]). Orders are placed across the APIs for `--seconds`; one worker of
+//! each service (its first replica, started before the others) is SIGKILLed
+//! `--kill-after-ms` into the load and started again `--restart-after-ms` later. Then the
+//! test waits for quiescence and checks the load run's invariants and the crash-cycle
+//! ones ([`crate::chaos::checks`]), and prints how the work was shared ([`share`]).
 //!
 //! On PostgreSQL without `schema=` the run gets a schema of its own (business schemas
 //! `<schema>_<service>` beside it); every child's transport pool is capped at
 //! `max_connections=4` unless the URL says otherwise (14 processes share the server).
+//! On RabbitMQ (`amqp://` + `--db-url`) the run gets a vhost of its own, deleted at the
+//! end ([`vhost`]), and the business tables a schema of their own unless `--db-url` names
+//! one; every process relays its outbox, one relay at a time holding the table's lease.
 
 pub mod procs;
 pub mod share;
+pub mod vhost;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -44,7 +48,7 @@ pub struct ScaleArgs {
     /// Orders per second offered by all clients together (0 = as fast as answered).
     #[arg(long, default_value_t = 40.0)]
     pub rate: f64,
-    /// Kill one worker of each service this long after it was ready (during the load).
+    /// Kill one worker of each service this long into the load.
     #[arg(long, default_value_t = 5000)]
     pub kill_after_ms: u64,
     /// Start a killed worker again this long after its kill.
@@ -90,20 +94,36 @@ pub struct ScaleArgs {
 
 /// Runs the scale-out test; `Err` when an invariant fails.
 pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
-    let seed = args.seed.unwrap_or_else(rand::random);
     let stamp = chrono::Utc::now().timestamp_millis();
+    let Some((vhost, url)) = vhost::OwnVhost::create(&args.transport_url, stamp).await? else {
+        let url = args.transport_url.clone();
+        return run_on(args, url, stamp).await;
+    };
+    println!("RabbitMQ vhost of this run: {}", vhost.name);
+    let name = vhost.name.clone();
+    let result = run_on(args, url, stamp).await;
+    match vhost.delete().await {
+        Ok(()) => println!("deleted the vhost {name}"),
+        Err(e) => eprintln!("cannot delete the vhost {name}: {e}"),
+    }
+    result
+}
+
+/// The run on `transport_url` (the vhost of its own on RabbitMQ).
+async fn run_on(args: ScaleArgs, transport_url: String, stamp: i64) -> anyhow::Result<()> {
+    let seed = args.seed.unwrap_or_else(rand::random);
     let data_dir = args
         .data_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("orderflow-scale-{seed}-{stamp}")));
     std::fs::create_dir_all(data_dir.join("logs"))?;
-    let pg = args.transport_url.starts_with("postgres");
+    let pg = transport_url.starts_with("postgres");
     anyhow::ensure!(
         pg || args.db_url.is_some(),
         "the scale-out test needs one database for every process: a postgres:// transport, \
          or a broker with --db-url postgres://…"
     );
-    let url = capped(&own_schema(&args.transport_url));
+    let url = capped(&own_schema(&transport_url));
     let db_url = args.db_url.as_deref().map(|d| {
         let d = if d.contains("schema=") {
             d.to_string()
@@ -155,6 +175,10 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         .filter(|p| p.service == "api")
         .map(|p| format!("http://{}", p.addr))
         .collect();
+    cluster.cycle(
+        Duration::from_millis(args.kill_after_ms),
+        Duration::from_millis(args.restart_after_ms),
+    );
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let load = crate::chaos::load::place_while(apis.clone(), args.clients, args.rate, move || {
         Instant::now() < until

@@ -1,16 +1,21 @@
 //! The scale-out test's processes: which replicas run ([`plan`]), how each is started
 //! (`orderflow serve --service … --replica NAME`, the URLs by environment), and the
-//! running cluster: stable replicas are [`tidings_chaos`] runs of 0 kills, the first
-//! worker of each service a run of 1 kill whose restart waits `--restart-after-ms`.
+//! running cluster. Every start is a [`tidings_chaos`] run of 0 kills (it spawns the
+//! child and waits for `/admin/readyz`); the victims — the first worker of each service —
+//! start first, and [`Cluster::cycle`] SIGKILLs each one a set time into the load and
+//! starts it again later.
+//!
+//! Why the victims start first: on RabbitMQ an ordered endpoint's queue (the saga's,
+//! payments') has a single active consumer, the first to subscribe; the others stand by.
+//! Started first, the victim is the active one, so its kill makes the broker hand the
+//! queue (and the deliveries the victim held) to the other replica.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tidings_chaos::{Chaos, ChaosConfig, ChaosError, Outcome, Ready, Running};
+use tidings_chaos::{Chaos, ChaosConfig, Ready, Running};
 use tokio::task::JoinHandle;
 
 use super::ScaleArgs;
@@ -89,8 +94,8 @@ pub fn plan(args: &ScaleArgs) -> anyhow::Result<Vec<Proc>> {
     Ok(out)
 }
 
-/// The `orderflow serve` command of `p`; `delay` before it starts.
-fn command(env: &Env, p: &Proc, delay: Duration) -> tokio::process::Command {
+/// The `orderflow serve` command of `p`.
+fn command(env: &Env, p: &Proc) -> tokio::process::Command {
     let a = &env.args;
     let mut c = tokio::process::Command::new(&env.exe);
     let concurrency = match p.service {
@@ -108,7 +113,6 @@ fn command(env: &Env, p: &Proc, delay: Duration) -> tokio::process::Command {
         ])
         .args(["--payment-latency-ms", &a.payment_latency_ms.to_string()])
         .args(["--concurrency", &concurrency.to_string()])
-        .args(["--start-delay-ms", &delay.as_millis().to_string()])
         .env("TIDINGS_URL", &env.url)
         .env_remove("ORDERFLOW_DB_URL")
         .stdin(Stdio::null());
@@ -125,109 +129,121 @@ fn command(env: &Env, p: &Proc, delay: Duration) -> tokio::process::Command {
     c
 }
 
-type Victim = JoinHandle<Result<Outcome<()>, ChaosError>>;
-
 /// The running replicas.
 #[derive(Debug)]
 pub struct Cluster {
+    env: Env,
+    seed: u64,
     stable: Vec<Running>,
-    victims: Vec<Victim>,
+    /// Victims not killed yet.
+    victims: Vec<(Proc, Running)>,
+    /// Victims being killed and started again.
+    cycling: Vec<JoinHandle<anyhow::Result<Running>>>,
     restarted: Vec<Running>,
 }
 
 const READY: Duration = Duration::from_secs(120);
 
-/// Starts every replica and returns once all are ready (the victims' kills are timed
-/// from then on).
-pub async fn start(env: &Env, plan: &[Proc], seed: u64) -> anyhow::Result<Cluster> {
-    let mut starting = Vec::new();
-    for p in plan.iter().filter(|p| !p.victim) {
-        let (env, p, addr) = (env.clone(), p.clone(), p.addr);
-        let chaos = Chaos::new(
-            ChaosConfig::new(seed, 0).ready_timeout(READY),
-            move || command(&env, &p, Duration::ZERO),
-            Ready::http(addr, "/admin/readyz"),
-        );
-        starting.push(tokio::spawn(chaos.run(|_| async {})));
-    }
-    let mut victims = Vec::new();
-    for (i, p) in plan.iter().filter(|p| p.victim).enumerate() {
-        let (env2, p2) = (env.clone(), p.clone());
-        let a = &env.args;
-        let (kill, later) = (
-            Duration::from_millis(a.kill_after_ms),
-            Duration::from_millis(a.restart_after_ms),
-        );
-        let starts = Arc::new(AtomicU32::new(0));
-        let chaos = Chaos::new(
-            ChaosConfig::new(seed.wrapping_add(i as u64 + 1), 1)
-                .kill_between(kill, kill)
-                .ready_timeout(READY + later)
-                .verbose(true),
-            move || {
-                // the first start at once, the restart after the kill `later`
-                let n = starts.fetch_add(1, Ordering::Relaxed);
-                command(&env2, &p2, if n == 0 { Duration::ZERO } else { later })
-            },
-            Ready::http(p.addr, "/admin/readyz"),
-        );
-        victims.push(tokio::spawn(chaos.run(|mut stop| async move {
-            stop.stopped().await;
-        })));
-    }
-    let mut stable = Vec::new();
+/// Starts `p` and returns once it is ready.
+async fn start_one(env: &Env, p: &Proc, seed: u64) -> anyhow::Result<Running> {
+    let (env, p2) = (env.clone(), p.clone());
+    let chaos = Chaos::new(
+        ChaosConfig::new(seed, 0).ready_timeout(READY),
+        move || command(&env, &p2),
+        Ready::http(p.addr, "/admin/readyz"),
+    );
+    let outcome = chaos
+        .run(|_| async {})
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.name))?;
+    Ok(outcome.child)
+}
+
+/// Starts every replica of `plan` at once and waits until all are ready.
+async fn start_all<'a>(
+    env: &Env,
+    plan: impl Iterator<Item = &'a Proc>,
+    seed: u64,
+) -> anyhow::Result<Vec<(Proc, Running)>> {
+    let starting: Vec<_> = plan
+        .map(|p| {
+            let (env, p) = (env.clone(), p.clone());
+            tokio::spawn(async move {
+                let child = start_one(&env, &p, seed).await?;
+                Ok::<_, anyhow::Error>((p, child))
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
     for s in starting {
-        stable.push(s.await??.child);
+        out.push(s.await??);
     }
-    for p in plan.iter().filter(|p| p.victim) {
-        ready(p.addr).await?;
-    }
+    Ok(out)
+}
+
+/// Starts every replica, the victims first, and returns once all are ready.
+pub async fn start(env: &Env, plan: &[Proc], seed: u64) -> anyhow::Result<Cluster> {
+    let victims = start_all(env, plan.iter().filter(|p| p.victim), seed).await?;
+    let stable = start_all(env, plan.iter().filter(|p| !p.victim), seed).await?;
     Ok(Cluster {
-        stable,
+        env: env.clone(),
+        seed,
+        stable: stable.into_iter().map(|(_, c)| c).collect(),
         victims,
+        cycling: Vec::new(),
         restarted: Vec::new(),
     })
 }
 
-/// Polls `GET /admin/readyz` until it answers 2xx.
-async fn ready(addr: SocketAddr) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let deadline = Instant::now() + READY;
-    let url = format!("http://{addr}/admin/readyz");
-    loop {
-        if let Ok(r) = client.get(&url).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{addr} was not ready in {READY:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 impl Cluster {
+    /// From now on: SIGKILLs every victim `kill_after` later (`Err` if it had exited by
+    /// itself) and starts it again `restart_after` after its kill.
+    pub fn cycle(&mut self, kill_after: Duration, restart_after: Duration) {
+        let t0 = Instant::now();
+        for (p, mut child) in self.victims.drain(..) {
+            let (env, seed) = (self.env.clone(), self.seed);
+            self.cycling.push(tokio::spawn(async move {
+                tokio::time::sleep(kill_after).await;
+                child
+                    .check_alive()
+                    .map_err(|e| anyhow::anyhow!("{} before its kill: {e}", p.name))?;
+                let pid = child.id().unwrap_or(0);
+                child.kill().await?;
+                println!(
+                    "killed {} (pid {pid}, SIGKILL) {:.1} s into the load",
+                    p.name,
+                    t0.elapsed().as_secs_f64()
+                );
+                tokio::time::sleep(restart_after).await;
+                let next = start_one(&env, &p, seed).await?;
+                println!(
+                    "restarted {} (pid {}), ready {:.1} s into the load",
+                    p.name,
+                    next.id().unwrap_or(0),
+                    t0.elapsed().as_secs_f64()
+                );
+                Ok(next)
+            }));
+        }
+    }
+
     /// Waits until every victim was killed and is ready again; returns how many.
     pub async fn wait_restarts(&mut self) -> anyhow::Result<u32> {
         let mut kills = 0;
-        for v in self.victims.drain(..) {
-            let outcome = v.await??;
-            kills += outcome.cycles;
-            self.restarted.push(outcome.child);
+        for c in self.cycling.drain(..) {
+            self.restarted.push(c.await??);
+            kills += 1;
         }
         Ok(kills)
     }
 
     /// Kills every replica (the test is over).
     pub async fn stop(self) {
-        for v in &self.victims {
-            v.abort();
+        for c in &self.cycling {
+            c.abort();
         }
-        for r in self.stable.into_iter().chain(self.restarted) {
+        let victims = self.victims.into_iter().map(|(_, c)| c);
+        for r in self.stable.into_iter().chain(victims).chain(self.restarted) {
             let _ = r.kill().await;
         }
     }
