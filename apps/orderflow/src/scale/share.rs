@@ -114,39 +114,49 @@ pub fn read(data_dir: &Path) -> Shares {
     out
 }
 
-/// The table of the report: per endpoint, each replica's share (incarnations summed, and
-/// how many times the replica started — an incarnation that consumed nothing counts too).
+/// The table of the report: per endpoint, each replica's share (incarnations summed) and,
+/// for a replica that started more than once, what each incarnation consumed (in pid
+/// order; one that consumed nothing counts too) — on RabbitMQ a restarted replica of an
+/// ordered endpoint stands by, so its second figure is 0.
 pub fn render(shares: &Shares) -> String {
-    // starts per replica: every incarnation that wrote its counts, idle ones included
-    let mut starts: BTreeMap<&str, u32> = BTreeMap::new();
-    for (replica, _) in shares.keys() {
-        *starts.entry(replica).or_default() += 1;
+    // every incarnation of each replica that wrote its counts, idle ones included
+    let mut pids: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (replica, pid) in shares.keys() {
+        pids.entry(replica).or_default().push(*pid);
     }
-    let mut by_endpoint: BTreeMap<&str, BTreeMap<&str, (u64, u32)>> = BTreeMap::new();
-    for ((replica, _), counts) in shares {
-        for (endpoint, n) in counts {
-            let e = by_endpoint
-                .entry(endpoint)
-                .or_default()
-                .entry(replica)
-                .or_default();
-            e.0 += n;
-            e.1 = starts.get(replica.as_str()).copied().unwrap_or(1);
-        }
-    }
+    let endpoints: std::collections::BTreeSet<&str> = shares
+        .values()
+        .flat_map(|c| c.keys().map(String::as_str))
+        .collect();
     let mut s = String::from("work shared between replicas (deliveries consumed, per process)\n");
-    for (endpoint, replicas) in &by_endpoint {
-        let total: u64 = replicas.values().map(|(n, _)| n).sum();
+    for endpoint in endpoints {
+        // replica → consumed by each incarnation
+        let mut replicas: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for (replica, pids) in &pids {
+            let each: Vec<u64> = pids
+                .iter()
+                .map(|pid| {
+                    let counts = shares.get(&(replica.to_string(), *pid));
+                    counts.and_then(|c| c.get(endpoint)).copied().unwrap_or(0)
+                })
+                .collect();
+            if each.iter().any(|n| *n > 0) {
+                replicas.insert(replica, each);
+            }
+        }
+        let total: u64 = replicas.values().flatten().sum();
         let parts: Vec<String> = replicas
             .iter()
-            .map(|(r, (n, starts))| {
+            .map(|(r, each)| {
+                let n: u64 = each.iter().sum();
                 let pct = if total > 0 {
-                    100.0 * *n as f64 / total as f64
+                    100.0 * n as f64 / total as f64
                 } else {
                     0.0
                 };
-                let again = if *starts > 1 {
-                    format!(", {starts} starts")
+                let again = if each.len() > 1 {
+                    let each: Vec<String> = each.iter().map(u64::to_string).collect();
+                    format!(", {} starts: {}", each.len(), each.join("+"))
                 } else {
                     String::new()
                 };
@@ -176,7 +186,13 @@ mod tests {
         shares.insert(("payments-2".into(), 13), BTreeMap::new());
         let table = render(&shares);
         assert!(table.contains("payments           100"), "{table}");
-        assert!(table.contains("payments-1 50 (50%, 2 starts)"), "{table}");
-        assert!(table.contains("payments-2 50 (50%, 2 starts)"), "{table}");
+        assert!(
+            table.contains("payments-1 50 (50%, 2 starts: 30+20)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("payments-2 50 (50%, 2 starts: 50+0)"),
+            "{table}"
+        );
     }
 }
