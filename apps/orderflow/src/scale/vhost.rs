@@ -158,3 +158,32 @@ impl OwnVhost {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OwnVhost;
+
+    #[tokio::test]
+    async fn only_an_amqp_url_on_the_default_vhost_gets_a_vhost_of_its_own() {
+        // no broker is asked in any of these
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/test",
+            "nats://127.0.0.1:4222",
+            "amqp://guest:guest@127.0.0.1:5672/mine",
+        ] {
+            assert!(OwnVhost::create(url, 1).await.unwrap().is_none(), "{url}");
+        }
+        let off = OwnVhost::create("amqp://u:secret@127.0.0.1:5672/%2f?management=off", 1)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(off.contains("management is off"), "{off}");
+        assert!(!off.contains("secret"), "{off}");
+        let tls = OwnVhost::create("amqp://u:secret@h/?management=https://h:15671", 1)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(tls.contains("http://"), "{tls}");
+        assert!(!tls.contains("secret"), "{tls}");
+    }
+}
