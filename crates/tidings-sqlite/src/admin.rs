@@ -67,9 +67,10 @@ pub(crate) async fn stats<'e>(ex: impl SqliteExecutor<'e>) -> Result<Vec<QueueSt
     let now = now_ms();
     let rows = sqlx::query(
         "SELECT q.name, \
-         (SELECT COUNT(*) FROM tidings_messages m WHERE m.queue = q.name AND m.visible_at <= ?1), \
-         (SELECT COUNT(*) FROM tidings_messages m WHERE m.queue = q.name AND m.visible_at > ?1 \
-            AND m.lease_token IS NOT NULL), \
+         (SELECT COUNT(*) FROM tidings_messages m WHERE m.queue = q.name AND m.visible_at <= ?1 \
+            AND (m.lease_until IS NULL OR m.lease_until <= ?1)), \
+         (SELECT COUNT(*) FROM tidings_messages m WHERE m.queue = q.name \
+            AND m.lease_token IS NOT NULL AND COALESCE(m.lease_until, m.visible_at) > ?1), \
          (SELECT COUNT(*) FROM tidings_messages m WHERE m.queue = q.name AND m.visible_at > ?1 \
             AND m.lease_token IS NULL), \
          (SELECT MIN(sent_at) FROM tidings_messages m WHERE m.queue = q.name \

@@ -22,6 +22,9 @@ use crate::error::Result;
 use crate::schema::now_ms;
 use crate::store::{ClaimSpec, Claimed, NewRow, CLAIM_ANY, CLAIM_ORDERED, INSERT_ONE};
 
+/// How many leased rows [`Raw::next_visible`] reads at most for the earliest lease end.
+const LEASE_SCAN: i64 = 4096;
+
 /// Subscriptions: message type → the queues that get it.
 pub(crate) type Subscriptions = HashMap<String, Vec<String>>;
 
@@ -169,7 +172,7 @@ impl Raw<'_> {
         self.c
             .prepare_cached(
                 "UPDATE tidings_messages SET visible_at = ?1, lease_token = NULL, \
-                 envelope = COALESCE(?2, envelope), \
+                 lease_until = NULL, envelope = COALESCE(?2, envelope), \
                  delivery_count = CASE WHEN ?3 THEN MAX(delivery_count - 1, 0) \
                  ELSE delivery_count END \
                  WHERE id = ?4 AND lease_token = ?5",
@@ -182,7 +185,7 @@ impl Raw<'_> {
     pub(crate) fn extend(&self, id: i64, token: i64, until: i64) -> Result<()> {
         self.c
             .prepare_cached(
-                "UPDATE tidings_messages SET visible_at = ?1 WHERE id = ?2 AND lease_token = ?3",
+                "UPDATE tidings_messages SET lease_until = ?1 WHERE id = ?2 AND lease_token = ?3",
             )?
             .execute(params![until, id, token])?;
         Ok(())
@@ -216,15 +219,36 @@ impl Raw<'_> {
         Ok(out)
     }
 
-    /// When the next row of `queue` becomes visible (delay or lease ends), if any.
+    /// When the next row of `queue` becomes claimable (its delay or its lease ends), if
+    /// any: a hint for a receiver that found nothing, so it looks again then.
+    ///
+    /// Delays are found through the ready index. Leases are read from the rows whose delay
+    /// has passed, i.e. the in-flight ones (a claim just found nothing else) or, on an
+    /// ordered queue, rows waiting behind their key; at most [`LEASE_SCAN`] of them are
+    /// read, so a long line behind one key costs a bounded scan and, at worst, a later
+    /// hint (the receiver's own wait still bounds it).
     pub(crate) fn next_visible(&self, queue: &str) -> Result<Option<i64>> {
-        Ok(self
+        let now = now_ms();
+        let delay: Option<i64> = self
             .c
             .prepare_cached(
                 "SELECT MIN(visible_at) FROM tidings_messages WHERE queue = ?1 AND visible_at > ?2",
             )?
-            .query_row(params![queue, now_ms()], |r| r.get(0))
+            .query_row(params![queue, now], |r| r.get(0))
             .optional()?
-            .flatten())
+            .flatten();
+        let lease: Option<i64> = self
+            .c
+            .prepare_cached(
+                "SELECT MIN(lease_until) FROM (SELECT lease_until FROM tidings_messages \
+                 WHERE queue = ?1 AND visible_at <= ?2 AND lease_until > ?2 LIMIT ?3)",
+            )?
+            .query_row(params![queue, now, LEASE_SCAN], |r| r.get(0))
+            .optional()?
+            .flatten();
+        Ok(match (delay, lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 }

@@ -6,7 +6,7 @@
 //! | `tidings_schema` | one row: the schema version, and a counter bumped by every declare |
 //! | `tidings_queues` | declared queues (name, ordered, temporary) |
 //! | `tidings_subscriptions` | (message type, queue): who gets a published event |
-//! | `tidings_messages` | queued messages: queue, visible_at (ms), lease token, delivery count, partition key, envelope (compact stored form: metadata JSON + raw body; JSON in older rows) |
+//! | `tidings_messages` | queued messages: queue, visible_at (ms: deliverable from), lease token and lease end (`lease_until`, in no index), delivery count, partition key, envelope (compact stored form: metadata JSON + raw body; JSON in older rows) |
 //! | `tidings_dead_letters` | error queues: original queue, reason, time, envelope with fault headers |
 //! | `tidings_parked` | (queue, partition key) parked behind a dead letter |
 //! | `tidings_inbox` | (endpoint, message id) already handled, with time |
@@ -27,7 +27,7 @@ use crate::config::{Durability, SqliteConfig};
 use crate::error::{sqlite_code, Result, SqliteError};
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const V1: &str = r#"
 CREATE TABLE tidings_queues (
@@ -96,8 +96,19 @@ CREATE TABLE tidings_sagas (
 /// Rows written as JSON by version 1 are still read.
 const V2: &str = "SELECT 1;";
 
+/// Version 3 keeps a delivery's lease in a column of its own, `lease_until`, which no index
+/// holds: a claim then rewrites the row in place instead of moving its entry in the ready
+/// index `(queue, visible_at, id)` (that move was the largest part of a claim's cost:
+/// docs/benchmarks.md). `visible_at` now only says when a message becomes deliverable
+/// (sent, scheduled, redelivery delay); a row is claimable when `visible_at` has passed
+/// and it has no lease or its lease has run out. Rows leased by a version-2 build keep
+/// their lease in `visible_at` and `lease_until` NULL, which means the same thing, so the
+/// migration changes no row; a version-2 build refuses the file (`NewerSchema`), since it
+/// would take every row a version-3 build has leased for free.
+const V3: &str = "ALTER TABLE tidings_messages ADD COLUMN lease_until INTEGER;";
+
 /// Migration scripts; index `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> i64 {

@@ -165,17 +165,23 @@ pub(crate) struct Claimed {
     pub(crate) envelope: Vec<u8>,
 }
 
+// A claim sets the lease columns, which no index holds, so the row's entry in the ready
+// index stays where it is: in-flight rows stay at the head of the index and each claim
+// steps over them (at most the queue's in-flight count) instead of moving every claimed
+// entry to the end (schema version 3).
 pub(crate) const CLAIM_ANY: &str = "UPDATE tidings_messages \
-    SET lease_token = ?1, visible_at = ?2, delivery_count = delivery_count + 1 \
+    SET lease_token = ?1, lease_until = ?2, delivery_count = delivery_count + 1 \
     WHERE id IN (SELECT id FROM tidings_messages WHERE queue = ?3 AND visible_at <= ?4 \
+                 AND (lease_until IS NULL OR lease_until <= ?4) \
                  ORDER BY visible_at, id LIMIT ?5) \
     RETURNING id, delivery_count, envelope";
 
 // A keyed message is claimable only when it is the oldest row of its key in the queue
 // (whatever that row's state: in flight, delayed, waiting) and its key is not parked.
 pub(crate) const CLAIM_ORDERED: &str = "UPDATE tidings_messages \
-    SET lease_token = ?1, visible_at = ?2, delivery_count = delivery_count + 1 \
+    SET lease_token = ?1, lease_until = ?2, delivery_count = delivery_count + 1 \
     WHERE id IN (SELECT m.id FROM tidings_messages m WHERE m.queue = ?3 AND m.visible_at <= ?4 \
+        AND (m.lease_until IS NULL OR m.lease_until <= ?4) \
         AND (m.partition_key IS NULL OR ( \
             NOT EXISTS (SELECT 1 FROM tidings_messages p WHERE p.queue = m.queue \
                         AND p.partition_key = m.partition_key AND p.id < m.id) \
