@@ -125,7 +125,7 @@ impl Shared {
             Err(_) => match self.js.create_stream(config).await {
                 Ok(mut s) => s.info().await.cloned(),
                 // Created by someone else meanwhile.
-                Err(e) if e.to_string().contains("already in use") => {
+                Err(e) if name_in_use(&e) => {
                     let mut s = self
                         .js
                         .get_stream(&name)
