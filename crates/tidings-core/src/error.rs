@@ -137,7 +137,8 @@ impl Error {
 ///   `SQLITE_FULL`, `SQLITE_PROTOCOL` (with every extended code of theirs) are transient;
 /// - PostgreSQL SQLSTATE: classes `08` (connection exception) and `53` (insufficient
 ///   resources), `40001` serialization failure, `40P01` deadlock, `55P03` lock not
-///   available, `57P01`..`57P03` (shutdown, cannot connect now) are transient;
+///   available, `57P01`..`57P03` and `57P05` (shutdown, cannot connect now, idle session
+///   closed) are transient;
 /// - everything else (constraint violations, no row, decoding, configuration) permanent.
 ///
 /// ```
@@ -193,8 +194,8 @@ pub fn sqlite_code_is_transient(code: i32) -> bool {
 
 /// Whether a PostgreSQL SQLSTATE is worth retrying: classes `08` (connection exception)
 /// and `53` (insufficient resources), `40001` (serialization failure), `40P01`
-/// (deadlock), `55P03` (lock not available), `57P01` / `57P02` / `57P03` (admin or crash
-/// shutdown, cannot connect now).
+/// (deadlock), `55P03` (lock not available), `57P01` / `57P02` / `57P03` / `57P05` (admin
+/// or crash shutdown, cannot connect now, idle session timeout).
 ///
 /// ```
 /// use tidings_core::error::sqlstate_is_transient;
@@ -205,7 +206,10 @@ pub fn sqlite_code_is_transient(code: i32) -> bool {
 /// ```
 pub fn sqlstate_is_transient(code: &str) -> bool {
     matches!(code.get(..2), Some("08" | "53"))
-        || matches!(code, "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03")
+        || matches!(
+            code,
+            "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "57P05"
+        )
 }
 
 #[cfg(all(test, feature = "sqlx"))]
@@ -256,7 +260,7 @@ mod tests {
 
     #[test]
     fn sqlstates() {
-        for code in ["08000", "08006", "53300", "40001", "40P01", "55P03", "57P01", "57P03"] {
+        for code in ["08000", "08006", "53300", "40001", "40P01", "55P03", "57P01", "57P05"] {
             assert!(sqlstate_is_transient(code), "{code}");
         }
         for code in ["23505", "23503", "42P01", "57P04", "22P02", "0"] {
