@@ -215,10 +215,9 @@ async fn record_inbox(
         (Tx::Sqlite(conn), _) => {
             Ok(tidings_sqlite::inbox::record_in(conn, message_id, endpoint).await?)
         }
-        (Tx::Pg(t, _), Some(PgSink::Transport(_, inbox))) => inbox
-            .try_record_in(t, message_id, endpoint)
-            .await
-            .map_err(|e| HandlerError::from(tidings_core::Error::from(e))),
+        (Tx::Pg(t, _), Some(PgSink::Transport(_, inbox))) => {
+            Ok(inbox.try_record_in(t, message_id, endpoint).await?)
+        }
         (Tx::Pg(t, _), _) => {
             let done = sqlx::query(
                 "INSERT INTO inbox (message_id, endpoint, expires_at) \
