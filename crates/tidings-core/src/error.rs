@@ -30,8 +30,12 @@ pub enum Error {
         /// The configured limit in bytes.
         limit: usize,
     },
-    /// A command has no endpoint that receives it.
-    #[error("no endpoint receives command `{0}`: add `.receives::<{0}>()` to one endpoint")]
+    /// A command has no endpoint that receives it, and no route names a queue for it.
+    #[error(
+        "no endpoint receives command `{0}`: give one endpoint a handler for it \
+         (`Endpoint::handle` / `handle_fn`), or route it to the queue of another process \
+         (`BusBuilder::route`)"
+    )]
     NoRoute(String),
     /// Encoding or decoding a body failed.
     #[error("serialization failed: {0}")]
