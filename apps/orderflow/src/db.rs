@@ -340,4 +340,3 @@ impl<E> From<SqliteError> for Failed<E> {
         Failed::Writer(e)
     }
 }
-

@@ -264,7 +264,9 @@ mod tests {
 
     #[test]
     fn sqlstates() {
-        for code in ["08000", "08006", "53300", "40001", "40P01", "55P03", "57P01", "57P05"] {
+        for code in [
+            "08000", "08006", "53300", "40001", "40P01", "55P03", "57P01", "57P05",
+        ] {
             assert!(sqlstate_is_transient(code), "{code}");
         }
         for code in ["23505", "23503", "42P01", "57P04", "22P02", "0"] {

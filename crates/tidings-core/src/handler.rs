@@ -379,7 +379,11 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Transient);
         assert_eq!(e.to_string(), "transport error: claim failed");
         assert_eq!(e.message(), "transport error: claim failed");
-        assert_eq!(chain(&e), ["connection reset"], "source goes on after the core error");
+        assert_eq!(
+            chain(&e),
+            ["connection reset"],
+            "source goes on after the core error"
+        );
         assert!(e
             .source_error()
             .is_some_and(|s| s.downcast_ref::<crate::Error>().is_some()));
@@ -395,7 +399,9 @@ mod tests {
         let run = |s: &str| -> Result<u32, HandlerError> { Ok(serde_json::from_str(s)?) };
         let e = run("\"x\"").unwrap_err();
         assert!(e.is_permanent(), "bad data does not get better");
-        let text = serde_json::from_str::<u32>("\"x\"").unwrap_err().to_string();
+        let text = serde_json::from_str::<u32>("\"x\"")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e.to_string(), text);
         assert_eq!(e.reason(), FaultReason::HandlerFailed);
 
@@ -431,7 +437,10 @@ mod tests {
         assert!(e.is_permanent());
         // An io::Error wrapping another error: its text is the inner one's, its source
         // the inner one — the chain shows what the io::Error says it is caused by.
-        let e = run(std::io::Error::other(Lookup(std::io::Error::other("reset")))).unwrap_err();
+        let e = run(std::io::Error::other(Lookup(std::io::Error::other(
+            "reset",
+        ))))
+        .unwrap_err();
         assert_eq!(e.to_string(), "stock lookup failed");
     }
 
@@ -482,7 +491,10 @@ mod tests {
         ))
         .permanent()
         .unwrap_err();
-        assert_eq!((e.reason(), e.kind()), (FaultReason::TimedOut, ErrorKind::Permanent));
+        assert_eq!(
+            (e.reason(), e.kind()),
+            (FaultReason::TimedOut, ErrorKind::Permanent)
+        );
         assert_eq!(e.to_string(), "slow");
     }
 

@@ -209,7 +209,10 @@ async fn three_hops_export_one_trace_tree() {
             "{}",
             s.name
         );
-        assert!(attr(s, "correlation_id").is_empty(), "no plain correlation_id");
+        assert!(
+            attr(s, "correlation_id").is_empty(),
+            "no plain correlation_id"
+        );
         assert!(attr(s, "message_id").is_empty(), "no plain message_id");
         assert!(attr(s, "messaging.operation").is_empty(), "deprecated");
     }

@@ -92,7 +92,10 @@ impl NatsError {
     }
 
     /// A failed publish to `subject`, classified by its async-nats kind.
-    pub(crate) fn publish(subject: impl Into<String>, err: &(impl Classify + std::fmt::Display)) -> Self {
+    pub(crate) fn publish(
+        subject: impl Into<String>,
+        err: &(impl Classify + std::fmt::Display),
+    ) -> Self {
         NatsError::Publish {
             subject: subject.into(),
             kind: err.classify(),
@@ -261,9 +264,7 @@ mod jetstream_kinds {
             use stream::DirectGetErrorKind as K;
             match self {
                 K::TimedOut | K::Request | K::Other => ErrorKind::Transient,
-                K::ErrorResponse(status, _) => {
-                    transient_if(matches!(status.as_u16(), 408 | 503))
-                }
+                K::ErrorResponse(status, _) => transient_if(matches!(status.as_u16(), 408 | 503)),
                 _ => ErrorKind::Permanent,
             }
         }
@@ -374,7 +375,10 @@ mod tests {
     #[test]
     fn request_kinds_from_typed_kinds_and_api_codes() {
         let create = |k| NatsError::request("stream.create", CreateStreamError::new(k));
-        assert_eq!(create(CreateStreamErrorKind::TimedOut).kind(), ErrorKind::Transient);
+        assert_eq!(
+            create(CreateStreamErrorKind::TimedOut).kind(),
+            ErrorKind::Transient
+        );
         assert_eq!(
             create(CreateStreamErrorKind::InvalidStreamName).kind(),
             ErrorKind::Permanent
@@ -404,7 +408,10 @@ mod tests {
             DirectGetErrorKind::ErrorResponse(status, "x".into()).classify(),
             ErrorKind::Transient
         );
-        assert_eq!(DirectGetErrorKind::NotFound.classify(), ErrorKind::Permanent);
+        assert_eq!(
+            DirectGetErrorKind::NotFound.classify(),
+            ErrorKind::Permanent
+        );
     }
 
     #[test]
@@ -413,7 +420,12 @@ mod tests {
         for k in [K::TimedOut, K::Io, K::Dns, K::MaxReconnects] {
             assert_eq!(k.classify(), ErrorKind::Transient, "{k:?}");
         }
-        for k in [K::Authentication, K::AuthorizationViolation, K::Tls, K::ServerParse] {
+        for k in [
+            K::Authentication,
+            K::AuthorizationViolation,
+            K::Tls,
+            K::ServerParse,
+        ] {
             assert_eq!(k.classify(), ErrorKind::Permanent, "{k:?}");
         }
     }
@@ -431,11 +443,17 @@ mod tests {
         assert!(!p.is_retryable());
         let c: tidings_core::Error = NatsError::Config("bad".into()).into();
         assert!(matches!(c, tidings_core::Error::Config(_)));
-        assert_eq!(NatsError::Settle("gone".into()).kind(), ErrorKind::Transient);
+        assert_eq!(
+            NatsError::Settle("gone".into()).kind(),
+            ErrorKind::Transient
+        );
         assert_eq!(NatsError::Closed.kind(), ErrorKind::Permanent);
 
         let h = tidings_core::HandlerError::from(NatsError::Settle("gone".into()));
         assert_eq!(h.kind(), ErrorKind::Transient);
-        assert_eq!(h.to_string(), "transport error: settling a delivery failed: gone");
+        assert_eq!(
+            h.to_string(),
+            "transport error: settling a delivery failed: gone"
+        );
     }
 }

@@ -248,10 +248,7 @@ impl Shared {
             let result = match existing {
                 Some(mut cfg) if changed => {
                     cfg.sources = Some(sources);
-                    self.js
-                        .update_stream(cfg)
-                        .await
-                        .map(|_| ())
+                    self.js.update_stream(cfg).await.map(|_| ())
                 }
                 Some(_) => return Ok(()),
                 None => self

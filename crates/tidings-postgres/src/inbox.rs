@@ -166,7 +166,6 @@ impl<M, F> Transactional<M, F> {
     }
 }
 
-
 #[async_trait]
 impl<M, F, Fut> Handler<M> for Transactional<M, F>
 where

@@ -212,14 +212,24 @@ mod tests {
         let refused: lapin::Error =
             protocol(AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)).into();
         let e = RabbitMqError::connect("amqp://h".into(), &refused, str::to_owned);
-        assert_eq!(e.kind(), ErrorKind::Permanent, "bad credentials do not get better");
+        assert_eq!(
+            e.kind(),
+            ErrorKind::Permanent,
+            "bad credentials do not get better"
+        );
         let lost: lapin::Error = lapin::ErrorKind::MissingHeartbeatError.into();
         let e = RabbitMqError::connect("amqp://h".into(), &lost, str::to_owned);
         assert_eq!(e.kind(), ErrorKind::Transient);
         let e = RabbitMqError::amqp("queue.declare", &refused, str::to_owned);
         assert_eq!(e.kind(), ErrorKind::Permanent);
-        assert_eq!(RabbitMqError::Nacked("m".into()).kind(), ErrorKind::Transient);
-        assert_eq!(RabbitMqError::NameTooLong("q".into()).kind(), ErrorKind::Permanent);
+        assert_eq!(
+            RabbitMqError::Nacked("m".into()).kind(),
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            RabbitMqError::NameTooLong("q".into()).kind(),
+            ErrorKind::Permanent
+        );
         assert!(status_retryable(reqwest::StatusCode::SERVICE_UNAVAILABLE));
         assert!(status_retryable(reqwest::StatusCode::TOO_MANY_REQUESTS));
         assert!(!status_retryable(reqwest::StatusCode::UNAUTHORIZED));

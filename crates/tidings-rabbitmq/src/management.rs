@@ -220,12 +220,10 @@ impl Management {
                 crate::error::status_retryable(status),
             ));
         }
-        resp.json::<Vec<ListedQueue>>()
-            .await
-            .map_err(|e| {
-                let retryable = crate::error::http_retryable(&e);
-                fail(format!("unexpected answer: {}", e.without_url()), retryable)
-            })
+        resp.json::<Vec<ListedQueue>>().await.map_err(|e| {
+            let retryable = crate::error::http_retryable(&e);
+            fail(format!("unexpected answer: {}", e.without_url()), retryable)
+        })
     }
 }
 

@@ -169,8 +169,13 @@ mod tests {
     fn kinds() {
         let t = |e: SqliteError| e.kind() == ErrorKind::Transient;
         assert!(t(SqliteError::Database(sqlx::Error::PoolTimedOut)));
-        assert!(t(SqliteError::Database(sqlx::Error::Io(std::io::Error::other("eio")))));
-        assert!(!t(SqliteError::Database(sqlx::Error::PoolClosed)), "transport closed");
+        assert!(t(SqliteError::Database(sqlx::Error::Io(
+            std::io::Error::other("eio")
+        ))));
+        assert!(
+            !t(SqliteError::Database(sqlx::Error::PoolClosed)),
+            "transport closed"
+        );
         assert!(!t(SqliteError::Database(sqlx::Error::RowNotFound)));
         let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
         assert!(t(SqliteError::Statement(busy)));

@@ -19,7 +19,7 @@ use super::request::{parse_order, PlaceOrder, MAX_BODY_BYTES};
 use super::AppState;
 use crate::args;
 use crate::contracts::{OrderLine, OrderPlaced};
-use crate::db::{Work};
+use crate::db::Work;
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -66,8 +66,7 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
     let order = m.order_id.to_string();
     // A ReserveStock and a ReleaseStock of one order never decide at once (PostgreSQL;
     // SQLite has one writer).
-    work.lock(&format!("inventory:{order}"))
-        .await?;
+    work.lock(&format!("inventory:{order}")).await?;
     let (already,): (i64,) = work
         .one(
             "SELECT COUNT(*) FROM inv_reservations WHERE order_id = ?",
@@ -79,8 +78,7 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
             order_id: m.order_id,
         });
     }
-    work.exec("SAVEPOINT reserve", args![])
-        .await?;
+    work.exec("SAVEPOINT reserve", args![]).await?;
     let mut short = None;
     for line in &m.lines {
         let qty = i64::from(line.quantity);
@@ -102,8 +100,7 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
         .await?;
     }
     if let Some(product) = short {
-        work.exec("ROLLBACK TO reserve", args![])
-            .await?;
+        work.exec("ROLLBACK TO reserve", args![]).await?;
         tracing::info!(%product, "stock rejected");
         work.emit(&StockRejected {
             order_id: m.order_id,
@@ -114,8 +111,7 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
             order_id: m.order_id,
         })?;
     }
-    work.exec("RELEASE reserve", args![])
-        .await?;
+    work.exec("RELEASE reserve", args![]).await?;
     Ok(())
 }
 
@@ -127,8 +123,7 @@ async fn release(db: &Db, m: ReleaseStock, ctx: &ConsumeContext) -> Result<(), H
 
 async fn release_in(work: &mut Work<'_>, m: ReleaseStock) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
-    work.lock(&format!("inventory:{order}"))
-        .await?;
+    work.lock(&format!("inventory:{order}")).await?;
     let rows: Vec<(String, i64)> = work
         .all(
             "SELECT product_id, quantity FROM inv_reservations WHERE order_id = ? AND released = 0",

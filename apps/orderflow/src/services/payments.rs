@@ -4,7 +4,7 @@
 //! `docs/effects.md`): a refund that finds no capture voids the intent at the gateway, so a
 //! late capture is refused there. Ordered by order id: one message per order at a time.
 
-use tidings_core::{ConsumeContext, Endpoint, HandlerError};
+use tidings_core::{ConsumeContext, Endpoint, HandlerError, ResultExt};
 use tracing::Instrument;
 
 use super::gateway::{Charge, Gateway, IntentStatus};
@@ -151,7 +151,7 @@ async fn refund(
     ctx: &ConsumeContext,
 ) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
-    let after = gw.cancel(&order).await.map_err(HandlerError::transient)?;
+    let after = gw.cancel(&order).await.transient()?; // ResultExt: any Error, retried
     tracing::info!(reason = %m.reason, ?after, "refund handled");
     db.work(ctx, move |work: &mut Work<'_>| {
         Box::pin(async move {

@@ -11,7 +11,7 @@ use crate::contracts::{
     OrderCancelled, OrderCompleted, OrderPlaced, OrderPlacedV1, PaymentCaptured, ShipmentCreated,
     StockReserved,
 };
-use crate::db::{Db};
+use crate::db::Db;
 
 /// The endpoint's queue name.
 pub const QUEUE: &str = "order-view";

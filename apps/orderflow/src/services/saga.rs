@@ -25,7 +25,7 @@ use tidings_core::saga::{Completion, Decide, Saga, SagaState, SagaStore, Step, S
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 
 use crate::contracts::*;
-use crate::db::{Db};
+use crate::db::Db;
 use crate::sql::Tx;
 
 /// The endpoint's queue name.
@@ -323,9 +323,7 @@ pub async fn prepare(db: &Db) -> anyhow::Result<()> {
                 ));
             }
             tidings_sqlite::saga::create_table(conn).await?;
-            sqlx::raw_sql(VIEW)
-                .execute(&mut **conn)
-                .await?;
+            sqlx::raw_sql(VIEW).execute(&mut **conn).await?;
             Ok::<_, HandlerError>(())
         })
     })
