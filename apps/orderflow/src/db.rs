@@ -82,7 +82,7 @@ impl From<WriteError> for HandlerError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Transport(e) => HandlerError::from(e),
-            WriteError::Database(e) => db_err(e),
+            WriteError::Database(e) => HandlerError::from(e),
         }
     }
 }
@@ -338,34 +338,5 @@ enum Failed<E> {
 impl<E> From<SqliteError> for Failed<E> {
     fn from(e: SqliteError) -> Self {
         Failed::Writer(e)
-    }
-}
-
-/// A database error as a handler error: busy/locked are transient, the rest permanent.
-pub fn db_err(e: sqlx::Error) -> HandlerError {
-    let transient = match &e {
-        sqlx::Error::Database(d) => {
-            let m = d.message();
-            // SQLite busy/locked; PostgreSQL serialization failure, deadlock, lock
-            // timeout, shutdown, connection classes
-            let code = d.code().unwrap_or_default();
-            m.contains("locked")
-                || m.contains("busy")
-                || matches!(
-                    &*code,
-                    "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
-                )
-                || code.starts_with("08")
-        }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::Io(_)
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Protocol(_) => true,
-        _ => false,
-    };
-    if transient {
-        HandlerError::transient(format!("database: {e}"))
-    } else {
-        HandlerError::permanent(format!("database: {e}"))
     }
 }

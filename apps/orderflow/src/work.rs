@@ -7,7 +7,7 @@
 //! ```text
 //! let fresh = db
 //!     .work(&ctx, move |w| Box::pin(async move {
-//!         w.exec("INSERT ..", args![..]).await.map_err(db_err)?;
+//!         w.exec("INSERT ..", args![..]).await?;
 //!         w.emit(&Something { .. })?;
 //!         Ok(())
 //!     }))
@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use tidings_core::transport::Outgoing;
 use tidings_core::{ConsumeContext, HandlerError, Message, Producer, SendOptions};
 
-use crate::db::{db_err, Db, PgSink};
+use crate::db::{Db, PgSink};
 use crate::sql::Tx;
 
 /// One transaction's business writes (through [`Tx`], which it dereferences to) and
@@ -215,10 +215,9 @@ async fn record_inbox(
         (Tx::Sqlite(conn), _) => {
             Ok(tidings_sqlite::inbox::record_in(conn, message_id, endpoint).await?)
         }
-        (Tx::Pg(t, _), Some(PgSink::Transport(_, inbox))) => inbox
-            .try_record_in(t, message_id, endpoint)
-            .await
-            .map_err(|e| HandlerError::from(tidings_core::Error::from(e))),
+        (Tx::Pg(t, _), Some(PgSink::Transport(_, inbox))) => {
+            Ok(inbox.try_record_in(t, message_id, endpoint).await?)
+        }
         (Tx::Pg(t, _), _) => {
             let done = sqlx::query(
                 "INSERT INTO inbox (message_id, endpoint, expires_at) \
@@ -227,8 +226,7 @@ async fn record_inbox(
             .bind(message_id)
             .bind(endpoint)
             .execute(&mut ***t)
-            .await
-            .map_err(db_err)?;
+            .await?;
             Ok(done.rows_affected() == 1)
         }
     }

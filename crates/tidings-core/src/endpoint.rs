@@ -11,7 +11,7 @@ use tower::Layer as _;
 use crate::handler::{Handler, HandlerError};
 use crate::pipeline::catch_panic::CatchPanicLayer;
 use crate::pipeline::deserialize::DeserializeLayer;
-use crate::pipeline::dispatch::RouteTable;
+use crate::pipeline::dispatch::HandlerTable;
 use crate::pipeline::inbox::{InboxLayer, InboxStore};
 use crate::pipeline::metrics::MetricsLayer;
 use crate::pipeline::timeout::TimeoutLayer;
@@ -170,7 +170,7 @@ impl ContractUse {
 pub struct Endpoint {
     pub(crate) name: String,
     pub(crate) settings: EndpointSettings,
-    pub(crate) routes: RouteTable,
+    pub(crate) handlers: HandlerTable,
     pub(crate) handles: BTreeSet<ContractUse>,
     pub(crate) sends: BTreeSet<ContractUse>,
     pub(crate) errors: Vec<String>,
@@ -210,7 +210,7 @@ impl Endpoint {
         Endpoint {
             name,
             settings: EndpointSettings::default(),
-            routes: RouteTable::default(),
+            handlers: HandlerTable::default(),
             handles: BTreeSet::new(),
             sends: BTreeSet::new(),
             errors,
@@ -230,7 +230,7 @@ impl Endpoint {
 
     /// Handles `M` with `handler`: a command is routed here; an event is subscribed to.
     pub fn handle<M: Message, H: Handler<M>>(mut self, handler: H) -> Self {
-        if let Err(e) = self.routes.handle::<M, H>(handler) {
+        if let Err(e) = self.handlers.handle::<M, H>(handler) {
             self.errors.push(format!("endpoint `{}`: {e}", self.name));
         }
         self.handles.insert(ContractUse::of::<M>());
@@ -244,7 +244,7 @@ impl Endpoint {
         F: Fn(M, ConsumeContext) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        if let Err(e) = self.routes.handle_fn::<M, F, Fut>(f) {
+        if let Err(e) = self.handlers.handle_fn::<M, F, Fut>(f) {
             self.errors.push(format!("endpoint `{}`: {e}", self.name));
         }
         self.handles.insert(ContractUse::of::<M>());
@@ -254,7 +254,7 @@ impl Endpoint {
     /// Also accepts `Old` (an older version of `New`'s contract), converted with `From`.
     /// Register `New`'s handler first.
     pub fn upcast<Old: Message, New: Message + From<Old>>(mut self) -> Self {
-        if let Err(e) = self.routes.upcast::<Old, New>() {
+        if let Err(e) = self.handlers.upcast::<Old, New>() {
             self.errors.push(format!("endpoint `{}`: {e}", self.name));
         }
         self.handles.insert(ContractUse::of::<Old>());
@@ -432,7 +432,7 @@ impl Endpoint {
     /// allocation and an indirect call per message. Optional steps in between (inbox,
     /// breaker, retry) and user layers are boxed where they are.
     pub(crate) fn build_pipeline(&self) -> BoxPipeline {
-        let dispatcher = self.routes.clone().into_dispatcher();
+        let dispatcher = self.handlers.clone().into_dispatcher();
         let handler = if self.user_layers.is_empty() {
             Either::Left(dispatcher.clone())
         } else {

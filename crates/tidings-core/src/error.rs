@@ -30,8 +30,12 @@ pub enum Error {
         /// The configured limit in bytes.
         limit: usize,
     },
-    /// A command has no endpoint that receives it.
-    #[error("no endpoint receives command `{0}`: add `.receives::<{0}>()` to one endpoint")]
+    /// A command has no endpoint that receives it, and no route names a queue for it.
+    #[error(
+        "no endpoint receives command `{0}`: give one endpoint a handler for it \
+         (`Endpoint::handle` / `handle_fn`), or route it to the queue of another process \
+         (`BusBuilder::route`)"
+    )]
     NoRoute(String),
     /// Encoding or decoding a body failed.
     #[error("serialization failed: {0}")]
@@ -123,6 +127,150 @@ impl Error {
             message: message.into(),
             kind: ErrorKind::Permanent,
             source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// With feature `sqlx`: whether a sqlx error is worth retrying, decided from its variant
+/// and, for a database error, from its typed code — never from its text. The SQLite and
+/// PostgreSQL transports and handlers (`?` on a `sqlx::Error`) share this one rule:
+///
+/// - transient: I/O, TLS and protocol failures, pool timeouts, a closed pool (shutting
+///   down: the message comes back), a crashed worker, a failed `BEGIN`;
+/// - SQLite: primary result codes `SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_IOERR`,
+///   `SQLITE_FULL`, `SQLITE_PROTOCOL` (with every extended code of theirs) are transient;
+/// - PostgreSQL SQLSTATE: classes `08` (connection exception) and `53` (insufficient
+///   resources), `40001` serialization failure, `40P01` deadlock, `55P03` lock not
+///   available, `57P01`..`57P03` and `57P05` (shutdown, cannot connect now, idle session
+///   closed) are transient;
+/// - everything else (constraint violations, no row, decoding, configuration) permanent.
+///
+/// ```
+/// use tidings_core::{error::sqlx_kind, ErrorKind};
+///
+/// assert_eq!(sqlx_kind(&sqlx::Error::PoolTimedOut), ErrorKind::Transient);
+/// assert_eq!(sqlx_kind(&sqlx::Error::RowNotFound), ErrorKind::Permanent);
+/// ```
+#[cfg(feature = "sqlx")]
+pub fn sqlx_kind(e: &sqlx::Error) -> ErrorKind {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => ErrorKind::Transient,
+        sqlx::Error::Database(d) => {
+            let transient = if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                d.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(sqlite_code_is_transient)
+            } else if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                sqlstate_is_transient(pg.code())
+            } else {
+                false
+            };
+            if transient {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            }
+        }
+        _ => ErrorKind::Permanent,
+    }
+}
+
+/// Whether an SQLite (extended) result code is worth retrying: its primary code (the low
+/// byte) is `SQLITE_BUSY` (5), `SQLITE_LOCKED` (6), `SQLITE_IOERR` (10), `SQLITE_FULL`
+/// (13) or `SQLITE_PROTOCOL` (15).
+///
+/// ```
+/// use tidings_core::error::sqlite_code_is_transient;
+///
+/// assert!(sqlite_code_is_transient(5)); // SQLITE_BUSY
+/// assert!(sqlite_code_is_transient(517)); // SQLITE_BUSY_SNAPSHOT
+/// assert!(!sqlite_code_is_transient(2067)); // SQLITE_CONSTRAINT_UNIQUE
+/// ```
+pub fn sqlite_code_is_transient(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 10 | 13 | 15)
+}
+
+/// Whether a PostgreSQL SQLSTATE is worth retrying: classes `08` (connection exception)
+/// and `53` (insufficient resources), `40001` (serialization failure), `40P01`
+/// (deadlock), `55P03` (lock not available), `57P01` / `57P02` / `57P03` / `57P05` (admin
+/// or crash shutdown, cannot connect now, idle session timeout).
+///
+/// ```
+/// use tidings_core::error::sqlstate_is_transient;
+///
+/// assert!(sqlstate_is_transient("40001"));
+/// assert!(sqlstate_is_transient("08006"));
+/// assert!(!sqlstate_is_transient("23505")); // unique violation
+/// ```
+pub fn sqlstate_is_transient(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "53"))
+        || matches!(
+            code,
+            "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "57P05"
+        )
+}
+
+#[cfg(all(test, feature = "sqlx"))]
+mod tests {
+    use super::*;
+
+    /// Real SQLite errors (a database error cannot be built by hand): a unique violation
+    /// is permanent, `SQLITE_BUSY` (another connection holds the write lock) transient.
+    #[tokio::test]
+    async fn sqlite_errors_by_code() {
+        use sqlx::sqlite::SqliteConnectOptions;
+        use sqlx::{ConnectOptions, Connection};
+        let path = std::env::temp_dir().join(format!("tidings-kind-{}.db", uuid::Uuid::new_v4()));
+        let opts = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut a = opts.connect().await.unwrap();
+        let mut b = opts.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .execute(&mut a)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut a)
+            .await
+            .unwrap();
+        let dup = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut a)
+            .await
+            .unwrap_err();
+        assert_eq!(sqlx_kind(&dup), ErrorKind::Permanent, "{dup}");
+
+        let mut tx = a.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let busy = sqlx::query("INSERT INTO t VALUES (3)")
+            .execute(&mut b)
+            .await
+            .unwrap_err();
+        assert_eq!(sqlx_kind(&busy), ErrorKind::Transient, "{busy}");
+        tx.rollback().await.unwrap();
+        drop((a, b));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn sqlstates() {
+        for code in [
+            "08000", "08006", "53300", "40001", "40P01", "55P03", "57P01", "57P05",
+        ] {
+            assert!(sqlstate_is_transient(code), "{code}");
+        }
+        for code in ["23505", "23503", "42P01", "57P04", "22P02", "0"] {
+            assert!(!sqlstate_is_transient(code), "{code}");
         }
     }
 }

@@ -61,7 +61,7 @@ pub mod producer;
 pub mod telemetry;
 
 pub use context::ConsumeContext;
-pub use handler::{Handler, HandlerError, HandlerFn};
+pub use handler::{Handler, HandlerError, HandlerFn, ResultExt};
 pub use producer::{Producer, SendOptions};
 
 #[cfg(feature = "conformance")]

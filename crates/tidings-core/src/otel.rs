@@ -3,11 +3,13 @@
 //! With this feature on, Tidings' `tracing` spans become real OpenTelemetry spans whenever
 //! the subscriber has a [`tracing_opentelemetry`] layer:
 //!
-//! - each `tidings.receive` span takes the consumed envelope's W3C `traceparent` as its
-//!   remote OpenTelemetry parent, so a message flow across endpoints (and processes) is one
-//!   exported trace tree: publish/send → receive → handle → send/publish → receive → …
-//!   (span names in [`telemetry::spans`](crate::telemetry::spans));
-//! - a message's `traceparent` names the exported `tidings.publish` / `tidings.send` span
+//! - each `tidings.receive` span (exported as `process {queue}`) takes the consumed
+//!   envelope's W3C `traceparent` as its remote OpenTelemetry parent, so a message flow
+//!   across endpoints (and processes) is one exported trace tree: send → process → handle
+//!   → send → process → … (`tracing` span names in
+//!   [`telemetry::spans`](crate::telemetry::spans), exported names and attributes per the
+//!   messaging semantic conventions in [`telemetry`](crate::telemetry));
+//! - a message's `traceparent` names the exported `send {destination}` span
 //!   that sent it (same trace id, its span id), so the ids on the wire are the ids the
 //!   backend sees. Without a valid OpenTelemetry span (no layer installed, or no span), the
 //!   task-local context of [`telemetry`](crate::telemetry) is used as before.

@@ -261,7 +261,11 @@ impl Producer {
             .instrument(span.clone())
             .await;
         if let Err(e) = &sent {
-            crate::telemetry::record_error(&span, e);
+            let kind = match e.kind() {
+                crate::ErrorKind::Transient => "transient",
+                _ => "permanent",
+            };
+            crate::telemetry::record_error(&span, e, kind);
         }
         sent.map(|()| id)
     }

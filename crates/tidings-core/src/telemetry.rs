@@ -6,9 +6,19 @@
 //!
 //! Spans (see [`spans`]): `tidings.publish` (an event) and `tidings.send` (a command) around
 //! each [`Producer::dispatch`](crate::Producer::dispatch), `tidings.receive` per delivery and
-//! `tidings.handle` per handler attempt. Each carries `message_id`, `message_type`,
-//! `correlation_id` and `endpoint` (the handle span also `attempt`), so every log line
-//! inside them does too.
+//! `tidings.handle` per handler attempt. Each carries `messaging.message.id`,
+//! `message_type`, `messaging.message.conversation_id` (the correlation id) and `endpoint`
+//! (the handle span also `attempt`), so every log line inside them does too.
+//!
+//! Exported to OpenTelemetry (feature `otel`), the spans follow the messaging semantic
+//! conventions (see [`attributes`]): the producer spans are named `send {destination}`
+//! (kind producer, `messaging.operation.type` `send`), the receive span
+//! `process {destination}` (kind consumer, `process`: Tidings pushes each delivery to its
+//! handler), with `messaging.system`, `messaging.operation.name`,
+//! `messaging.destination.name`, `messaging.message.id` and
+//! `messaging.message.conversation_id`. The handle span is internal. A sent message's
+//! `send` span is its creation context, so no `create` span is made (the conventions ask
+//! for those only when a batch is sent); settlement opens no `settle` span.
 
 use rand::Rng;
 use tracing::field::Empty;
@@ -26,6 +36,40 @@ pub mod spans {
     pub const RECEIVE: &str = "tidings.receive";
     /// One handler attempt (a child of the receive span; one per immediate retry).
     pub const HANDLE: &str = "tidings.handle";
+}
+
+/// OpenTelemetry messaging attribute names and values Tidings records on its spans.
+pub mod attributes {
+    /// The transport's name (`memory`, `sqlite`, `postgres`, `rabbitmq`, `nats`).
+    pub const SYSTEM: &str = "messaging.system";
+    /// The operation type: [`SEND`] or [`PROCESS`].
+    pub const OPERATION_TYPE: &str = "messaging.operation.type";
+    /// The operation's name (the first word of the span name).
+    pub const OPERATION_NAME: &str = "messaging.operation.name";
+    /// The queue or event a message is sent to, or the endpoint's queue it is consumed from.
+    pub const DESTINATION_NAME: &str = "messaging.destination.name";
+    /// The envelope's id.
+    pub const MESSAGE_ID: &str = "messaging.message.id";
+    /// The envelope's correlation id.
+    pub const CONVERSATION_ID: &str = "messaging.message.conversation_id";
+    /// The class of a failure: the fault reason (`handler-failed`, `timed-out`, ...) or
+    /// `transient` / `permanent` for a failed send.
+    pub const ERROR_TYPE: &str = "error.type";
+    /// Operation type of a producer span: the message is sent (its creation context).
+    pub const SEND: &str = "send";
+    /// Operation type of a receive span: a delivery is processed by its handler.
+    pub const PROCESS: &str = "process";
+}
+
+/// A span name of the messaging conventions, `{operation} {destination}`, formatted only
+/// when a subscriber records it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OperationName<'a>(pub(crate) &'static str, pub(crate) &'a str);
+
+impl std::fmt::Display for OperationName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0, self.1)
+    }
 }
 
 /// Metric names (Prometheus style) recorded by Tidings.
@@ -326,8 +370,9 @@ pub(crate) fn inject_current(env: &mut Envelope) {
 }
 
 /// The span around one outgoing message: `tidings.publish` for an event, `tidings.send` for
-/// a command, with OpenTelemetry messaging fields. `message_id`, `correlation_id` and
-/// `trace_id` are recorded by [`record_outgoing`] once the envelope exists.
+/// a command, exported as `send {destination}` with OpenTelemetry messaging fields. The
+/// message and conversation ids and `trace_id` are recorded by [`record_outgoing`] once
+/// the envelope exists.
 pub(crate) fn producer_span(
     kind: MessageKind,
     system: &'static str,
@@ -336,26 +381,29 @@ pub(crate) fn producer_span(
     source: Option<&str>,
 ) -> tracing::Span {
     macro_rules! span {
-        ($name:expr, $operation:literal) => {
+        ($name:expr) => {
             tracing::info_span!(
                 $name,
+                otel.name = %OperationName(attributes::SEND, destination),
                 otel.kind = "producer",
                 messaging.system = system,
-                messaging.operation = $operation,
+                messaging.operation.type = attributes::SEND,
+                messaging.operation.name = attributes::SEND,
                 messaging.destination.name = destination,
                 message_type,
-                message_id = Empty,
-                correlation_id = Empty,
+                messaging.message.id = Empty,
+                messaging.message.conversation_id = Empty,
                 endpoint = source,
                 trace_id = Empty,
                 error = Empty,
+                "error.type" = Empty,
                 otel.status_code = Empty,
             )
         };
     }
     match kind {
-        MessageKind::Event => span!(spans::PUBLISH, "publish"),
-        MessageKind::Command => span!(spans::SEND, "send"),
+        MessageKind::Event => span!(spans::PUBLISH),
+        MessageKind::Command => span!(spans::SEND),
     }
 }
 
@@ -364,9 +412,9 @@ pub(crate) fn record_outgoing(span: &tracing::Span, env: &Envelope) {
     if span.is_disabled() {
         return;
     }
-    span.record("message_id", tracing::field::display(env.id));
+    span.record(attributes::MESSAGE_ID, tracing::field::display(env.id));
     if let Some(c) = &env.correlation_id {
-        span.record("correlation_id", c.as_str());
+        span.record(attributes::CONVERSATION_ID, c.as_str());
     }
     if let Some(ctx) = env
         .header(headers::TRACEPARENT)
@@ -379,9 +427,11 @@ pub(crate) fn record_outgoing(span: &tracing::Span, env: &Envelope) {
     }
 }
 
-/// Records a failure on a span opened by Tidings (fields `error` and `otel.status_code`).
-pub(crate) fn record_error(span: &tracing::Span, error: &dyn std::fmt::Display) {
+/// Records a failure on a span opened by Tidings (fields `error`, `error.type` and
+/// `otel.status_code`).
+pub(crate) fn record_error(span: &tracing::Span, error: &dyn std::fmt::Display, error_type: &str) {
     span.record("error", tracing::field::display(error));
+    span.record(attributes::ERROR_TYPE, error_type);
     span.record("otel.status_code", "error");
 }
 

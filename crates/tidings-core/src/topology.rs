@@ -68,18 +68,18 @@ pub(crate) fn validate(
                 ep.name
             ));
         }
-        for (id, route) in &ep.routes.routes {
+        for (id, entry) in &ep.handlers.entries {
             let rust = ep
                 .handles
                 .iter()
                 .find(|c| &c.id == id)
                 .map_or("?", |c| c.rust_type);
             if let Some((other, t)) = types.get(id) {
-                if *t != route.wire_type {
+                if *t != entry.wire_type {
                     problems.push(format!("{id} is claimed by two Rust types: {other} and {rust} (a contract name + version must be unique)"));
                 }
             } else {
-                types.insert(id.clone(), (rust, route.wire_type));
+                types.insert(id.clone(), (rust, entry.wire_type));
             }
         }
         for c in &ep.handles {

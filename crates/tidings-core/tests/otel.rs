@@ -1,7 +1,9 @@
 //! Feature `otel`: the spans of a three-hop flow (event → command → event) are exported as
-//! one OpenTelemetry trace tree — publish → receive → handle → send → receive → handle →
-//! publish → receive → handle — and the `traceparent`s on the wire name the exported
-//! producer spans. A retried handler opens one `tidings.handle` span per attempt.
+//! one OpenTelemetry trace tree — send → process → handle → send → process → handle →
+//! send → process → handle — and the `traceparent`s on the wire name the exported
+//! producer spans. Span names and attributes follow the messaging semantic conventions
+//! (`send {destination}`, `process {destination}`, `messaging.operation.type`, ...). A
+//! retried handler opens one `tidings.handle` span per attempt.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use serde::{Deserialize, Serialize};
 use tidings_core::envelope::headers;
 use tidings_core::pipeline::retry::Intervals;
-use tidings_core::telemetry::{spans, TraceContext};
+use tidings_core::telemetry::{attributes, spans, TraceContext};
 use tidings_core::{
     ConsumeContext, Endpoint, Envelope, HandlerError, Message, SendOptions, TestHarness,
 };
@@ -42,10 +44,24 @@ fn finished(exporter: &InMemorySpanExporter) -> Vec<SpanData> {
     exporter.get_finished_spans().unwrap()
 }
 
-fn named(exporter: &InMemorySpanExporter, name: &str) -> Vec<SpanData> {
+/// What a span is: its `messaging.operation.type` (`send`, `process`), else its name
+/// (`tidings.handle`).
+fn op(span: &SpanData) -> String {
+    match attr(span, attributes::OPERATION_TYPE) {
+        t if t.is_empty() => span.name.to_string(),
+        t => t,
+    }
+}
+
+/// Producer spans.
+const SEND: &str = attributes::SEND;
+/// Receive (process) spans.
+const PROCESS: &str = attributes::PROCESS;
+
+fn named(exporter: &InMemorySpanExporter, what: &str) -> Vec<SpanData> {
     finished(exporter)
         .into_iter()
-        .filter(|s| s.name == name)
+        .filter(|s| op(s) == what)
         .collect()
 }
 
@@ -61,13 +77,13 @@ fn traceparent(e: &Envelope) -> TraceContext {
     TraceContext::parse(e.header(headers::TRACEPARENT).unwrap()).unwrap()
 }
 
-/// Exactly one span named `name` whose attribute `key` is `value`.
-fn one<'a>(spans: &'a [SpanData], name: &str, key: &str, value: &str) -> &'a SpanData {
+/// Exactly one span of `what` (see [`op`]) whose attribute `key` is `value`.
+fn one<'a>(spans: &'a [SpanData], what: &str, key: &str, value: &str) -> &'a SpanData {
     let found: Vec<_> = spans
         .iter()
-        .filter(|s| s.name == name && attr(s, key) == value)
+        .filter(|s| op(s) == what && attr(s, key) == value)
         .collect();
-    assert_eq!(found.len(), 1, "one {name} span with {key} = {value}");
+    assert_eq!(found.len(), 1, "one {what} span with {key} = {value}");
     found[0]
 }
 
@@ -152,7 +168,7 @@ async fn three_hops_export_one_trace_tree() {
     // 3 producer spans; orders + analytics (hop 1), inventory (hop 2), shipping (hop 3):
     // 4 receive and 4 handle spans.
     assert!(
-        h.wait_until(WAIT, |_| named(&exporter, spans::RECEIVE).len() == 4
+        h.wait_until(WAIT, |_| named(&exporter, PROCESS).len() == 4
             && named(&exporter, spans::HANDLE).len() == 4)
             .await,
         "four receive and four handle spans exported, got {:?}",
@@ -170,10 +186,10 @@ async fn three_hops_export_one_trace_tree() {
         all.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
 
-    let publish_placed = one(&all, spans::PUBLISH, "message_type", "otel.order-placed");
-    let send_reserve = one(&all, spans::SEND, "message_type", "otel.reserve-stock");
-    let publish_reserved = one(&all, spans::PUBLISH, "message_type", "otel.stock-reserved");
-    let receive = |ep| one(&all, spans::RECEIVE, "endpoint", ep);
+    let publish_placed = one(&all, SEND, "message_type", "otel.order-placed");
+    let send_reserve = one(&all, SEND, "message_type", "otel.reserve-stock");
+    let publish_reserved = one(&all, SEND, "message_type", "otel.stock-reserved");
+    let receive = |ep| one(&all, PROCESS, "endpoint", ep);
     let handle = |ep| one(&all, spans::HANDLE, "endpoint", ep);
 
     // One trace: the one the bus's publish span started.
@@ -187,7 +203,18 @@ async fn three_hops_export_one_trace_tree() {
             "{}",
             s.name
         );
-        assert_eq!(attr(s, "correlation_id"), "corr-7", "{}", s.name);
+        assert_eq!(
+            attr(s, "messaging.message.conversation_id"),
+            "corr-7",
+            "{}",
+            s.name
+        );
+        assert!(
+            attr(s, "correlation_id").is_empty(),
+            "no plain correlation_id"
+        );
+        assert!(attr(s, "message_id").is_empty(), "no plain message_id");
+        assert!(attr(s, "messaging.operation").is_empty(), "deprecated");
     }
     assert_eq!(
         publish_placed.parent_span_id,
@@ -214,32 +241,31 @@ async fn three_hops_export_one_trace_tree() {
     assert_eq!(SpanId::from(reserve.span_id), id(send_reserve));
     assert_eq!(SpanId::from(reserved.span_id), id(publish_reserved));
 
-    // Messaging fields (OpenTelemetry semantic conventions) and span kinds.
-    for (span, operation, destination, message) in [
+    // Messaging fields (OpenTelemetry semantic conventions), span names and kinds.
+    for (span, destination, message) in [
         (
             publish_placed,
-            "publish",
             "otel.order-placed",
             h.envelopes::<OrderPlaced>()[0].id,
         ),
         (
             send_reserve,
-            "send",
             "inventory",
             h.envelopes::<ReserveStock>()[0].id,
         ),
         (
             publish_reserved,
-            "publish",
             "otel.stock-reserved",
             h.envelopes::<StockReserved>()[0].id,
         ),
     ] {
+        assert_eq!(span.name, format!("send {destination}"));
         assert_eq!(span.span_kind, SpanKind::Producer);
         assert_eq!(attr(span, "messaging.system"), "memory");
-        assert_eq!(attr(span, "messaging.operation"), operation);
+        assert_eq!(attr(span, "messaging.operation.type"), "send");
+        assert_eq!(attr(span, "messaging.operation.name"), "send");
         assert_eq!(attr(span, "messaging.destination.name"), destination);
-        assert_eq!(attr(span, "message_id"), message.to_string());
+        assert_eq!(attr(span, "messaging.message.id"), message.to_string());
     }
     assert_eq!(
         attr(send_reserve, "endpoint"),
@@ -249,20 +275,29 @@ async fn three_hops_export_one_trace_tree() {
     assert_eq!(attr(publish_reserved, "endpoint"), "inventory");
     for ep in ["orders", "analytics", "inventory", "shipping"] {
         let (r, hd) = (receive(ep), handle(ep));
+        assert_eq!(r.name, format!("process {ep}"));
         assert_eq!(r.span_kind, SpanKind::Consumer);
-        assert_eq!(attr(r, "messaging.operation"), "receive");
+        assert_eq!(attr(r, "messaging.system"), "memory");
+        assert_eq!(attr(r, "messaging.operation.type"), "process");
+        assert_eq!(attr(r, "messaging.operation.name"), "process");
         assert_eq!(attr(r, "messaging.destination.name"), ep);
+        assert_eq!(hd.name, spans::HANDLE);
         assert_eq!(hd.span_kind, SpanKind::Internal);
         assert_eq!(attr(hd, "attempt"), "1");
-        for key in ["message_id", "message_type"] {
+        assert!(attr(r, "error.type").is_empty(), "{ep} succeeded");
+        for key in [
+            "messaging.message.id",
+            "messaging.message.conversation_id",
+            "message_type",
+        ] {
             assert_eq!(attr(r, key), attr(hd, key), "{ep}: {key}");
             assert!(!attr(hd, key).is_empty(), "{ep}: {key}");
         }
         assert_eq!(r.status, Status::Unset, "{ep} succeeded");
     }
     assert_eq!(
-        attr(receive("inventory"), "message_id"),
-        attr(send_reserve, "message_id")
+        attr(receive("inventory"), "messaging.message.id"),
+        attr(send_reserve, "messaging.message.id")
     );
     assert!(h.stop().await);
 }
@@ -294,12 +329,12 @@ async fn each_attempt_is_a_handle_span_under_one_receive() {
     .unwrap();
     h.bus.publish(&OrderPlaced { order_id: 1 }).await.unwrap();
     assert!(
-        h.wait_until(WAIT, |_| named(&exporter, spans::RECEIVE).len() == 1)
+        h.wait_until(WAIT, |_| named(&exporter, PROCESS).len() == 1)
             .await,
         "one receive span exported"
     );
     provider.force_flush().unwrap();
-    let receive = &named(&exporter, spans::RECEIVE)[0];
+    let receive = &named(&exporter, PROCESS)[0];
     let mut handles = named(&exporter, spans::HANDLE);
     handles.sort_by_key(|s| attr(s, "attempt"));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -320,6 +355,7 @@ async fn each_attempt_is_a_handle_span_under_one_receive() {
         handles[0].status
     );
     assert_eq!(attr(&handles[0], "error"), "first attempt fails");
+    assert_eq!(attr(&handles[0], "error.type"), "handler-failed");
     assert_eq!(handles[1].status, Status::Unset);
     assert_eq!(receive.status, Status::Unset, "the delivery succeeded");
     assert!(h.stop().await);
@@ -359,16 +395,16 @@ async fn request_and_response_are_producer_spans_of_one_trace() {
         .unwrap();
     assert_eq!(answer, Quoted { cents: 70 });
     assert!(
-        h.wait_until(WAIT, |_| named(&exporter, spans::RECEIVE).len() == 1)
+        h.wait_until(WAIT, |_| named(&exporter, PROCESS).len() == 1)
             .await,
         "the request's receive span exported"
     );
     provider.force_flush().unwrap();
     let all = finished(&exporter);
-    let request = one(&all, spans::SEND, "message_type", "otel.quote");
-    let receive = one(&all, spans::RECEIVE, "message_type", "otel.quote");
+    let request = one(&all, SEND, "message_type", "otel.quote");
+    let receive = one(&all, PROCESS, "message_type", "otel.quote");
     let handle = one(&all, spans::HANDLE, "message_type", "otel.quote");
-    let response = one(&all, spans::SEND, "message_type", "otel.quoted");
+    let response = one(&all, SEND, "message_type", "otel.quoted");
     assert_eq!(request.span_kind, SpanKind::Producer);
     assert_eq!(response.span_kind, SpanKind::Producer);
     assert_eq!(attr(request, "messaging.destination.name"), "pricing");

@@ -144,11 +144,12 @@ async fn init_otlp_exports_the_flow_to_a_grpc_collector() -> anyhow::Result<()> 
     }
     let spans: Vec<Span> = received.into_iter().flat_map(|(_, s)| s).collect();
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-    let publish = one(&spans, spans::PUBLISH, "harness");
-    let receive_orders = one(&spans, spans::RECEIVE, "orders");
+    // Span names of the messaging conventions: `{operation} {destination}`.
+    let publish = one(&spans, "send otlp.order-placed", "harness");
+    let receive_orders = one(&spans, "process orders", "orders");
     let handle_orders = one(&spans, spans::HANDLE, "orders");
-    let send = one(&spans, spans::SEND, "orders");
-    let receive_inventory = one(&spans, spans::RECEIVE, "inventory");
+    let send = one(&spans, "send inventory", "orders");
+    let receive_inventory = one(&spans, "process inventory", "inventory");
     let handle_inventory = one(&spans, spans::HANDLE, "inventory");
     assert_eq!(spans.len(), 6, "{names:?}");
 
@@ -173,6 +174,18 @@ async fn init_otlp_exports_the_flow_to_a_grpc_collector() -> anyhow::Result<()> 
         "inventory"
     );
     assert_eq!(string_attr(&handle_inventory.attributes, "attempt"), "1");
+    for (span, operation) in [
+        (publish, "send"),
+        (send, "send"),
+        (receive_orders, "process"),
+        (receive_inventory, "process"),
+    ] {
+        let a = |k| string_attr(&span.attributes, k);
+        assert_eq!(a("messaging.operation.type"), operation, "{}", span.name);
+        assert_eq!(a("messaging.operation.name"), operation, "{}", span.name);
+        assert_eq!(a("messaging.system"), "memory", "{}", span.name);
+        assert!(!a("messaging.message.id").is_empty(), "{}", span.name);
+    }
 
     drop(guard);
     server.abort();

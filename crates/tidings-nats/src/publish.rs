@@ -179,22 +179,14 @@ impl Shared {
             .unwrap_or_else(|| NatsError::Publish {
                 subject: String::new(),
                 message: "publish failed".into(),
-                transient: true,
+                kind: tidings_core::ErrorKind::Transient,
             })
             .into())
     }
 }
 
 fn publish_error(subject: &str, e: &jetstream::context::PublishError) -> NatsError {
-    let transient = matches!(
-        e.kind(),
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending
-    ) || crate::error::is_transient_text(&e.to_string());
-    NatsError::Publish {
-        subject: subject.to_string(),
-        message: e.to_string(),
-        transient,
-    }
+    NatsError::publish(subject, e)
 }
 
 /// Handles one acknowledgement: done, retry later, or a permanent failure.
@@ -223,7 +215,7 @@ fn settle_publish(
         },
         Err(e) => {
             let err = publish_error(&m.subject, &e);
-            if err.is_transient() {
+            if err.kind() == tidings_core::ErrorKind::Transient {
                 retry.push(i);
                 *last_err = Some(err);
                 Ok(())

@@ -42,6 +42,14 @@ pub(crate) fn is_not_found(e: &impl std::fmt::Display) -> bool {
     m.contains("not found") || m.contains("no message found")
 }
 
+/// Whether creating or updating a stream lost a race: the API answered "stream name
+/// already in use" (by its error code).
+fn name_in_use(e: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    use async_nats::jetstream::context::CreateStreamErrorKind;
+    matches!(e.kind(), CreateStreamErrorKind::JetStream(api)
+        if api.error_code() == async_nats::jetstream::ErrorCode::STREAM_NAME_EXIST)
+}
+
 impl Shared {
     pub(crate) fn storage(&self) -> StorageType {
         if self.cfg.memory_storage {
@@ -117,7 +125,7 @@ impl Shared {
             Err(_) => match self.js.create_stream(config).await {
                 Ok(mut s) => s.info().await.cloned(),
                 // Created by someone else meanwhile.
-                Err(e) if e.to_string().contains("already in use") => {
+                Err(e) if name_in_use(&e) => {
                     let mut s = self
                         .js
                         .get_stream(&name)
@@ -240,11 +248,7 @@ impl Shared {
             let result = match existing {
                 Some(mut cfg) if changed => {
                     cfg.sources = Some(sources);
-                    self.js
-                        .update_stream(cfg)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                    self.js.update_stream(cfg).await.map(|_| ())
                 }
                 Some(_) => return Ok(()),
                 None => self
@@ -262,20 +266,20 @@ impl Shared {
                         ..Default::default()
                     })
                     .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
+                    .map(|_| ()),
             };
             match result {
                 Ok(()) => return Ok(()),
                 // Lost a race with another declarer: read again and retry.
-                Err(e) if attempt < 4 && e.contains("already in use") => continue,
+                Err(e) if attempt < 4 && name_in_use(&e) => continue,
                 Err(e) => return Err(NatsError::request(format!("stream.declare {name}"), e)),
             }
         }
-        Err(NatsError::request(
-            format!("stream.declare {name}"),
-            "kept racing with another declarer",
-        ))
+        Err(NatsError::Request {
+            operation: format!("stream.declare {name}"),
+            message: "kept racing with another declarer".into(),
+            kind: tidings_core::ErrorKind::Transient,
+        })
     }
 
     fn check_partitions(&self, queue: &str, cfg: &stream::Config) -> Result<(), NatsError> {

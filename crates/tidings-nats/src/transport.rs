@@ -68,6 +68,7 @@ impl NatsTransport {
             .map_err(|e| NatsError::Connect {
                 url: config.redacted_url(),
                 message: config.scrub(&e.to_string()),
+                kind: crate::error::Classify::classify(&e),
             })?;
         let info = client.server_info();
         if !version_at_least(&info.version, 2, 9) {

@@ -1,6 +1,7 @@
 //! [`PgError`]: what can go wrong in this crate, and how it maps onto
-//! [`tidings_core::Error`] (connection trouble, serialization failures and deadlocks are
-//! transient; the rest permanent).
+//! [`tidings_core::Error`] and [`tidings_core::HandlerError`]. [`PgError::kind`] decides
+//! from sqlx's error variants and SQLSTATE codes (connection trouble, serialization
+//! failures and deadlocks are transient; the rest permanent).
 
 use tidings_core::ErrorKind;
 
@@ -45,41 +46,35 @@ impl PgError {
         move |source| PgError::Database { operation, source }
     }
 
-    /// Transient (retrying may help) or permanent.
+    /// Transient (retrying may help) or permanent: a driver error as
+    /// [`sqlx_kind`](tidings_core::error::sqlx_kind) says (connection loss, pool timeout,
+    /// serialization failure, deadlock, lock timeout, shutdown, insufficient resources),
+    /// except a closed pool (this transport is closed); a conflict is transient (the step
+    /// is re-run); the rest permanent.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            PgError::Database { source, .. } if is_transient(source) => ErrorKind::Transient,
+            PgError::Database { source, .. } => db_kind(source),
             PgError::Conflict { .. } => ErrorKind::Transient,
-            _ => ErrorKind::Permanent,
+            PgError::Config(_) | PgError::Schema(_) | PgError::Corrupt(_) | PgError::Closed => {
+                ErrorKind::Permanent
+            }
         }
-    }
-
-    /// Whether retrying may help.
-    pub fn is_transient(&self) -> bool {
-        self.kind() == ErrorKind::Transient
     }
 }
 
-/// Connection loss, pool exhaustion, serialization failures, deadlocks, shutdowns and
-/// resource shortages are transient.
-pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
+/// The kind of a driver error here: [`sqlx_kind`](tidings_core::error::sqlx_kind), but a
+/// closed pool is permanent (the transport was closed; it maps to
+/// [`Error::Shutdown`](tidings_core::Error::Shutdown)).
+fn db_kind(e: &sqlx::Error) -> ErrorKind {
     match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") // connection exception
-                || c.starts_with("53") // insufficient resources
-                || c.starts_with("57P") // admin/crash shutdown, cannot connect now
-                || c == "40001" // serialization failure
-                || c == "40P01" // deadlock
-                || c == "55P03" // lock not available
-        }),
-        _ => false,
+        sqlx::Error::PoolClosed => ErrorKind::Permanent,
+        e => tidings_core::error::sqlx_kind(e),
     }
+}
+
+/// Whether a driver error is worth retrying (see [`PgError::kind`]).
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
+    db_kind(e) == ErrorKind::Transient
 }
 
 impl From<PgError> for tidings_core::Error {
@@ -102,25 +97,48 @@ impl From<PgError> for tidings_core::Error {
     }
 }
 
+/// For handlers: keeps the error's [`kind`](PgError::kind), text shown once.
+impl From<PgError> for tidings_core::HandlerError {
+    fn from(e: PgError) -> Self {
+        tidings_core::HandlerError::from(tidings_core::Error::from(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn db(source: sqlx::Error) -> PgError {
+        PgError::Database {
+            operation: "claim",
+            source,
+        }
+    }
+
     #[test]
     fn kinds() {
-        let io = PgError::Database {
-            operation: "claim",
-            source: sqlx::Error::Io(std::io::Error::other("reset")),
-        };
-        assert!(io.is_transient());
+        let io = db(sqlx::Error::Io(std::io::Error::other("reset")));
+        assert_eq!(io.kind(), ErrorKind::Transient);
         let core: tidings_core::Error = io.into();
         assert!(core.is_retryable());
-        let row = PgError::Database {
-            operation: "load",
-            source: sqlx::Error::RowNotFound,
-        };
-        assert!(!row.is_transient());
+        assert_eq!(db(sqlx::Error::PoolTimedOut).kind(), ErrorKind::Transient);
+        assert_eq!(db(sqlx::Error::RowNotFound).kind(), ErrorKind::Permanent);
+        assert_eq!(db(sqlx::Error::PoolClosed).kind(), ErrorKind::Permanent);
+        let closed: tidings_core::Error = db(sqlx::Error::PoolClosed).into();
+        assert!(matches!(closed, tidings_core::Error::Shutdown));
         let closed: tidings_core::Error = PgError::Closed.into();
         assert!(matches!(closed, tidings_core::Error::Shutdown));
+        let conflict = PgError::Conflict {
+            what: "saga".into(),
+            expected: Some(1),
+        };
+        assert_eq!(conflict.kind(), ErrorKind::Transient);
+        assert_eq!(PgError::Corrupt("x".into()).kind(), ErrorKind::Permanent);
+        let h = tidings_core::HandlerError::from(db(sqlx::Error::PoolTimedOut));
+        assert_eq!(h.kind(), ErrorKind::Transient);
+        assert_eq!(
+            h.to_string(),
+            "transport error: postgres claim failed: pool timed out while waiting for an open connection"
+        );
     }
 }

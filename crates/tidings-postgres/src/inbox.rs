@@ -166,17 +166,6 @@ impl<M, F> Transactional<M, F> {
     }
 }
 
-fn handler_error(e: PgError) -> HandlerError {
-    let transient = e.is_transient();
-    let msg = e.to_string();
-    let err = if transient {
-        HandlerError::transient(msg)
-    } else {
-        HandlerError::permanent(msg)
-    };
-    err.with_source(e)
-}
-
 #[async_trait]
 impl<M, F, Fut> Handler<M> for Transactional<M, F>
 where
@@ -189,12 +178,12 @@ where
         let mut tx = pool
             .begin()
             .await
-            .map_err(|e| handler_error(PgError::db("begin")(e)))?;
+            .map_err(|e| HandlerError::from(PgError::db("begin")(e)))?;
         let fresh = self
             .inbox
             .try_record_in(&mut tx, ctx.message_id(), ctx.endpoint())
             .await
-            .map_err(handler_error)?;
+            .map_err(HandlerError::from)?;
         if !fresh {
             tracing::debug!(message_id = %ctx.message_id(), endpoint = ctx.endpoint(),
                 "tidings-postgres: duplicate delivery skipped by the inbox");
@@ -203,6 +192,6 @@ where
         let tx = (self.f)(msg, ctx, tx).await?;
         tx.commit()
             .await
-            .map_err(|e| handler_error(PgError::db("commit")(e)))
+            .map_err(|e| HandlerError::from(PgError::db("commit")(e)))
     }
 }

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use tidings_core::transport::undecodable::Undecodable;
 use tidings_core::transport::{Delivery, ReceiveOptions, Receiver};
-use tidings_core::{Envelope, Result};
+use tidings_core::{Envelope, ErrorKind, Result};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -271,12 +271,12 @@ impl Receiver for PgReceiver {
                                 wait = wait.min(d + Duration::from_millis(1));
                             }
                             Ok(None) => {}
-                            Err(e) if e.is_transient() => wait = backoff,
+                            Err(e) if e.kind() == ErrorKind::Transient => wait = backoff,
                             Err(e) => return Err(e.into()),
                         }
                     }
                     Ok(_) => continue,
-                    Err(e) if e.is_transient() && !self.shared.is_closed() => {
+                    Err(e) if e.kind() == ErrorKind::Transient && !self.shared.is_closed() => {
                         tracing::warn!(queue = %self.queue, error = %e,
                             "tidings-postgres: claim failed; retrying");
                         wait = backoff;

@@ -89,7 +89,7 @@ async fn write(pool: &PgPool, sql: &Sql, jobs: Vec<SendJob>) {
                 let _ = done.send(Err(e.into()));
             }
         }
-        Err(e) if e.is_transient() || is_shutdown(&e) => {
+        Err(e) if e.kind() == ErrorKind::Transient || is_shutdown(&e) => {
             tracing::debug!(error = %e, calls = calls.len(), "tidings-postgres: send batch failed");
             for (_, done) in calls {
                 let _ = done.send(Err(shared_error(&e)));

@@ -170,9 +170,10 @@ impl Connector {
             None => {
                 let props = ConnectionProperties::default()
                     .with_connection_name(LongString::from(self.config.connection_name.clone()));
-                let connect_err = |e: lapin::Error| RabbitMqError::Connect {
-                    url: self.config.redacted_url(),
-                    reason: self.config.redact(&e.to_string()),
+                let connect_err = |e: lapin::Error| {
+                    RabbitMqError::connect(self.config.redacted_url(), &e, |t| {
+                        self.config.redact(t)
+                    })
                 };
                 // `?tls_ca=`: its certificates are trusted besides the platform's roots.
                 let tls = OwnedTLSConfig {

@@ -188,9 +188,10 @@ impl Management {
     /// Every queue of the vhost.
     pub(crate) async fn queues(&self) -> Result<Vec<ListedQueue>, RabbitMqError> {
         let url = self.endpoint.queues_url();
-        let fail = |reason: String| RabbitMqError::Management {
+        let fail = |reason: String, retryable: bool| RabbitMqError::Management {
             url: self.base().to_string(),
             reason: tidings_core::redact::scrub(&reason, &[&self.endpoint.password]),
+            retryable,
         };
         if url.scheme() != "http" {
             // Refused before anything is sent: the client cannot do TLS.
@@ -199,6 +200,7 @@ impl Management {
                  name a management=http://.. endpoint on an amqp:// link, or \
                  management=off"
                     .to_string(),
+                false,
             ));
         }
         let resp = self
@@ -207,14 +209,21 @@ impl Management {
             .basic_auth(&self.endpoint.user, Some(&self.endpoint.password))
             .send()
             .await
-            .map_err(|e| fail(chain(&e.without_url())))?;
+            .map_err(|e| {
+                let retryable = crate::error::http_retryable(&e);
+                fail(chain(&e.without_url()), retryable)
+            })?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(fail(format!("HTTP {status}")));
+            return Err(fail(
+                format!("HTTP {status}"),
+                crate::error::status_retryable(status),
+            ));
         }
-        resp.json::<Vec<ListedQueue>>()
-            .await
-            .map_err(|e| fail(format!("unexpected answer: {}", e.without_url())))
+        resp.json::<Vec<ListedQueue>>().await.map_err(|e| {
+            let retryable = crate::error::http_retryable(&e);
+            fail(format!("unexpected answer: {}", e.without_url()), retryable)
+        })
     }
 }
 

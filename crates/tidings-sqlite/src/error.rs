@@ -1,5 +1,7 @@
 //! [`SqliteError`]: everything that can go wrong in this crate, and how it maps onto
-//! [`tidings_core::Error`] (busy / locked / I/O are transient, the rest permanent).
+//! [`tidings_core::Error`] and [`tidings_core::HandlerError`]. [`SqliteError::kind`]
+//! decides from sqlx's error variants and SQLite result codes (busy / locked / I/O are
+//! transient, the rest permanent).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,7 +83,10 @@ pub enum SqliteError {
 }
 
 impl SqliteError {
-    /// Transient (busy, locked, I/O, pool timeout) or permanent.
+    /// Transient (busy, locked, I/O, disk full, pool timeout: see
+    /// [`sqlx_kind`](tidings_core::error::sqlx_kind), except that a closed pool means this
+    /// transport is closed, so permanent), a saga conflict (transient: the step is re-run),
+    /// or permanent.
     pub fn kind(&self) -> ErrorKind {
         match self {
             SqliteError::Database(e) => db_kind(e),
@@ -119,21 +124,18 @@ pub(crate) fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
     }
 }
 
+/// The kind of a driver error here: the workspace's one rule for sqlx errors, but a closed
+/// pool is permanent (the transport is closed).
 fn db_kind(e: &sqlx::Error) -> ErrorKind {
     match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
-            ErrorKind::Transient
-        }
-        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_PROTOCOL
-        _ => match sqlite_code(e) {
-            Some(5 | 6 | 10 | 13 | 15) => ErrorKind::Transient,
-            _ => ErrorKind::Permanent,
-        },
+        sqlx::Error::PoolClosed => ErrorKind::Permanent,
+        e => tidings_core::error::sqlx_kind(e),
     }
 }
 
 /// For handler closures given to [`SqliteTransport::write`](crate::SqliteTransport::write):
-/// transient (busy, I/O, a failed group commit) stays retryable, the rest is permanent.
+/// transient (busy, I/O, a failed group commit) stays retryable, the rest is permanent;
+/// the text is shown once.
 impl From<SqliteError> for tidings_core::HandlerError {
     fn from(e: SqliteError) -> Self {
         tidings_core::HandlerError::from(tidings_core::Error::from(e))
@@ -156,5 +158,52 @@ impl From<SqliteError> for tidings_core::Error {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        let t = |e: SqliteError| e.kind() == ErrorKind::Transient;
+        assert!(t(SqliteError::Database(sqlx::Error::PoolTimedOut)));
+        assert!(t(SqliteError::Database(sqlx::Error::Io(
+            std::io::Error::other("eio")
+        ))));
+        assert!(
+            !t(SqliteError::Database(sqlx::Error::PoolClosed)),
+            "transport closed"
+        );
+        assert!(!t(SqliteError::Database(sqlx::Error::RowNotFound)));
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
+        assert!(t(SqliteError::Statement(busy)));
+        let unique = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(2067), None);
+        assert!(!t(SqliteError::Statement(unique)));
+        let group = |e| SqliteError::GroupCommit(Arc::new(e));
+        assert!(t(group(SqliteError::Database(sqlx::Error::PoolTimedOut))));
+        assert!(!t(group(SqliteError::Closed)));
+        assert!(t(SqliteError::Conflict {
+            saga: "s".into(),
+            key: "k".into(),
+            expected: None,
+            found: Some(1),
+        }));
+        assert!(!t(SqliteError::Closed));
+        assert!(!t(SqliteError::Config("x".into())));
+    }
+
+    #[test]
+    fn handler_errors_keep_the_kind_and_show_the_text_once() {
+        let h = tidings_core::HandlerError::from(SqliteError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(h.kind(), ErrorKind::Transient);
+        assert_eq!(
+            h.to_string(),
+            "transport error: sqlite: pool timed out while waiting for an open connection"
+        );
+        let h = tidings_core::HandlerError::from(SqliteError::Closed);
+        assert!(h.is_permanent());
+        assert_eq!(h.to_string(), "the bus is shut down");
     }
 }

@@ -19,7 +19,7 @@ use super::request::{parse_order, PlaceOrder, MAX_BODY_BYTES};
 use super::AppState;
 use crate::args;
 use crate::contracts::{OrderLine, OrderPlaced};
-use crate::db::{db_err, Work};
+use crate::db::Work;
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -202,24 +202,21 @@ pub async fn place_order(
                     let now = placed_at.timestamp_micros();
                     let horizon = idempotency::horizon(now, window);
                     match idempotency::seen_in(work, k, &fingerprint, horizon)
-                        .await
-                        .map_err(db_err)?
+                        .await?
                     {
                         Seen::New => {}
                         Seen::Same(id, total) => return Ok(Stored::Replayed(id, total)),
                         Seen::Different => return Ok(Stored::Conflict),
                     }
                     idempotency::remember(work, k, &id.to_string(), &fingerprint, now, horizon)
-                        .await
-                        .map_err(db_err)?;
+                        .await?;
                 }
                 work.exec(
                     "INSERT INTO api_orders (order_id, customer_id, total_cents, body, correlation_id, placed_at) \
                      VALUES (?, ?, ?, ?, ?, ?)",
                     args![id.to_string(), &order.customer_id, total, json, &corr, placed_at.timestamp_micros()],
                 )
-                .await
-                .map_err(db_err)?;
+                .await?;
                 let channel = order.channel();
                 let ship_to = order.country().to_string();
                 work.emit(&OrderPlaced {

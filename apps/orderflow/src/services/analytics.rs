@@ -4,7 +4,7 @@ use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 
 use crate::args;
 use crate::contracts::{OrderCancelled, OrderCompleted};
-use crate::db::{db_err, Db, Work};
+use crate::db::{Db, Work};
 
 /// The endpoint's queue name.
 pub const QUEUE: &str = "analytics";
@@ -38,8 +38,7 @@ async fn count(
                  ON CONFLICT (outcome) DO UPDATE SET orders = stats_outcomes.orders + 1, cents = stats_outcomes.cents + excluded.cents",
                 args![outcome, cents],
             )
-            .await
-            .map_err(db_err)?;
+            .await?;
             Ok(())
         })
     })

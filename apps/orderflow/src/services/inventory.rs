@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use crate::args;
 use crate::contracts::{ReleaseStock, ReserveStock, StockRejected, StockReleased, StockReserved};
-use crate::db::{db_err, Db, Work};
+use crate::db::{Db, Work};
 
 /// The endpoint's queue name.
 pub const QUEUE: &str = "inventory";
@@ -66,24 +66,19 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
     let order = m.order_id.to_string();
     // A ReserveStock and a ReleaseStock of one order never decide at once (PostgreSQL;
     // SQLite has one writer).
-    work.lock(&format!("inventory:{order}"))
-        .await
-        .map_err(db_err)?;
+    work.lock(&format!("inventory:{order}")).await?;
     let (already,): (i64,) = work
         .one(
             "SELECT COUNT(*) FROM inv_reservations WHERE order_id = ?",
             args![&order],
         )
-        .await
-        .map_err(db_err)?;
+        .await?;
     if already > 0 {
         return work.emit(&StockReserved {
             order_id: m.order_id,
         });
     }
-    work.exec("SAVEPOINT reserve", args![])
-        .await
-        .map_err(db_err)?;
+    work.exec("SAVEPOINT reserve", args![]).await?;
     let mut short = None;
     for line in &m.lines {
         let qty = i64::from(line.quantity);
@@ -92,8 +87,7 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
                 "UPDATE inv_stock SET available = available - ? WHERE product_id = ? AND available >= ?",
                 args![qty, &line.product_id, qty],
             )
-            .await
-            .map_err(db_err)?;
+            .await?;
         if took == 0 {
             short = Some(line.product_id.clone());
             break;
@@ -103,13 +97,10 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
              ON CONFLICT (order_id, product_id) DO UPDATE SET quantity = inv_reservations.quantity + excluded.quantity",
             args![&order, &line.product_id, qty],
         )
-        .await
-        .map_err(db_err)?;
+        .await?;
     }
     if let Some(product) = short {
-        work.exec("ROLLBACK TO reserve", args![])
-            .await
-            .map_err(db_err)?;
+        work.exec("ROLLBACK TO reserve", args![]).await?;
         tracing::info!(%product, "stock rejected");
         work.emit(&StockRejected {
             order_id: m.order_id,
@@ -120,9 +111,7 @@ async fn reserve_in(work: &mut Work<'_>, m: ReserveStock) -> Result<(), HandlerE
             order_id: m.order_id,
         })?;
     }
-    work.exec("RELEASE reserve", args![])
-        .await
-        .map_err(db_err)?;
+    work.exec("RELEASE reserve", args![]).await?;
     Ok(())
 }
 
@@ -134,30 +123,25 @@ async fn release(db: &Db, m: ReleaseStock, ctx: &ConsumeContext) -> Result<(), H
 
 async fn release_in(work: &mut Work<'_>, m: ReleaseStock) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
-    work.lock(&format!("inventory:{order}"))
-        .await
-        .map_err(db_err)?;
+    work.lock(&format!("inventory:{order}")).await?;
     let rows: Vec<(String, i64)> = work
         .all(
             "SELECT product_id, quantity FROM inv_reservations WHERE order_id = ? AND released = 0",
             args![&order],
         )
-        .await
-        .map_err(db_err)?;
+        .await?;
     for (product, qty) in rows {
         work.exec(
             "UPDATE inv_stock SET available = available + ? WHERE product_id = ?",
             args![qty, &product],
         )
-        .await
-        .map_err(db_err)?;
+        .await?;
     }
     work.exec(
         "UPDATE inv_reservations SET released = 1 WHERE order_id = ?",
         args![&order],
     )
-    .await
-    .map_err(db_err)?;
+    .await?;
     work.emit(&StockReleased {
         order_id: m.order_id,
     })

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::args;
 use crate::contracts::{Channel, OrderCancelled, OrderCompleted};
-use crate::db::{db_err, Db, Work};
+use crate::db::{Db, Work};
 
 /// The endpoint's queue name.
 pub const QUEUE: &str = "notifications";
@@ -162,8 +162,7 @@ async fn notify(
             "SELECT kind FROM notif_sent WHERE order_id = ?",
             args![&order_id],
         )
-        .await
-        .map_err(db_err)?;
+        .await?;
     if notified.is_none() {
         // Before the commit: a kill after it redelivers, and the sink drops the repeat.
         sink.deliver(&n)
@@ -176,8 +175,7 @@ async fn notify(
                  ON CONFLICT DO NOTHING",
                 args![order_id, kind, channel],
             )
-            .await
-            .map_err(db_err)?;
+            .await?;
             Ok(())
         })
     })

@@ -4,7 +4,7 @@
 //! `docs/effects.md`): a refund that finds no capture voids the intent at the gateway, so a
 //! late capture is refused there. Ordered by order id: one message per order at a time.
 
-use tidings_core::{ConsumeContext, Endpoint, HandlerError};
+use tidings_core::{ConsumeContext, Endpoint, HandlerError, ResultExt};
 use tracing::Instrument;
 
 use super::gateway::{Charge, Gateway, IntentStatus};
@@ -12,7 +12,7 @@ use crate::args;
 use crate::contracts::{
     CapturePayment, PaymentCaptured, PaymentFailed, PaymentRefunded, RefundPayment,
 };
-use crate::db::{db_err, Db, Work};
+use crate::db::{Db, Work};
 
 /// The endpoint's queue name.
 pub const QUEUE: &str = "payments";
@@ -38,13 +38,13 @@ pub fn endpoint(db: Db, gateway: Gateway) -> Endpoint {
 }
 
 async fn status(db: &Db, order: &str) -> Result<Option<(String, i64)>, HandlerError> {
-    db.read
+    Ok(db
+        .read
         .opt(
             "SELECT status, amount_cents FROM pay_payments WHERE order_id = ?",
             args![order],
         )
-        .await
-        .map_err(db_err)
+        .await?)
 }
 
 async fn set_status(
@@ -58,8 +58,7 @@ async fn set_status(
          ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
         args![order, status, amount, chrono::Utc::now().timestamp_millis()],
     )
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(())
 }
 
@@ -122,15 +121,13 @@ async fn record_capture(
          ON CONFLICT (order_id) DO NOTHING",
         args![&order, &status, amount, chrono::Utc::now().timestamp_millis()],
     )
-    .await
-    .map_err(db_err)?;
+    .await?;
     let (recorded,): (String,) = work
         .one(
             "SELECT status FROM pay_payments WHERE order_id = ?",
             args![&order],
         )
-        .await
-        .map_err(db_err)?;
+        .await?;
     match outcome_of(&recorded) {
         Ok(()) => work.emit(&PaymentCaptured {
             order_id: m.order_id,
@@ -154,7 +151,7 @@ async fn refund(
     ctx: &ConsumeContext,
 ) -> Result<(), HandlerError> {
     let order = m.order_id.to_string();
-    let after = gw.cancel(&order).await.map_err(HandlerError::transient)?;
+    let after = gw.cancel(&order).await.transient()?; // ResultExt: any Error, retried
     tracing::info!(reason = %m.reason, ?after, "refund handled");
     db.work(ctx, move |work: &mut Work<'_>| {
         Box::pin(async move {

@@ -11,7 +11,7 @@ use crate::contracts::{
     OrderCancelled, OrderCompleted, OrderPlaced, OrderPlacedV1, PaymentCaptured, ShipmentCreated,
     StockReserved,
 };
-use crate::db::{db_err, Db};
+use crate::db::Db;
 
 /// The endpoint's queue name.
 pub const QUEUE: &str = "order-view";
@@ -64,8 +64,7 @@ async fn advance(
                 sql,
                 args![order, status, rank, reason, at.timestamp_micros()],
             )
-            .await
-            .map_err(db_err)?;
+            .await?;
             Ok::<_, HandlerError>(())
         })
     })

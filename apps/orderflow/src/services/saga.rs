@@ -25,7 +25,7 @@ use tidings_core::saga::{Completion, Decide, Saga, SagaState, SagaStore, Step, S
 use tidings_core::{ConsumeContext, Endpoint, HandlerError};
 
 use crate::contracts::*;
-use crate::db::{db_err, Db};
+use crate::db::Db;
 use crate::sql::Tx;
 
 /// The endpoint's queue name.
@@ -315,8 +315,7 @@ pub async fn prepare(db: &Db) -> anyhow::Result<()> {
             let kind: Option<String> =
                 sqlx::query_scalar("SELECT type FROM sqlite_master WHERE name = 'saga_orders'")
                     .fetch_optional(&mut **conn)
-                    .await
-                    .map_err(db_err)?;
+                    .await?;
             if kind.as_deref() == Some("table") {
                 return Err(HandlerError::permanent(
                     "this data dir was written by an OrderFlow with the hand-written saga \
@@ -324,10 +323,7 @@ pub async fn prepare(db: &Db) -> anyhow::Result<()> {
                 ));
             }
             tidings_sqlite::saga::create_table(conn).await?;
-            sqlx::raw_sql(VIEW)
-                .execute(&mut **conn)
-                .await
-                .map_err(db_err)?;
+            sqlx::raw_sql(VIEW).execute(&mut **conn).await?;
             Ok::<_, HandlerError>(())
         })
     })

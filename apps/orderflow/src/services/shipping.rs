@@ -6,7 +6,7 @@ use tracing::Instrument;
 
 use crate::args;
 use crate::contracts::{CreateShipment, ShipmentCreated, ShipmentFailed};
-use crate::db::{db_err, Db, Work};
+use crate::db::{Db, Work};
 
 /// The endpoint's queue name.
 pub const QUEUE: &str = "shipping";
@@ -44,8 +44,7 @@ async fn create_in(work: &mut Work<'_>, m: CreateShipment) -> Result<(), Handler
         "INSERT INTO ship_shipments (order_id, tracking, ship_to) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         args![m.order_id.to_string(), &tracking, &m.ship_to],
     )
-    .await
-    .map_err(db_err)?;
+    .await?;
     work.emit(&ShipmentCreated {
         order_id: m.order_id,
         tracking,

@@ -1,5 +1,12 @@
 //! The innermost step: [`Dispatcher`] maps each accepted contract (name + version, upcasts
 //! included) to a decoder and a typed handler, and calls the handler with the decoded message.
+//!
+//! Terms: this is the *incoming* side — a contract's [`HandlerTable`] entry says which
+//! handler gets it. A *route* in Tidings is only the outgoing mapping of a command to the
+//! queue that receives it ([`BusBuilder::route`](crate::BusBuilder::route),
+//! [`Producer::route`](crate::Producer::route)); [`Producer::dispatch`](crate::Producer::dispatch)
+//! sends or publishes an outgoing message, while the [`Dispatcher`] here hands an incoming
+//! one to its handler.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -22,7 +29,7 @@ type HandleFn = Arc<
 
 /// How one contract version is decoded (into the handler's type) and handled.
 #[derive(Clone)]
-pub(crate) struct Route {
+pub(crate) struct HandlerEntry {
     decode: DecodeFn,
     handle: HandleFn,
     /// The Rust type the contract decodes into (before upcast).
@@ -34,7 +41,7 @@ pub(crate) struct Route {
 #[derive(Clone)]
 pub struct Decoded {
     slot: Arc<Mutex<Option<AnyBox>>>,
-    route: Route,
+    entry: HandlerEntry,
 }
 
 impl Decoded {
@@ -48,19 +55,19 @@ impl Decoded {
 /// Routes decoded messages to typed handlers.
 #[derive(Clone, Default)]
 pub struct Dispatcher {
-    routes: Arc<HashMap<ContractId, Route>>,
+    entries: Arc<HashMap<ContractId, HandlerEntry>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.routes.keys()).finish()
+        f.debug_list().entries(self.entries.keys()).finish()
     }
 }
 
-/// Collects routes while an endpoint is being built.
+/// Collects the handler entries while an endpoint is being built.
 #[derive(Default, Clone)]
-pub(crate) struct RouteTable {
-    pub(crate) routes: HashMap<ContractId, Route>,
+pub(crate) struct HandlerTable {
+    pub(crate) entries: HashMap<ContractId, HandlerEntry>,
     /// Handler types (message type names) in registration order, for errors.
     pub(crate) handled: HashMap<TypeId, &'static str>,
 }
@@ -82,7 +89,7 @@ fn decoder<W: Message, M: Message + From<W>>() -> DecodeFn {
     })
 }
 
-impl RouteTable {
+impl HandlerTable {
     /// Registers `handler` for `M` (its own name and version).
     pub(crate) fn handle<M: Message, H: Handler<M>>(&mut self, handler: H) -> Result<(), String> {
         let handler = Arc::new(handler);
@@ -129,7 +136,7 @@ impl RouteTable {
     /// Accepts `Old` on the wire and hands it to `New`'s handler through `From`.
     pub(crate) fn upcast<Old: Message, New: Message + From<Old>>(&mut self) -> Result<(), String> {
         let id = ContractId::of::<New>();
-        let Some(target) = self.routes.get(&id) else {
+        let Some(target) = self.entries.get(&id) else {
             return Err(format!(
                 "upcast {} -> {}: register the handler for {} first",
                 ContractId::of::<Old>(),
@@ -153,12 +160,12 @@ impl RouteTable {
         handle: HandleFn,
         wire_type: TypeId,
     ) -> Result<(), String> {
-        if self.routes.contains_key(&id) {
+        if self.entries.contains_key(&id) {
             return Err(format!("{id} is registered twice on one endpoint"));
         }
-        self.routes.insert(
+        self.entries.insert(
             id,
-            Route {
+            HandlerEntry {
                 decode,
                 handle,
                 wire_type,
@@ -169,7 +176,7 @@ impl RouteTable {
 
     pub(crate) fn into_dispatcher(self) -> Dispatcher {
         Dispatcher {
-            routes: Arc::new(self.routes),
+            entries: Arc::new(self.entries),
         }
     }
 }
@@ -180,16 +187,16 @@ impl Dispatcher {
         // A scan, not a hash lookup: an endpoint has a handful of contracts, and building
         // a `ContractId` key would allocate a copy of the type name per message.
         let found = self
-            .routes
+            .entries
             .iter()
             .find(|(k, _)| k.version == env.version && k.name == env.message_type);
-        let Some((id, route)) = found else {
+        let Some((id, entry)) = found else {
             let id = ContractId {
                 name: env.message_type.clone(),
                 version: env.version,
             };
             let known: Vec<String> = self
-                .routes
+                .entries
                 .keys()
                 .filter(|k| k.name == id.name)
                 .map(|k| k.to_string())
@@ -208,7 +215,7 @@ impl Dispatcher {
                 text,
             ));
         };
-        let value = (route.decode)(&env.body).map_err(|e| {
+        let value = (entry.decode)(&env.body).map_err(|e| {
             HandlerError::with_reason(
                 FaultReason::Undeserializable,
                 ErrorKind::Permanent,
@@ -217,13 +224,13 @@ impl Dispatcher {
         })?;
         Ok(Decoded {
             slot: Arc::new(Mutex::new(Some(value))),
-            route: route.clone(),
+            entry: entry.clone(),
         })
     }
 
     /// Contracts this dispatcher accepts.
     pub fn contracts(&self) -> impl Iterator<Item = &ContractId> {
-        self.routes.keys()
+        self.entries.keys()
     }
 }
 
@@ -248,9 +255,9 @@ impl tower::Service<Consume> for Dispatcher {
                     .unwrap_or_else(|e| e.into_inner())
                     .take();
                 match taken {
-                    Some(v) => Ok((v, decoded.route)),
-                    None => (decoded.route.decode)(&req.ctx.envelope().body)
-                        .map(|v| (v, decoded.route))
+                    Some(v) => Ok((v, decoded.entry)),
+                    None => (decoded.entry.decode)(&req.ctx.envelope().body)
+                        .map(|v| (v, decoded.entry))
                         .map_err(|e| {
                             HandlerError::with_reason(
                                 FaultReason::Undeserializable,
@@ -267,12 +274,12 @@ impl tower::Service<Consume> for Dispatcher {
                     .unwrap_or_else(|e| e.into_inner())
                     .take();
                 taken
-                    .map(|v| (v, decoded.route))
+                    .map(|v| (v, decoded.entry))
                     .ok_or_else(|| HandlerError::transient("decoded value missing"))
             }),
         };
         match value {
-            Ok((v, route)) => Either::Left((route.handle)(v, req.ctx)),
+            Ok((v, entry)) => Either::Left((entry.handle)(v, req.ctx)),
             Err(e) => Either::Right(futures::future::ready(Err(e))),
         }
     }

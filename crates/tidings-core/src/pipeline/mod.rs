@@ -1,10 +1,13 @@
 //! The consumer pipeline: tower [`Layer`](tower::Layer)s around the handler dispatcher,
-//! outermost first — tracing → metrics → deserialize → inbox → circuit breaker → retry →
-//! timeout → catch panic → handler. One folder per middleware (`mod.rs` = the Service,
-//! `layer.rs` = the Layer), as in tower.
+//! outermost first — trace → metrics → deserialize → inbox → circuit breaker → retry →
+//! handle span → timeout → catch panic → user layers → dispatcher (the handler), as
+//! `Endpoint::build_pipeline` assembles it (inbox, breaker, retry and timeout only when
+//! configured). One folder per middleware (`mod.rs` = the Service, `layer.rs` = the
+//! Layer), as in tower.
 //!
 //! Every step is a `Service<Consume, Response = (), Error = HandlerError>`; users insert
-//! their own layers with `EndpointBuilder::layer`.
+//! their own layers with [`Endpoint::layer`](crate::Endpoint::layer) (innermost: around
+//! the handler, once per attempt).
 
 pub mod breaker;
 pub mod catch_panic;

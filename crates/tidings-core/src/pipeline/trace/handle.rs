@@ -1,6 +1,7 @@
-//! [`HandleSpan`]: a `tidings.handle` span around each handler attempt, carrying the
-//! fields every log line of a handler should have (message id, type, correlation id,
-//! attempt, endpoint) and the attempt's outcome.
+//! [`HandleSpan`]: a `tidings.handle` span (internal) around each handler attempt,
+//! carrying the fields every log line of a handler should have (`messaging.message.id`,
+//! `message_type`, `messaging.message.conversation_id`, `attempt`, `endpoint`) and the
+//! attempt's outcome.
 
 use std::task::{Context, Poll};
 
@@ -49,13 +50,14 @@ where
             telemetry::spans::HANDLE,
             endpoint = %req.ctx.endpoint(),
             message_type = %env.message_type,
-            message_id = %env.id,
-            correlation_id = env.correlation_id.as_deref().unwrap_or(""),
+            messaging.message.id = %env.id,
+            messaging.message.conversation_id = env.correlation_id.as_deref(),
             attempt = req.ctx.attempt(),
             delivery = req.ctx.delivery_count(),
             trace_id = telemetry::current()
                 .map(|c| tracing::field::display(telemetry::TraceIdHex(c.trace_id))),
             error = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
         // Inside the span: a handler closure's synchronous part runs when it is called.
@@ -70,6 +72,6 @@ pub(super) fn record_failure(span: &tracing::Span, error: &HandlerError) {
     if error.deferral().is_some() {
         span.record("error", tracing::field::display(error));
     } else {
-        telemetry::record_error(span, error);
+        telemetry::record_error(span, error, error.reason().as_str());
     }
 }

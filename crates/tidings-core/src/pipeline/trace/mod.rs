@@ -1,6 +1,7 @@
-//! Tracing steps: [`Trace`] opens a `tidings.receive` span per delivery that continues the
-//! message's W3C `traceparent` (recorded as span fields) and makes it current, so messages
-//! the handler sends carry the same trace id. With feature `otel` the span's OpenTelemetry
+//! Tracing steps: [`Trace`] opens a `tidings.receive` span per delivery (exported as
+//! `process {queue}`, kind consumer, `messaging.operation.type` `process`: see
+//! [`crate::telemetry`]) that continues the message's W3C `traceparent` (recorded as span
+//! fields) and makes it current, so messages the handler sends carry the same trace id. With feature `otel` the span's OpenTelemetry
 //! parent is the `traceparent` (see `crate::otel`). [`HandleSpan`] opens a `tidings.handle`
 //! span per handler attempt (inside the retry step).
 
@@ -20,7 +21,7 @@ use tracing::Instrument;
 use super::Consume;
 use crate::envelope::headers;
 use crate::handler::HandlerError;
-use crate::telemetry::{self, TraceContext};
+use crate::telemetry::{self, attributes, OperationName, TraceContext};
 
 /// Runs the inner steps in a span.
 #[derive(Clone, Debug)]
@@ -53,20 +54,24 @@ where
             .header(headers::TRACEPARENT)
             .and_then(TraceContext::parse);
         let ctx = parent.map_or_else(TraceContext::new_root, |p| p.child());
+        let endpoint = req.ctx.endpoint();
         let span = tracing::info_span!(
             telemetry::spans::RECEIVE,
+            otel.name = %OperationName(attributes::PROCESS, endpoint),
             otel.kind = "consumer",
             messaging.system = req.ctx.producer().transport().name(),
-            messaging.operation = "receive",
-            messaging.destination.name = %req.ctx.endpoint(),
-            endpoint = %req.ctx.endpoint(),
+            messaging.operation.type = attributes::PROCESS,
+            messaging.operation.name = attributes::PROCESS,
+            messaging.destination.name = endpoint,
+            endpoint,
             message_type = %env.message_type,
-            message_id = %env.id,
-            correlation_id = env.correlation_id.as_deref().unwrap_or(""),
+            messaging.message.id = %env.id,
+            messaging.message.conversation_id = env.correlation_id.as_deref(),
             trace_id = tracing::field::Empty,
             parent_span_id = parent.map(|p| tracing::field::display(telemetry::SpanIdHex(p.span_id))),
             delivery = req.ctx.delivery_count(),
             error = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
         // With an OpenTelemetry layer, the exported span continues `parent` and its own ids
